@@ -1,0 +1,3 @@
+module vigil/benchmarks/go-bench
+
+go 1.19

@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# Vigil benchmark driver.  Usage (from the repo root or anywhere):
+#
+#   bash Benchmarks/run.sh                # full run (3 interleaved rounds, 5 s each)
+#   QUICK=1 bash Benchmarks/run.sh        # smoke run (1 round, 2 s)
+#
+# What it does:
+#   1. installs what is missing (Debian: wrk golang-go libuv1-dev pkg-config)
+#   2. builds the floor (C/libuv), the Go server, the cancel-latency and
+#      idle-connection tools, the SwiftNIO/Hummingbird package (release), and
+#      Vigil's vigil-demo (release, from the repo root)
+#   3. throughput: for r in 1..ROUNDS, for each server: start it, wait until it
+#      answers, wrk keep-alive, wrk 16-deep pipelined, stop it
+#   4. cancel latency (client FIN and RST, CANCEL_ROUNDS rounds) for the
+#      servers that have the /wait + /cancels routes
+#   5. idle keep-alive connection RSS (IDLE_CONNS connections) for each server
+#   6. prints one Markdown table (medians, ratios to floor and to nio) and
+#      writes it to Benchmarks/results/latest.md; raw tool output goes to
+#      Benchmarks/results/latest.raw
+#
+# Knobs (environment):
+#   ROUNDS=3  DURATION=5s  QUICK=1 (=> ROUNDS=1 DURATION=2s unless set)
+#   CONNECTIONS=64  THREADS=1        wrk -t THREADS -c CONNECTIONS
+#   CANCEL_ROUNDS=200  IDLE_CONNS=10000
+#   SERVERS="floor go ..."           only these servers (names from the table)
+#   SKIP_BUILD=1                     use what is already built
+#   SKIP_VIGIL_BUILD=1               do not build the main package
+#   BASE_PORT=18300                  server i listens on BASE_PORT+i
+#   SKIP_CANCEL=1  SKIP_IDLE=1       skip those phases
+#
+# All traffic goes to 127.0.0.1. Every server started is killed on exit.
+
+set -u -o pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+BIN="$HERE/.build/bin"
+SWIFT_BIN="$HERE/swift/.build/release"
+RESULTS="$HERE/results"
+LOGDIR="$HERE/.build/logs"
+HOST=127.0.0.1
+
+if [ "${QUICK:-0}" = "1" ]; then
+    ROUNDS="${ROUNDS:-1}"
+    DURATION="${DURATION:-2s}"
+fi
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-5s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-1}"
+CANCEL_ROUNDS="${CANCEL_ROUNDS:-200}"
+IDLE_CONNS="${IDLE_CONNS:-10000}"
+BASE_PORT="${BASE_PORT:-18300}"
+
+# ---------------------------------------------------------------------------
+# The servers: ONE table.  name | has /wait+/cancels (y/n) | command line.
+# {PORT} is replaced by the server's port. A server whose executable (first
+# word) is missing is skipped with a message. Add a line to add a server.
+# ---------------------------------------------------------------------------
+SERVER_TABLE="
+floor       | n | $BIN/floor --host $HOST --port {PORT}
+go          | y | $BIN/go-bench --host $HOST --port {PORT}
+nio         | n | $SWIFT_BIN/nio-bench --host $HOST --port {PORT}
+hummingbird | n | $SWIFT_BIN/hb-bench --host $HOST --port {PORT}
+vigil-swift | y | $ROOT/.build/release/vigil-demo --host $HOST --port {PORT}
+vigil-c     | n | $ROOT/.build-c/vigil-c-bench --host $HOST --port {PORT}
+"
+
+log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- cleanup: kill every server we started ---------------------------------
+STARTED_PIDS=()
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null
+        fi
+    done
+    sleep 0.2
+    for pid in "${STARTED_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    done
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# Raise the file-descriptor limit for us and the servers we start (10k idle
+# connections need 10k fds on each side).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+mkdir -p "$BIN" "$RESULTS" "$LOGDIR"
+
+# --- 1. prerequisites ---------------------------------------------------------
+install_missing() {
+    local missing=()
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v go >/dev/null 2>&1 || missing+=(golang-go)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    if ! { [ -f /usr/include/uv.h ] || pkg-config --exists libuv 2>/dev/null; }; then missing+=(libuv1-dev); fi
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing: ${missing[*]}"
+        local SUDO=""
+        [ "$(id -u)" = 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null ||
+            { log "apt-get install failed"; exit 1; }
+    fi
+}
+
+# --- 2. builds ------------------------------------------------------------------
+build_all() {
+    local uvflags
+    uvflags="$(pkg-config --cflags --libs libuv 2>/dev/null || echo -luv)"
+    log "building floor, cancel_latency, idle_conns (cc -O2)"
+    cc -O2 -o "$BIN/floor" "$HERE/floor/floor.c" $uvflags || { log "floor build failed"; exit 1; }
+    cc -O2 -o "$BIN/cancel_latency" "$HERE/cancel/cancel_latency.c" || { log "cancel_latency build failed"; exit 1; }
+    cc -O2 -o "$BIN/idle_conns" "$HERE/mem/idle_conns.c" || { log "idle_conns build failed"; exit 1; }
+
+    log "building go-bench (go $(go env GOVERSION 2>/dev/null))"
+    (cd "$HERE/go" && GOPROXY=off GOFLAGS=-mod=mod go build -o "$BIN/go-bench" .) ||
+        log "go-bench build failed: the go server will be skipped"
+
+    log "building Benchmarks/swift (nio-bench, hb-bench), release; first build takes minutes"
+    swift build -c release --package-path "$HERE/swift" >"$LOGDIR/swift-bench-build.log" 2>&1 ||
+        log "Benchmarks/swift build failed (see $LOGDIR/swift-bench-build.log): nio and hummingbird will be skipped"
+
+    if [ "${SKIP_VIGIL_BUILD:-0}" != "1" ]; then
+        if [ -f "$ROOT/Package.swift" ]; then
+            log "building vigil-demo (swift build -c release --product vigil-demo)"
+            swift build -c release --package-path "$ROOT" --product vigil-demo >"$LOGDIR/vigil-build.log" 2>&1 ||
+                log "vigil-demo build failed (see $LOGDIR/vigil-build.log): vigil-swift will be skipped"
+        else
+            log "no $ROOT/Package.swift: vigil-swift will be skipped"
+        fi
+    fi
+}
+
+# --- helpers ----------------------------------------------------------------
+# Names, flags and commands from the table, in table order.
+NAMES=()
+declare -A CANCEL_OK CMD PORT
+parse_table() {
+    local i=0 name cancel cmd
+    while IFS='|' read -r name cancel cmd; do
+        name="$(echo "$name" | xargs)"
+        [ -z "$name" ] && continue
+        cancel="$(echo "$cancel" | xargs)"
+        cmd="$(echo "$cmd" | sed -e 's/^ *//' -e 's/ *$//')"
+        PORT[$name]=$((BASE_PORT + i))
+        i=$((i + 1))
+        if [ -n "${SERVERS:-}" ] && ! [[ " $SERVERS " == *" $name "* ]]; then continue; fi
+        NAMES+=("$name")
+        CANCEL_OK[$name]="$cancel"
+        CMD[$name]="${cmd//\{PORT\}/${PORT[$name]}}"
+    done <<<"$SERVER_TABLE"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# 0 if GET / on the port answers with a status line.
+http_answers() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1 || exit 1
+        printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+        head -c 12 <&3" 2>/dev/null | grep -q '^HTTP/1\.[01] '
+}
+
+SERVER_PID=""
+# start_server NAME: starts it, waits until it answers (<= 20 s). 0 on success.
+start_server() {
+    local name="$1" port="${PORT[$1]}" i
+    local -a argv
+    read -r -a argv <<<"${CMD[$name]}"
+    if port_in_use "$port"; then
+        log "port $port is already in use by something else: not starting $name"
+        return 1
+    fi
+    "${argv[@]}" >>"$LOGDIR/$name.log" 2>&1 &
+    SERVER_PID=$!
+    STARTED_PIDS+=("$SERVER_PID")
+    for i in $(seq 1 200); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "$name exited during startup (see $LOGDIR/$name.log)"
+            return 1
+        fi
+        if http_answers "$port"; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not answer on port $port within 20 s"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    local pid="$SERVER_PID" i
+    [ -z "$pid" ] && return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    SERVER_PID=""
+}
+
+available() { [ -x "$(first_word "${CMD[$1]}")" ]; }
+first_word() { set -- $1; echo "$1"; }
+
+duration_seconds() { # 5s, 2s, 1m -> seconds
+    local d="$1"
+    case "$d" in
+    *ms) echo 1 ;;
+    *s) echo "${d%s}" ;;
+    *m) echo $((${d%m} * 60)) ;;
+    *h) echo $((${d%h} * 3600)) ;;
+    *) echo "$d" ;;
+    esac
+}
+
+# run_wrk NAME SCENARIO [wrk args...]: prints req/s (or "err")
+run_wrk() {
+    local name="$1" scen="$2"
+    shift 2
+    local port="${PORT[$name]}" out rps secs
+    secs="$(duration_seconds "$DURATION")"
+    out="$(timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" "http://$HOST:$port/" 2>&1)"
+    {
+        echo "=== $name $scen round $ROUND: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $*"
+        echo "$out"
+    } >>"$RAW"
+    rps="$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')"
+    if echo "$out" | grep -q 'Non-2xx or 3xx responses'; then
+        echo "$name $scen round $ROUND: wrk saw non-2xx responses" >>"$WARNFILE"
+    fi
+    if echo "$out" | grep -q 'Socket errors'; then
+        echo "$name $scen round $ROUND: $(echo "$out" | grep 'Socket errors' | xargs)" >>"$WARNFILE"
+    fi
+    echo "${rps:-err}"
+}
+
+median() {
+    printf '%s\n' "$@" | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -g |
+        awk '{a[NR]=$1} END { if (NR==0) {print "NA"; exit}
+                              if (NR%2) printf "%.0f\n", a[(NR+1)/2];
+                              else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'
+}
+
+fmt_rps() { # 135210 -> 135.2k, 1490000 -> 1.49M
+    awk -v v="$1" 'BEGIN { if (v !~ /^[0-9.]+$/) {print v; exit}
+        if (v >= 1e6) printf "%.2fM", v/1e6; else if (v >= 1e3) printf "%.1fk", v/1e3; else printf "%.0f", v }'
+}
+
+ratio() { # ratio A B -> "0.52" or "—"
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b == 0) {print "—"; exit}
+        printf "%.2f", a/b }'
+}
+
+# --- main ---------------------------------------------------------------------
+START_TS=$(date +%s)
+RAW="$RESULTS/latest.raw"
+: >"$RAW"
+WARNINGS=()
+WARNFILE="$LOGDIR/warnings.txt"
+: >"$WARNFILE"
+declare -A KA PL CANCEL_FIN CANCEL_RST IDLE SKIPPED
+
+install_missing
+if [ "${SKIP_BUILD:-0}" != "1" ]; then build_all; fi
+parse_table
+
+for name in "${NAMES[@]}"; do
+    if ! available "$name"; then
+        SKIPPED[$name]="binary missing: $(first_word "${CMD[$name]}")"
+        log "skipping $name: ${SKIPPED[$name]}"
+    fi
+done
+if ! command -v wrk >/dev/null; then log "wrk not found"; exit 1; fi
+
+# 3. throughput, interleaved rounds
+for ROUND in $(seq 1 "$ROUNDS"); do
+    for name in "${NAMES[@]}"; do
+        [ -n "${SKIPPED[$name]:-}" ] && continue
+        log "round $ROUND/$ROUNDS: $name (port ${PORT[$name]})"
+        if ! start_server "$name"; then
+            SKIPPED[$name]="failed to start (see Benchmarks/.build/logs/$name.log)"
+            continue
+        fi
+        ka="$(run_wrk "$name" keep-alive)"
+        pl="$(run_wrk "$name" pipelined -s "$HERE/wrk/pipeline.lua")"
+        stop_server
+        log "  $name: keep-alive $ka req/s, pipelined $pl req/s"
+        KA[$name]="${KA[$name]:-} $ka"
+        PL[$name]="${PL[$name]:-} $pl"
+    done
+done
+
+# 4. cancel latency
+if [ "${SKIP_CANCEL:-0}" != "1" ]; then
+    for name in "${NAMES[@]}"; do
+        [ -n "${SKIPPED[$name]:-}" ] && continue
+        [ "${CANCEL_OK[$name]}" = "y" ] || continue
+        log "cancel latency: $name ($CANCEL_ROUNDS rounds, FIN then RST)"
+        start_server "$name" || continue
+        for mode in fin rst; do
+            out="$(timeout 300 "$BIN/cancel_latency" --host "$HOST" --port "${PORT[$name]}" \
+                --rounds "$CANCEL_ROUNDS" --mode "$mode" 2>&1)"
+            { echo "=== $name cancel $mode"; echo "$out"; } >>"$RAW"
+            line="$(echo "$out" | grep '^RESULT' | tail -1)"
+            p50="$(echo "$line" | sed -n 's/.*p50_us=\([^ ]*\).*/\1/p')"
+            p99="$(echo "$line" | sed -n 's/.*p99_us=\([^ ]*\).*/\1/p')"
+            obs="$(echo "$line" | sed -n 's/.*observed=\([^ ]*\).*/\1/p')"
+            rounds_done="$(echo "$line" | sed -n 's/.*rounds=\([^ ]*\).*/\1/p')"
+            if [ -z "$line" ]; then
+                val="error"
+            elif [ "${p50:-NA}" = "NA" ]; then
+                val="never (0 of ${rounds_done:-?})"
+            else
+                val="$(awk -v a="$p50" -v b="$p99" 'BEGIN{printf "%.0f / %.0f µs", a, b}')"
+                [ "$obs" != "$rounds_done" ] && val="$val ($obs of $rounds_done)"
+            fi
+            echo "$out" | grep -q '^warning' && WARNINGS+=("$name cancel $mode: $(echo "$out" | grep '^warning' | head -1)")
+            log "  $name $mode: $val"
+            if [ "$mode" = fin ]; then CANCEL_FIN[$name]="$val"; else CANCEL_RST[$name]="$val"; fi
+        done
+        stop_server
+    done
+fi
+
+# 5. idle connection RSS
+if [ "${SKIP_IDLE:-0}" != "1" ]; then
+    for name in "${NAMES[@]}"; do
+        [ -n "${SKIPPED[$name]:-}" ] && continue
+        log "idle RSS: $name ($IDLE_CONNS connections)"
+        start_server "$name" || continue
+        out="$(timeout 300 "$BIN/idle_conns" --host "$HOST" --port "${PORT[$name]}" --pid "$SERVER_PID" \
+            --conns "$IDLE_CONNS" 2>&1)"
+        { echo "=== $name idle"; echo "$out"; } >>"$RAW"
+        line="$(echo "$out" | grep '^RESULT' | tail -1)"
+        bpc="$(echo "$line" | sed -n 's/.*bytes_per_conn=\([^ ]*\).*/\1/p')"
+        conns="$(echo "$line" | sed -n 's/.*conns=\([^ ]*\).*/\1/p')"
+        okc="$(echo "$line" | sed -n 's/.* ok=\([^ ]*\).*/\1/p')"
+        if [[ "$bpc" =~ ^-?[0-9]+$ ]]; then
+            IDLE[$name]="$(awk -v b="$bpc" 'BEGIN{printf "%.1f KiB", b/1024}')"
+            [ "$conns" != "$IDLE_CONNS" ] || [ "$okc" != "$conns" ] && IDLE[$name]="${IDLE[$name]} ($okc of $IDLE_CONNS ok)"
+        else
+            IDLE[$name]="error"
+        fi
+        log "  $name: ${IDLE[$name]}"
+        stop_server
+    done
+fi
+
+# 6. report
+while IFS= read -r w; do [ -n "$w" ] && WARNINGS+=("$w"); done <"$WARNFILE"
+floor_ka="$(median ${KA[floor]:-})"
+floor_pl="$(median ${PL[floor]:-})"
+nio_ka="$(median ${KA[nio]:-})"
+nio_pl="$(median ${PL[nio]:-})"
+ELAPSED=$(($(date +%s) - START_TS))
+REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+
+{
+    echo "## Vigil benchmarks — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+    echo "$(nproc) cores, $(uname -r), repo $REV. wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median shown;" \
+        "pipelined = 16 requests per write. Cancel latency: $CANCEL_ROUNDS rounds, client close → handler sees it, p50 / p99." \
+        "Idle RSS: $IDLE_CONNS keep-alive connections, server VmRSS growth per connection. Run took ${ELAPSED}s."
+    echo
+    echo "| server | keep-alive req/s | ×floor | ×nio | pipelined req/s | ×floor | ×nio | idle conn RSS | FIN → handler | RST → handler |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for name in "${NAMES[@]}"; do
+        if [ -n "${SKIPPED[$name]:-}" ] && [ -z "${KA[$name]:-}" ]; then
+            echo "| $name | skipped: ${SKIPPED[$name]} | | | | | | | | |"
+            continue
+        fi
+        ka="$(median ${KA[$name]:-})"
+        pl="$(median ${PL[$name]:-})"
+        cf="${CANCEL_FIN[$name]:-—}"
+        cr="${CANCEL_RST[$name]:-—}"
+        echo "| $name | $(fmt_rps "$ka") | $(ratio "$ka" "$floor_ka") | $(ratio "$ka" "$nio_ka")" \
+            "| $(fmt_rps "$pl") | $(ratio "$pl" "$floor_pl") | $(ratio "$pl" "$nio_pl")" \
+            "| ${IDLE[$name]:-—} | $cf | $cr |"
+    done
+    echo
+    echo "Per-round req/s (keep-alive; pipelined):"
+    echo
+    for name in "${NAMES[@]}"; do
+        [ -z "${KA[$name]:-}" ] && continue
+        echo "- $name: keep-alive$(printf ' %.0f' ${KA[$name]} 2>/dev/null); pipelined$(printf ' %.0f' ${PL[$name]} 2>/dev/null)"
+    done
+    if [ "${#WARNINGS[@]}" -gt 0 ]; then
+        echo
+        echo "Warnings:"
+        echo
+        for w in "${WARNINGS[@]}"; do echo "- $w"; done
+    fi
+} >"$RESULTS/latest.md"
+
+cat "$RESULTS/latest.md"
+log "written $RESULTS/latest.md (raw tool output: $RAW), ${ELAPSED}s"

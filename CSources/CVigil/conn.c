@@ -1,0 +1,527 @@
+/* conn.c - a connection and its state machine, in one place.
+ *
+ * The read is always armed (golang/go#15224: "make http1 Server always in a
+ * Read"), from accept to close: while a head arrives, while the body is
+ * read, while the handler runs, while the response is written, while idle.
+ * That is how a FIN, an RST or a read error is seen the moment it happens,
+ * and turned into the end of the request in flight. Bytes that arrive ahead
+ * (the next pipelined request) are kept in conn->in for the next parse; they
+ * are not a disconnect (golang/go#20617, #23921). The one pause is
+ * backpressure: past read_buffer_limit unconsumed bytes we stop reading and
+ * probe the socket's TCP state on the watch timer instead, so a disconnect
+ * is still noticed within a tick.
+ *
+ * Phases (vigil_phase_t) and what moves between them:
+ *
+ *   HEAD --head parsed, body--> BODY_WAIT --body_start--> BODY <--> BODY_PAUSED
+ *     |                                                    | message complete
+ *     +--head parsed, no body---------------------------> RESPONDING
+ *   RESPONDING --response ended and handler finished--> HEAD (next request)
+ *   BODY_* --handler finished, body unread, small--> DRAIN --complete--> RESPONDING
+ *   any --close_after / FIN / bad input--> CLOSING --flushed--> shutdown,
+ *         linger, close
+ *   any --RST, read or write error, cancel--> closed at once (conn_abort)
+ */
+#include "vigil_internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LINGER_MS 500
+#define LINGER_STOPPING_MS 50
+#define READ_CHUNK 4096
+
+void vigil__conn_output_drained(vigil_conn_t *c);
+bool vigil__loop_stopping(vigil_loop_t *loop);
+
+void vigil__conn_set_state(vigil_conn_t *c, int state) {
+  if (c->state == state) return;
+  c->state = state;
+}
+
+/* ------------------------------------------------------------------ */
+/* closing */
+
+static void on_close(uv_handle_t *h) {
+  vigil_conn_t *c = h->data;
+  vigil_loop_t *loop = c->loop;
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
+  vigil__buf_free(&c->in);
+  vigil__buf_free(&c->out);
+  vigil__buf_free(&c->wbuf);
+  vigil__list_remove(&c->link);
+  atomic_fetch_sub_explicit(&loop->open, 1, memory_order_relaxed);
+  free(c);
+  vigil__loop_conn_closed(loop);
+}
+
+static void detach_request(vigil_conn_t *c) {
+  vigil_request_t *req = c->req;
+  if (req == NULL) return;
+  c->req = NULL;
+  req->conn = NULL;
+  vigil__request_unref(req); /* the connection's reference */
+}
+
+static void close_now(vigil_conn_t *c) {
+  if (c->closing) return;
+  c->closing = true;
+  vigil__loop_unwatch(c);
+  if (vigil__list_linked(&c->dirty_link)) vigil__list_remove(&c->dirty_link);
+  if (c->parsing) {
+    vigil__request_unref(c->parsing);
+    c->parsing = NULL;
+  }
+  vigil__conn_set_state(c, CONN_CLOSED);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
+  if (c->closing) return;
+  vigil_request_t *req = c->req;
+  if (reason == VIGIL_REASON_CLIENT_CLOSED && c->out.len > 0 && !c->writing) {
+    /* A FIN only closes the client's sending side: what we already have
+     * for it may still reach it. Best effort, never blocking. */
+    uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  /* Mark closing first: the callbacks below may call back into the API,
+   * and must find this connection gone. */
+  close_now(c);
+  if (req != NULL) {
+    c->req = NULL;
+    req->conn = NULL;
+    vigil__request_end(req, reason);
+    vigil__request_unref(req);
+  }
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
+}
+
+static void begin_closing(vigil_conn_t *c) {
+  if (c->phase == PHASE_CLOSING) return;
+  c->phase = PHASE_CLOSING;
+  vigil__conn_mark_dirty(c); /* the flush ends in output_drained */
+}
+
+void vigil__conn_close_after_flush(vigil_conn_t *c) { begin_closing(c); }
+
+static void on_shutdown(uv_shutdown_t *sr, int status) {
+  vigil_conn_t *c = sr->data;
+  if (c->closing) return;
+  if (status < 0 || c->read_eof) {
+    close_now(c);
+    return;
+  }
+  /* Linger: read and discard until the client closes or the deadline, so
+   * that unread request bytes do not turn our close into an RST that
+   * destroys the response we just sent (Go's closeWriteAndWait). */
+  c->linger_deadline = uv_now(&c->loop->uv) +
+                       (vigil__loop_stopping(c->loop) ? LINGER_STOPPING_MS : LINGER_MS);
+  vigil__loop_watch(c->loop, c);
+}
+
+void vigil__conn_output_drained(vigil_conn_t *c) {
+  if (c->phase != PHASE_CLOSING || c->shutdown_sent || c->closing) return;
+  c->shutdown_sent = true;
+  c->sreq.data = c;
+  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+    close_now(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* reading */
+
+static void update_reading(vigil_conn_t *c);
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  vigil_conn_t *c = h->data;
+  vigil_loop_t *loop = c->loop;
+  size_t limit = loop->server->config.read_buffer_limit;
+  (void)suggested;
+  if (c->phase == PHASE_CLOSING || c->in.len == 0) {
+    /* Nothing pending: read into the loop's shared slab, so an idle
+     * connection owns no read buffer at all. */
+    *buf = uv_buf_init(loop->slab, sizeof loop->slab);
+    return;
+  }
+  size_t room = c->in.len < limit ? limit - c->in.len : 0;
+  if (room > READ_CHUNK * 16) room = READ_CHUNK * 16;
+  if (room == 0 || vigil__buf_reserve(&c->in, room) != 0) {
+    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init(c->in.base + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+/* After EOF libuv says only "EOF"; an RST that arrived behind data can look
+ * the same. Ask the socket. */
+static bool socket_reset(vigil_conn_t *c, bool *fin) {
+  int fd;
+  *fin = false;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return false;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+    return true;
+  struct tcp_info ti;
+  len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
+    if (ti.tcpi_state == TCP_CLOSE) return true;
+    if (ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_LAST_ACK)
+      *fin = true;
+  }
+  return false;
+}
+
+static void on_fin(vigil_conn_t *c) {
+  c->read_eof = true;
+  c->reading = false;
+  if (c->loop->server->config.half_close == VIGIL_HALF_CLOSE_CANCEL) {
+    if (c->req != NULL) {
+      /* Like Go: the client went away; cancel what it asked for. */
+      vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+    } else {
+      /* Nothing in flight: send what is already answered, then close.
+       * Requests buffered behind the FIN are not started. */
+      begin_closing(c);
+      vigil__conn_mark_dirty(c);
+    }
+    return;
+  }
+  /* Half-close "finish": keep going on what is buffered; the phases that
+   * need more bytes than will ever come close the connection. */
+  vigil__conn_process(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  vigil_conn_t *c = s->data;
+  vigil_loop_t *loop = c->loop;
+  if (nread == 0 || c->closing) return;
+  if (nread < 0) {
+    if (c->phase == PHASE_CLOSING) {
+      /* Lingering and the client is done too: close. Not lingering yet:
+       * the output still has to go; on_shutdown closes. */
+      c->read_eof = true;
+      c->reading = false;
+      if (c->shutdown_sent) close_now(c);
+      return;
+    }
+    if (nread == UV_EOF) {
+      bool fin;
+      if (socket_reset(c, &fin)) vigil__conn_abort(c, VIGIL_REASON_RESET);
+      else on_fin(c);
+    } else if (nread == UV_ENOBUFS) {
+      update_reading(c);
+    } else {
+      vigil__conn_abort(c, nread == UV_ECONNRESET ? VIGIL_REASON_RESET
+                                                  : VIGIL_REASON_READ_FAILED);
+    }
+    return;
+  }
+  if (c->phase == PHASE_CLOSING) return; /* discarded while lingering */
+  if (buf->base == loop->slab) {
+    if (vigil__buf_append(&c->in, buf->base, (size_t)nread) != 0) {
+      vigil__conn_abort(c, VIGIL_REASON_READ_FAILED);
+      return;
+    }
+  } else {
+    c->in.len += (size_t)nread;
+  }
+  if (c->state == CONN_NEW || c->state == CONN_IDLE)
+    vigil__conn_set_state(c, CONN_ACTIVE);
+  vigil__conn_process(c);
+}
+
+static void update_reading(vigil_conn_t *c) {
+  if (c->closing || c->read_eof) return;
+  size_t limit = c->loop->server->config.read_buffer_limit;
+  bool want = c->phase == PHASE_CLOSING || c->in.len < limit;
+  if (want && !c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = true;
+    if (c->linger_deadline == 0) vigil__loop_unwatch(c);
+  } else if (!want && c->reading) {
+    /* Backpressure: stop reading, and probe on the watch timer so that a
+     * client leaving is still noticed while we do not read. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+    vigil__loop_watch(c->loop, c);
+  }
+}
+
+void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
+  if (c->closing) return;
+  if (c->linger_deadline != 0) {
+    if (now >= c->linger_deadline) close_now(c);
+    return;
+  }
+  if (c->reading || c->read_eof) {
+    vigil__loop_unwatch(c);
+    return;
+  }
+  bool fin;
+  if (socket_reset(c, &fin)) {
+    vigil__conn_abort(c, VIGIL_REASON_RESET);
+  } else if (fin &&
+             c->loop->server->config.half_close == VIGIL_HALF_CLOSE_CANCEL) {
+    /* In "finish" mode a FIN while paused waits until we read up to it:
+     * the bytes before it are still the client's requests. */
+    vigil__loop_unwatch(c);
+    on_fin(c);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* accepting */
+
+void vigil__conn_accept(vigil_loop_t *loop) {
+  vigil_conn_t *c = calloc(1, sizeof *c);
+  if (c == NULL) return;
+  c->loop = loop;
+  uv_tcp_init(&loop->uv, &c->tcp);
+  c->tcp.data = c;
+  vigil__list_init(&c->link);
+  vigil__list_init(&c->watch_link);
+  vigil__list_init(&c->dirty_link);
+  vigil__list_init(&c->waiters);
+  vigil__list_push(&loop->conns, &c->link);
+  atomic_fetch_add_explicit(&loop->open, 1, memory_order_relaxed);
+  if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
+    close_now(c);
+    return;
+  }
+  atomic_fetch_add_explicit(&loop->accepted, 1, memory_order_relaxed);
+  c->id = atomic_fetch_add(&loop->server->next_conn_id, 1);
+  int len = sizeof c->peer;
+  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
+  uv_tcp_nodelay(&c->tcp, 1);
+  vigil__parser_init(c);
+  vigil__head_reset(c);
+  c->phase = PHASE_HEAD;
+  c->state = CONN_NEW;
+  if (loop->stopping) {
+    close_now(c);
+    return;
+  }
+  update_reading(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* the request cycle */
+
+static void dispatch(vigil_conn_t *c) {
+  vigil_request_t *req = c->parsing;
+  vigil_server_t *s = c->loop->server;
+  c->parsing = NULL;
+  c->head_ready = false;
+  c->req = req;
+  c->body_read = 0;
+  c->drained = 0;
+  c->body_paused = false;
+  memcpy(&req->peer, &c->peer, sizeof c->peer);
+  bool has_body = req->chunked || req->content_length > 0;
+  if (c->msg_complete) c->phase = PHASE_RESPONDING;
+  else c->phase = has_body ? PHASE_BODY_WAIT : PHASE_RESPONDING;
+  c->msg_complete = false;
+  vigil__conn_set_state(c, CONN_ACTIVE);
+  atomic_fetch_add_explicit(&c->loop->requests, 1, memory_order_relaxed);
+  vigil_request_retain(req); /* the handler's reference */
+  s->config.on_request(req, s->config.userdata);
+}
+
+static void deliver_body(vigil_conn_t *c, const char *data, size_t len, int end) {
+  vigil_server_t *s = c->loop->server;
+  if (s->config.on_body) s->config.on_body(c->req, data, len, end, s->config.userdata);
+}
+
+/* The handler finished with the body unread: drain a little to keep the
+ * connection, or give up on it (Go's TestHandlerFinishSkipBigContentLengthRead:
+ * never read a huge body nobody wants). */
+static void finish_unread_body(vigil_conn_t *c) {
+  vigil_request_t *req = c->req;
+  uint64_t limit = c->loop->server->config.drain_limit;
+  bool expect_unanswered = req->expect_continue && !req->continue_sent;
+  if (expect_unanswered || c->read_eof ||
+      (!req->chunked && (uint64_t)req->content_length - c->body_read > limit)) {
+    c->close_after = true;
+    c->phase = PHASE_RESPONDING;
+    c->msg_complete = false;
+    return;
+  }
+  c->phase = PHASE_DRAIN;
+}
+
+/* The request in flight is done on this connection: response ended and
+ * handler finished. Move to the next one, or close. */
+static void next_request(vigil_conn_t *c) {
+  detach_request(c);
+  if (c->close_after || vigil__loop_stopping(c->loop) ||
+      (c->read_eof && c->in.len == 0)) {
+    begin_closing(c);
+    return;
+  }
+  c->phase = PHASE_HEAD;
+  vigil__head_reset(c);
+  if (c->in.len == 0) {
+    vigil__conn_set_state(c, CONN_IDLE);
+    /* An idle keep-alive connection keeps no buffers (1 KiB RSS target). */
+    if (!c->writing) vigil__buf_free(&c->wbuf);
+    if (c->out.len == 0) vigil__buf_free(&c->out);
+    vigil__buf_free(&c->in);
+  }
+}
+
+static void bad_input(vigil_conn_t *c, int status) {
+  if (c->parsing) {
+    vigil__request_unref(c->parsing);
+    c->parsing = NULL;
+  }
+  c->in.len = 0;
+  vigil__conn_error_response(c, status);
+  c->close_after = true;
+  begin_closing(c);
+}
+
+/* One step; returns false when nothing more can happen until an event. */
+static bool step(vigil_conn_t *c) {
+  llhttp_errno_t err;
+  size_t used;
+  switch (c->phase) {
+    case PHASE_HEAD:
+      if (c->close_after || vigil__loop_stopping(c->loop)) {
+        begin_closing(c);
+        return true;
+      }
+      if (c->in.len == 0) {
+        if (c->read_eof) begin_closing(c);
+        return false;
+      }
+      used = vigil__parse(c, c->in.base, c->in.len, &err);
+      vigil__buf_consume(&c->in, used);
+      if (err == HPE_OK) {
+        /* Head incomplete: wait for more, unless no more will come. */
+        if (c->read_eof) begin_closing(c);
+        return false;
+      }
+      if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && c->head_ready) {
+        dispatch(c);
+        return true;
+      }
+      bad_input(c, vigil__parse_error_status(c, err));
+      return false;
+
+    case PHASE_BODY:
+    case PHASE_DRAIN:
+      /* A parser paused after a body span may complete the message without
+       * another byte (the span was the last of a Content-Length body), so
+       * it runs even on an empty buffer. */
+      if (c->in.len == 0 && llhttp_get_errno(&c->parser) != HPE_PAUSED) {
+        if (c->read_eof) vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+        return false;
+      }
+      used = vigil__parse(c, c->in.len ? c->in.base : "", c->in.len, &err);
+      if (c->body_len) {
+        c->body_read += c->body_len;
+        if (c->phase == PHASE_BODY) {
+          deliver_body(c, c->body_at, c->body_len, 0);
+        } else {
+          c->drained += c->body_len;
+          if (c->drained > c->loop->server->config.drain_limit) {
+            /* A chunked body larger than we drain: stop and close. */
+            vigil__buf_consume(&c->in, used);
+            c->close_after = true;
+            c->phase = PHASE_RESPONDING;
+            return true;
+          }
+        }
+      }
+      vigil__buf_consume(&c->in, used);
+      if (c->closing) return false;
+      if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
+        if (c->msg_complete) {
+          c->msg_complete = false;
+          if (c->phase == PHASE_BODY) deliver_body(c, NULL, 0, 1);
+          if (c->closing) return false;
+          c->phase = PHASE_RESPONDING;
+        } else if (c->phase == PHASE_BODY && c->body_paused) {
+          c->phase = PHASE_BODY_PAUSED;
+        }
+        return err != HPE_OK;
+      }
+      /* A malformed body (bad chunk size, missing CRLF, oversized chunk
+       * extension): the connection cannot be trusted any more. */
+      if (c->req && c->req->resp_state == RESP_NONE && c->phase == PHASE_BODY) {
+        vigil__conn_error_response(c, 400);
+        vigil__conn_flush(c);
+      }
+      vigil__conn_abort(c, VIGIL_REASON_BAD_REQUEST);
+      return false;
+
+    case PHASE_BODY_WAIT:
+    case PHASE_BODY_PAUSED:
+      if (c->req && c->req->handler_done && c->req->resp_state == RESP_ENDED) {
+        finish_unread_body(c);
+        return true;
+      }
+      if (c->read_eof && c->in.len == 0) {
+        /* The rest of the body can never come. */
+        vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+      }
+      return false;
+
+    case PHASE_RESPONDING:
+      if (c->req == NULL || !c->req->handler_done ||
+          c->req->resp_state != RESP_ENDED)
+        return false;
+      next_request(c);
+      return true;
+
+    case PHASE_CLOSING:
+      return false;
+  }
+  return false;
+}
+
+void vigil__conn_process(vigil_conn_t *c) {
+  /* Re-entrancy: a C handler answering inside on_request runs ops inline,
+   * and those call back here. The outer call picks the work up. */
+  if (c->in_process) {
+    c->reprocess = true;
+    return;
+  }
+  c->in_process = true;
+  do {
+    c->reprocess = false;
+    while (!c->closing && step(c)) {
+    }
+  } while (c->reprocess && !c->closing);
+  c->in_process = false;
+  if (!c->closing) {
+    update_reading(c);
+    vigil__conn_mark_dirty(c);
+  }
+}
+
+void vigil__conn_request_progress(vigil_conn_t *c) { vigil__conn_process(c); }
+
+void vigil__conn_body_start(vigil_conn_t *c) {
+  vigil_request_t *req = c->req;
+  if (req == NULL) return;
+  c->body_paused = false;
+  if (!req->body_started) {
+    req->body_started = true;
+    vigil__send_continue(req);
+  }
+  if (c->phase == PHASE_BODY_WAIT || c->phase == PHASE_BODY_PAUSED) {
+    c->phase = PHASE_BODY;
+    vigil__conn_process(c);
+  }
+}
+
+void vigil__conn_body_pause(vigil_conn_t *c) {
+  c->body_paused = true;
+  if (c->phase == PHASE_BODY) c->phase = PHASE_BODY_PAUSED;
+}

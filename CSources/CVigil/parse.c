@@ -1,0 +1,275 @@
+/* parse.c - glue between a connection and llhttp, and the checks that
+ * llhttp 8.1 (even strict) leaves to us.
+ *
+ * No user callback runs inside llhttp: every callback here only records what
+ * happened and pauses the parser (HPE_PAUSED) at the points where the
+ * connection must act - head complete, each body span, message complete -
+ * so conn.c acts after llhttp_execute returned, with the parser in a known
+ * state and free to be re-entered. */
+#include "vigil_internal.h"
+
+#include <string.h>
+#include <strings.h>
+
+static vigil_conn_t *conn_of(llhttp_t *p) { return p->data; }
+
+/* Header field/value assembly state, kept in the connection. */
+enum { HS_NONE = 0, HS_FIELD, HS_VALUE };
+
+static int on_message_begin(llhttp_t *p) {
+  vigil_conn_t *c = conn_of(p);
+  if (c->parsing == NULL) {
+    c->parsing = vigil__request_new(c->loop, c);
+    if (c->parsing == NULL) return HPE_USER;
+  }
+  c->in_header_value = HS_NONE;
+  c->host_count = 0;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  vigil_conn_t *c = conn_of(p);
+  vigil_request_t *r = c->parsing;
+  if (vigil__buf_append(&r->strings, at, len) != 0) return HPE_USER;
+  r->target_len += (uint32_t)len;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  vigil_conn_t *c = conn_of(p);
+  vigil_request_t *r = c->parsing;
+  if (c->in_header_value != HS_FIELD) {
+    if (vigil__request_add_header(r) != 0) return HPE_USER;
+    c->in_header_value = HS_FIELD;
+  }
+  if (vigil__buf_append(&r->strings, at, len) != 0) return HPE_USER;
+  r->headers[r->nheaders - 1].name_len += (uint32_t)len;
+  return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  vigil_conn_t *c = conn_of(p);
+  vigil_request_t *r = c->parsing;
+  if (c->in_header_value != HS_FIELD) {
+    /* An empty header name (": x"): llhttp 8.1 lets it through. */
+    if (c->head_error == 0) c->head_error = 400;
+    return HPE_USER;
+  }
+  r->headers[r->nheaders - 1].value_off = (uint32_t)r->strings.len;
+  c->in_header_value = HS_VALUE;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  vigil_conn_t *c = conn_of(p);
+  vigil_request_t *r = c->parsing;
+  if (c->in_header_value != HS_VALUE || r->nheaders == 0) {
+    if (c->head_error == 0) c->head_error = 400;
+    return HPE_USER;
+  }
+  if (vigil__buf_append(&r->strings, at, len) != 0) return HPE_USER;
+  r->headers[r->nheaders - 1].value_len += (uint32_t)len;
+  return 0;
+}
+
+static bool valid_host(const char *v, size_t n) {
+  /* uri-host [ ":" port ]: reg-name characters, or an IP-literal in []. */
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+        (ch >= '0' && ch <= '9'))
+      continue;
+    if (strchr("-._~!$&'()*+,;=:[]%", ch) && ch != 0) continue;
+    return false;
+  }
+  return true;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  vigil_conn_t *c = conn_of(p);
+  vigil_request_t *r = c->parsing;
+  vigil_hdr_index_t *h = &r->headers[r->nheaders - 1];
+  c->in_header_value = HS_NONE;
+  if (h->name_len == 4 &&
+      strncasecmp(r->strings.base + h->name_off, "host", 4) == 0) {
+    c->host_count++;
+    if (!valid_host(r->strings.base + h->value_off, h->value_len) &&
+        c->head_error == 0)
+      c->head_error = 400;
+  }
+  return 0;
+}
+
+static bool header_is(vigil_request_t *r, const vigil_hdr_index_t *h,
+                      const char *name, const char *value) {
+  size_t nl = strlen(name), vl = strlen(value);
+  return h->name_len == nl && h->value_len == vl &&
+         strncasecmp(r->strings.base + h->name_off, name, nl) == 0 &&
+         strncasecmp(r->strings.base + h->value_off, value, vl) == 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  vigil_conn_t *c = conn_of(p);
+  vigil_request_t *r = c->parsing;
+  r->method_id = (uint8_t)p->method;
+  r->method = llhttp_method_name((llhttp_method_t)p->method);
+  if (p->http_major == 1 && (p->http_minor == 0 || p->http_minor == 1)) {
+    r->version = (uint8_t)(10 + p->http_minor);
+  } else {
+    /* llhttp takes any single digits; we speak 1.0 and 1.1 only. */
+    if (c->head_error == 0) c->head_error = p->http_major >= 2 ? 505 : 400;
+    return HPE_USER;
+  }
+  r->keep_alive = llhttp_should_keep_alive(p) != 0;
+  r->chunked = (p->flags & F_CHUNKED) != 0;
+  r->content_length =
+      r->chunked ? -1
+                 : ((p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0);
+  r->is_head = p->method == HTTP_HEAD;
+  /* llhttp would stop parsing HTTP after an Upgrade or CONNECT head; we
+   * keep speaking HTTP unless a handler hijacks the connection, which then
+   * takes the raw bytes from the connection's buffer. */
+  r->upgrade = p->upgrade != 0;
+  p->upgrade = 0;
+  const char *t = r->strings.base ? r->strings.base : "";
+  r->absolute_form =
+      (r->target_len > 7 && strncasecmp(t, "http://", 7) == 0) ||
+      (r->target_len > 8 && strncasecmp(t, "https://", 8) == 0) ||
+      p->method == HTTP_CONNECT;
+  for (uint32_t i = 0; i < r->nheaders; i++) {
+    if (r->version == 11 && header_is(r, &r->headers[i], "expect", "100-continue"))
+      r->expect_continue = true;
+  }
+  /* RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host, unless the
+   * target is in absolute form (then Host is ignored). */
+  if (r->version == 11 && c->host_count != 1 && !r->absolute_form &&
+      c->head_error == 0)
+    c->head_error = 400;
+  if (c->head_error != 0) return HPE_USER;
+  c->head_ready = true;
+  if (!r->chunked && r->content_length == 0) {
+    /* No body: let llhttp run on to message complete in this same call. */
+    return 0;
+  }
+  return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  vigil_conn_t *c = conn_of(p);
+  c->body_at = at;
+  c->body_len = len;
+  return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  vigil_conn_t *c = conn_of(p);
+  c->msg_complete = true;
+  return HPE_PAUSED;
+}
+
+static int on_chunk_header(llhttp_t *p) {
+  conn_of(p)->chunk_ext_bytes = 0;
+  return 0;
+}
+
+static int on_chunk_ext(llhttp_t *p, const char *at, size_t len) {
+  vigil_conn_t *c = conn_of(p);
+  (void)at;
+  c->chunk_ext_bytes += len;
+  if (c->chunk_ext_bytes > c->loop->server->config.max_chunk_ext_bytes)
+    return HPE_USER;
+  return 0;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_extension_name = on_chunk_ext,
+    .on_chunk_extension_value = on_chunk_ext,
+};
+
+void vigil__parser_init(vigil_conn_t *c) {
+  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+  c->parser.data = c;
+}
+
+void vigil__head_reset(vigil_conn_t *c) {
+  c->head_bytes = 0;
+  c->head_last = -1;
+  c->head_line_start = 1;
+  c->head_error = 0;
+  c->head_ready = false;
+}
+
+/* The header block checks llhttp 8.1 strict still lets through, run over
+ * every byte of the head: bare LF (and so "\r\n\n" ending the block), bare
+ * CR, a line starting with SP/HTAB (obs-fold, CVE-2024-27982), a line
+ * starting with ':' (empty name), control bytes, and the size limit. */
+static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
+  size_t limit = c->loop->server->config.max_header_bytes;
+  for (size_t i = 0; i < len && c->head_error == 0; i++) {
+    unsigned char ch = (unsigned char)data[i];
+    if (++c->head_bytes > limit) {
+      c->head_error = 431;
+      break;
+    }
+    if (ch == '\n') {
+      if (c->head_last != '\r') c->head_error = 400;
+      c->head_line_start = 1;
+    } else {
+      if (c->head_last == '\r') c->head_error = 400;
+      else if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+        c->head_error = 400;
+      else if (c->head_line_start && (ch == ' ' || ch == '\t' || ch == ':'))
+        c->head_error = 400;
+      if (ch != '\r') c->head_line_start = 0;
+    }
+    c->head_last = ch;
+  }
+}
+
+size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
+                    llhttp_errno_t *err) {
+  llhttp_t *p = &c->parser;
+  llhttp_errno_t e = llhttp_get_errno(p);
+  if (e == HPE_PAUSED) llhttp_resume(p);
+  else if (e == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(p);
+  c->body_at = NULL;
+  c->body_len = 0;
+  bool in_head = c->phase == PHASE_HEAD;
+  e = llhttp_execute(p, data, len);
+  size_t used = len;
+  if (e != HPE_OK) {
+    const char *pos = llhttp_get_error_pos(p);
+    used = pos ? (size_t)(pos - data) : 0;
+    if (used > len) used = len;
+  }
+  if (in_head) {
+    /* With the parser pausing at head complete, what this call consumed in
+     * the head phase is head bytes only (plus, for a body-less request,
+     * nothing after the final CRLF). */
+    check_head_bytes(c, data, used);
+    if (c->head_error != 0 && e != HPE_OK && e != HPE_PAUSED &&
+        e != HPE_PAUSED_UPGRADE)
+      e = HPE_USER;
+    else if (c->head_error != 0)
+      e = HPE_USER;
+  }
+  *err = e;
+  return used;
+}
+
+int vigil__parse_error_status(vigil_conn_t *c, llhttp_errno_t err) {
+  if (c->head_error != 0) return c->head_error;
+  (void)err;
+  return 400;
+}

@@ -1,0 +1,253 @@
+/* request.c - the request object: references, head accessors, and the
+ * cancellation reason with its callbacks.
+ *
+ * The reason is the one piece of state every thread may race on: the loop
+ * sets it when the connection fails, the handler's thread sets it (through
+ * the loop) when it finishes. A compare-and-swap from NONE makes the first
+ * one win, so "client closed" cannot be overwritten by a later "handler
+ * finished" and vice versa. */
+#include "vigil_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
+  vigil_request_t *req = calloc(1, sizeof *req);
+  if (req == NULL) return NULL;
+  atomic_init(&req->refs, 1); /* the connection's */
+  vigil__loop_ref(loop);
+  req->loop = loop;
+  req->conn = conn;
+  req->conn_id = conn->id;
+  req->headers = req->inline_headers;
+  req->headers_cap = VIGIL_INLINE_HEADERS;
+  req->resp_remaining = -1;
+  pthread_mutex_init(&req->lock, NULL);
+  atomic_fetch_add_explicit(&loop->live, 1, memory_order_relaxed);
+  return req;
+}
+
+static void request_free(vigil_request_t *req) {
+  vigil_loop_t *loop = req->loop;
+  vigil_cancel_reg_t *r = req->cancel_regs;
+  while (r) { /* only if the request never ended (cannot happen) */
+    vigil_cancel_reg_t *next = r->next;
+    free(r);
+    r = next;
+  }
+  if (req->headers != req->inline_headers) free(req->headers);
+  vigil__buf_free(&req->strings);
+  pthread_mutex_destroy(&req->lock);
+  free(req);
+  atomic_fetch_sub_explicit(&loop->live, 1, memory_order_relaxed);
+  vigil__loop_unref(loop);
+}
+
+void vigil__request_unref(vigil_request_t *req) {
+  if (atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel) == 1)
+    request_free(req);
+}
+
+void vigil_request_retain(vigil_request_t *req) {
+  atomic_fetch_add_explicit(&req->refs, 1, memory_order_relaxed);
+}
+
+void vigil_request_release(vigil_request_t *req) { vigil__request_unref(req); }
+
+void vigil_request_set_data(vigil_request_t *req, void *data) {
+  atomic_store_explicit(&req->data, data, memory_order_release);
+}
+
+void *vigil_request_get_data(const vigil_request_t *req) {
+  return atomic_load_explicit(&((vigil_request_t *)req)->data,
+                              memory_order_acquire);
+}
+
+/* ------------------------------------------------------------------ */
+/* head */
+
+int vigil__request_add_header(vigil_request_t *req) {
+  if (req->nheaders == req->headers_cap) {
+    uint32_t cap = req->headers_cap * 2;
+    vigil_hdr_index_t *h = malloc(cap * sizeof *h);
+    if (h == NULL) return VIGIL_ENOMEM;
+    memcpy(h, req->headers, req->nheaders * sizeof *h);
+    if (req->headers != req->inline_headers) free(req->headers);
+    req->headers = h;
+    req->headers_cap = cap;
+  }
+  vigil_hdr_index_t *h = &req->headers[req->nheaders++];
+  memset(h, 0, sizeof *h);
+  h->name_off = (uint32_t)req->strings.len;
+  return 0;
+}
+
+const char *vigil_request_method(const vigil_request_t *req, size_t *len) {
+  if (len) *len = strlen(req->method);
+  return req->method;
+}
+
+const char *vigil_request_target(const vigil_request_t *req, size_t *len) {
+  if (len) *len = req->target_len;
+  return req->strings.base ? req->strings.base : "";
+}
+
+int vigil_request_version(const vigil_request_t *req) { return req->version; }
+
+size_t vigil_request_header_count(const vigil_request_t *req) {
+  return req->nheaders;
+}
+
+int vigil_request_header_at(const vigil_request_t *req, size_t i,
+                            const char **name, size_t *name_len,
+                            const char **value, size_t *value_len) {
+  if (i >= req->nheaders) return VIGIL_EINVAL;
+  const vigil_hdr_index_t *h = &req->headers[i];
+  if (name) *name = req->strings.base + h->name_off;
+  if (name_len) *name_len = h->name_len;
+  if (value) *value = req->strings.base + h->value_off;
+  if (value_len) *value_len = h->value_len;
+  return 0;
+}
+
+const char *vigil_request_header(const vigil_request_t *req, const char *name,
+                                 size_t *value_len) {
+  size_t n = strlen(name);
+  for (uint32_t i = 0; i < req->nheaders; i++) {
+    const vigil_hdr_index_t *h = &req->headers[i];
+    if (h->name_len == n &&
+        strncasecmp(req->strings.base + h->name_off, name, n) == 0) {
+      if (value_len) *value_len = h->value_len;
+      return req->strings.base + h->value_off;
+    }
+  }
+  return NULL;
+}
+
+int64_t vigil_request_content_length(const vigil_request_t *req) {
+  return req->chunked ? -1 : req->content_length;
+}
+
+int vigil_request_has_body(const vigil_request_t *req) {
+  return req->chunked || req->content_length > 0;
+}
+
+int vigil_request_remote_addr(const vigil_request_t *req,
+                              struct sockaddr_storage *addr) {
+  if (addr == NULL) return VIGIL_EINVAL;
+  if (req->peer.ss_family == 0) return VIGIL_EINVAL;
+  memcpy(addr, &req->peer, sizeof *addr);
+  return 0;
+}
+
+uint64_t vigil_request_connection_id(const vigil_request_t *req) {
+  return req->conn_id;
+}
+
+/* ------------------------------------------------------------------ */
+/* cancellation */
+
+vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
+  return (vigil_reason_t)atomic_load_explicit(
+      &((vigil_request_t *)req)->reason, memory_order_acquire);
+}
+
+static void run_regs(vigil_request_t *req, vigil_reason_t reason) {
+  pthread_mutex_lock(&req->lock);
+  vigil_cancel_reg_t *r = req->cancel_regs;
+  req->cancel_regs = NULL;
+  req->regs_fired = 1;
+  pthread_mutex_unlock(&req->lock);
+  while (r) {
+    vigil_cancel_reg_t *next = r->next;
+    r->cb(req, reason, r->userdata);
+    free(r);
+    r = next;
+  }
+}
+
+bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason) {
+  int expected = VIGIL_REASON_NONE;
+  bool won = atomic_compare_exchange_strong_explicit(
+      &req->reason, &expected, (int)reason, memory_order_acq_rel,
+      memory_order_acquire);
+  if (won && reason != VIGIL_REASON_HANDLER_FINISHED)
+    atomic_fetch_add_explicit(&req->loop->cancelled, 1, memory_order_relaxed);
+  /* on_request_done is the last callback for the request, delivered once:
+   * with the cancellation if it came first, else with "handler finished". */
+  if (!req->done_called) {
+    req->done_called = true;
+    vigil_reason_t final = (vigil_reason_t)atomic_load(&req->reason);
+    vigil_server_t *s = req->loop->server;
+    run_regs(req, final);
+    if (s->config.on_request_done)
+      s->config.on_request_done(req, final, s->config.userdata);
+  }
+  return won;
+}
+
+int vigil_request_on_cancel(vigil_request_t *req, vigil_cancel_cb cb,
+                            void *userdata) {
+  if (req == NULL || cb == NULL) return VIGIL_EINVAL;
+  vigil_cancel_reg_t *r = malloc(sizeof *r);
+  if (r == NULL) return VIGIL_ENOMEM;
+  r->cb = cb;
+  r->userdata = userdata;
+  pthread_mutex_lock(&req->lock);
+  if (!req->regs_fired) {
+    r->next = req->cancel_regs;
+    req->cancel_regs = r;
+    pthread_mutex_unlock(&req->lock);
+    return 0;
+  }
+  pthread_mutex_unlock(&req->lock);
+  free(r);
+  cb(req, vigil_request_reason(req), userdata);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* handler-side calls, forwarded to the loop */
+
+static int submit_simple(vigil_request_t *req, int type) {
+  vigil_op_t *op;
+  int r = vigil__op_new(&op, type, req, NULL, 0, NULL, 0);
+  if (r != 0) return r;
+  r = vigil__loop_submit(req->loop, op);
+  if (r != 0) {
+    vigil__request_unref(op->req);
+    free(op);
+  }
+  return r;
+}
+
+static int body_call(vigil_request_t *req, int type) {
+  if (req == NULL) return VIGIL_EINVAL;
+  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
+  vigil_reason_t reason = vigil_request_reason(req);
+  if (reason != VIGIL_REASON_NONE)
+    return reason == VIGIL_REASON_HANDLER_FINISHED ? VIGIL_EALREADY
+                                                   : VIGIL_ECANCELED;
+  return submit_simple(req, type);
+}
+
+int vigil_request_body_start(vigil_request_t *req) {
+  return body_call(req, OP_BODY_START);
+}
+
+int vigil_request_body_pause(vigil_request_t *req) {
+  return body_call(req, OP_BODY_PAUSE);
+}
+
+void vigil_request_finish(vigil_request_t *req) {
+  if (req == NULL) return;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&req->finished, &expected, 1))
+    return; /* a second finish is a caller bug; ignore it rather than crash */
+  if (submit_simple(req, OP_FINISH) != 0) {
+    /* The loop is gone: the server stopped and every request in flight was
+     * ended with "server shutdown" already. Just give back the reference. */
+    vigil__request_unref(req);
+  }
+}

@@ -1,0 +1,508 @@
+/* response.c - the response API, how a response is put on the wire, and the
+ * per-connection write queue.
+ *
+ * Output is appended to conn->out and flushed once per loop tick (the
+ * prepare handle, right before the loop polls), so the responses to a batch
+ * of pipelined requests leave in one write. A flush tries uv_try_write
+ * first; what the kernel does not take moves to the single uv_write in
+ * flight. */
+#include "vigil_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool vigil__loop_stopping(vigil_loop_t *loop);
+void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op);
+
+/* ------------------------------------------------------------------ */
+/* ops */
+
+static bool is_tchar(unsigned char ch) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+      (ch >= '0' && ch <= '9'))
+    return true;
+  return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static bool name_is(const vigil_header_t *h, const char *name) {
+  size_t n = strlen(name);
+  return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+static bool value_has_token(const vigil_header_t *h, const char *tok) {
+  size_t n = strlen(tok);
+  for (size_t i = 0; i + n <= h->value_len; i++) {
+    if (strncasecmp(h->value + i, tok, n) == 0 &&
+        (i == 0 || h->value[i - 1] == ' ' || h->value[i - 1] == ',') &&
+        (i + n == h->value_len || h->value[i + n] == ' ' ||
+         h->value[i + n] == ','))
+      return true;
+  }
+  return false;
+}
+
+int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
+                  const vigil_header_t *headers, size_t nheaders,
+                  const void *body, size_t body_len) {
+  size_t head_len = 0;
+  bool user_close = false, user_date = false;
+  for (size_t i = 0; i < nheaders; i++) {
+    const vigil_header_t *h = &headers[i];
+    if (h->name == NULL || h->name_len == 0 || (h->value == NULL && h->value_len))
+      return VIGIL_EINVAL;
+    for (size_t k = 0; k < h->name_len; k++)
+      if (!is_tchar((unsigned char)h->name[k])) return VIGIL_EINVAL;
+    for (size_t k = 0; k < h->value_len; k++) {
+      unsigned char ch = (unsigned char)h->value[k];
+      /* CR/LF/NUL in a value would let a handler split the response. */
+      if (ch == '\r' || ch == '\n' || ch == 0) return VIGIL_EINVAL;
+    }
+    /* Framing is ours: Content-Length and Transfer-Encoding come from the
+     * content_length argument, Connection from the keep-alive decision. */
+    if (name_is(h, "content-length") || name_is(h, "transfer-encoding"))
+      continue;
+    if (name_is(h, "connection")) {
+      if (value_has_token(h, "close")) user_close = true;
+      continue;
+    }
+    if (name_is(h, "date")) user_date = true;
+    head_len += h->name_len + 2 + h->value_len + 2;
+  }
+  vigil_op_t *op = malloc(sizeof *op + head_len + body_len);
+  if (op == NULL) return VIGIL_ENOMEM;
+  memset(op, 0, sizeof *op);
+  op->type = type;
+  op->req = req;
+  vigil_request_retain(req);
+  op->user_close = user_close;
+  op->user_date = user_date;
+  op->head_len = head_len;
+  op->body_len = body_len;
+  char *p = op->data;
+  for (size_t i = 0; i < nheaders; i++) {
+    const vigil_header_t *h = &headers[i];
+    if (name_is(h, "content-length") || name_is(h, "transfer-encoding") ||
+        name_is(h, "connection"))
+      continue;
+    memcpy(p, h->name, h->name_len); p += h->name_len;
+    *p++ = ':'; *p++ = ' ';
+    if (h->value_len) { memcpy(p, h->value, h->value_len); p += h->value_len; }
+    *p++ = '\r'; *p++ = '\n';
+  }
+  if (body_len) memcpy(p, body, body_len);
+  *out = op;
+  return 0;
+}
+
+static int submit(vigil_request_t *req, vigil_op_t *op) {
+  int r = vigil__loop_submit(req->loop, op);
+  if (r != 0) {
+    vigil__request_unref(op->req);
+    free(op);
+  }
+  return r;
+}
+
+/* Quick checks on the calling thread; the loop checks again, since the
+ * connection may die between here and there. */
+static int precheck(vigil_request_t *req) {
+  if (req == NULL) return VIGIL_EINVAL;
+  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
+  vigil_reason_t reason = vigil_request_reason(req);
+  if (reason == VIGIL_REASON_SERVER_SHUTDOWN) return VIGIL_ESHUTDOWN;
+  if (reason != VIGIL_REASON_NONE) return VIGIL_ECANCELED;
+  return 0;
+}
+
+static int claim(vigil_request_t *req, int from, int to) {
+  int expected = from;
+  if (atomic_compare_exchange_strong(&req->resp_public, &expected, to)) return 0;
+  return expected == RESP_NONE ? VIGIL_EBUSY : VIGIL_EALREADY;
+}
+
+int vigil_response_start(vigil_request_t *req, int status,
+                         const vigil_header_t *headers, size_t nheaders,
+                         int64_t content_length) {
+  int r = precheck(req);
+  if (r != 0) return r;
+  if (status < 200 || status > 999 || content_length < -1) return VIGIL_EINVAL;
+  vigil_op_t *op;
+  r = vigil__op_new(&op, OP_START, req, headers, nheaders, NULL, 0);
+  if (r != 0) return r;
+  if ((r = claim(req, RESP_NONE, RESP_STARTED)) != 0) {
+    vigil__request_unref(req);
+    free(op);
+    return r;
+  }
+  op->status = status;
+  op->content_length = content_length;
+  return submit(req, op);
+}
+
+int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
+                         vigil_write_cb cb, void *userdata) {
+  int r = precheck(req);
+  if (r != 0) return r;
+  if (data == NULL && len) return VIGIL_EINVAL;
+  int st = atomic_load(&req->resp_public);
+  if (st != RESP_STARTED) return st == RESP_NONE ? VIGIL_EBUSY : VIGIL_EALREADY;
+  vigil_op_t *op;
+  r = vigil__op_new(&op, OP_WRITE, req, NULL, 0, data, len);
+  if (r != 0) return r;
+  op->cb = cb;
+  op->userdata = userdata;
+  return submit(req, op);
+}
+
+int vigil_response_end(vigil_request_t *req) {
+  int r = precheck(req);
+  if (r != 0) return r;
+  vigil_op_t *op;
+  r = vigil__op_new(&op, OP_END, req, NULL, 0, NULL, 0);
+  if (r != 0) return r;
+  if ((r = claim(req, RESP_STARTED, RESP_ENDED)) != 0) {
+    vigil__request_unref(req);
+    free(op);
+    return r;
+  }
+  return submit(req, op);
+}
+
+int vigil_response_send(vigil_request_t *req, int status,
+                        const vigil_header_t *headers, size_t nheaders,
+                        const void *body, size_t len) {
+  int r = precheck(req);
+  if (r != 0) return r;
+  if (status < 200 || status > 999 || (body == NULL && len)) return VIGIL_EINVAL;
+  vigil_op_t *op;
+  r = vigil__op_new(&op, OP_SEND, req, headers, nheaders, body, len);
+  if (r != 0) return r;
+  if ((r = claim(req, RESP_NONE, RESP_ENDED)) != 0) {
+    vigil__request_unref(req);
+    free(op);
+    return r;
+  }
+  op->status = status;
+  op->content_length = (int64_t)len;
+  return submit(req, op);
+}
+
+/* ------------------------------------------------------------------ */
+/* serialization (loop thread) */
+
+static bool body_complete(vigil_conn_t *c) {
+  return c->phase != PHASE_BODY_WAIT && c->phase != PHASE_BODY &&
+         c->phase != PHASE_BODY_PAUSED && c->phase != PHASE_DRAIN;
+}
+
+static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
+                      const char *lines, size_t lines_len, bool user_close,
+                      bool user_date, int64_t content_length, bool whole) {
+  vigil_loop_t *loop = c->loop;
+  const vigil_config_t *cfg = &loop->server->config;
+  bool no_body_status = status < 200 || status == 204 || status == 304;
+  req->resp_no_body = no_body_status || req->is_head;
+  req->resp_chunked = false;
+  req->resp_remaining = -1;
+
+  if (user_close || !req->keep_alive || vigil__loop_stopping(loop))
+    c->close_after = true;
+  if (!body_complete(c)) {
+    /* The client asked for 100-continue and never got it: it may or may not
+     * send the body now, so the connection cannot be reused. */
+    if (req->expect_continue && !req->continue_sent) c->close_after = true;
+    /* A whole response while the body is unread: the handler is done with
+     * it, and if it is larger than we would drain, say so now. */
+    if (whole && (req->chunked || (uint64_t)req->content_length - c->body_read >
+                                      cfg->drain_limit))
+      c->close_after = true;
+  }
+
+  char line[128];
+  int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status,
+                   vigil__status_text(status));
+  vigil_buf_t *out = &c->out;
+  int r = vigil__buf_reserve(out, (size_t)n + lines_len + 160);
+  if (r != 0) return r;
+  vigil__buf_append(out, line, (size_t)n);
+  vigil__buf_append(out, lines, lines_len);
+  if (!user_date) {
+    size_t dl;
+    const char *d = vigil__loop_date(loop, &dl);
+    vigil__buf_append(out, d, dl);
+  }
+  if (no_body_status) {
+    req->resp_remaining = 0;
+  } else if (content_length >= 0) {
+    n = snprintf(line, sizeof line, "Content-Length: %" PRId64 "\r\n",
+                 content_length);
+    vigil__buf_append(out, line, (size_t)n);
+    req->resp_remaining = content_length;
+  } else if (req->version == 11) {
+    vigil__buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    req->resp_chunked = true;
+  } else {
+    /* HTTP/1.0 has no chunking: the body ends when the connection does. */
+    c->close_after = true;
+  }
+  if (c->close_after)
+    vigil__buf_append(out, "Connection: close\r\n", 19);
+  else if (req->version == 10)
+    vigil__buf_append(out, "Connection: keep-alive\r\n", 24);
+  vigil__buf_append(out, "\r\n", 2);
+  req->resp_state = RESP_STARTED;
+  return 0;
+}
+
+static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
+                      size_t len) {
+  if (req->resp_remaining >= 0) {
+    if ((uint64_t)len > (uint64_t)req->resp_remaining) return VIGIL_EINVAL;
+    req->resp_remaining -= (int64_t)len;
+  }
+  if (req->resp_no_body || len == 0) return 0;
+  if (req->resp_chunked) {
+    char size[24];
+    int n = snprintf(size, sizeof size, "%zx\r\n", len);
+    int r = vigil__buf_reserve(&c->out, (size_t)n + len + 2);
+    if (r != 0) return r;
+    vigil__buf_append(&c->out, size, (size_t)n);
+    vigil__buf_append(&c->out, data, len);
+    return vigil__buf_append(&c->out, "\r\n", 2);
+  }
+  return vigil__buf_append(&c->out, data, len);
+}
+
+static void write_end(vigil_request_t *req, vigil_conn_t *c) {
+  if (req->resp_chunked && !req->resp_no_body)
+    vigil__buf_append(&c->out, "0\r\n\r\n", 5);
+  if (req->resp_remaining > 0 && !req->resp_no_body) {
+    /* Shorter than its Content-Length: the client would wait for the rest,
+     * or read our next response as this body. Only closing is honest. */
+    c->close_after = true;
+  }
+  req->resp_state = RESP_ENDED;
+}
+
+void vigil__send_continue(vigil_request_t *req) {
+  vigil_conn_t *c = req->conn;
+  if (c == NULL || !req->expect_continue || req->continue_sent ||
+      req->resp_state != RESP_NONE)
+    return;
+  req->continue_sent = true;
+  vigil__buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  vigil__conn_mark_dirty(c);
+}
+
+void vigil__response_internal_error(vigil_request_t *req) {
+  vigil_conn_t *c = req->conn;
+  static const char body[] = "Internal Server Error";
+  static const char lines[] = "Content-Type: text/plain\r\n";
+  if (write_head(req, c, 500, lines, sizeof lines - 1, false, false,
+                 sizeof body - 1, true) == 0) {
+    write_body(req, c, body, sizeof body - 1);
+    write_end(req, c);
+  } else {
+    c->close_after = true;
+    req->resp_state = RESP_ENDED;
+  }
+  atomic_store(&req->resp_public, RESP_ENDED);
+  vigil__conn_mark_dirty(c);
+}
+
+void vigil__conn_error_response(vigil_conn_t *c, int status) {
+  char head[256];
+  const char *text = vigil__status_text(status);
+  size_t dl;
+  const char *d = vigil__loop_date(c->loop, &dl);
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n%s",
+                   status, text, strlen(text), (int)dl, d, text);
+  vigil__buf_append(&c->out, head, (size_t)n);
+  atomic_fetch_add_explicit(&c->loop->bad, 1, memory_order_relaxed);
+  vigil__conn_mark_dirty(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* write waiters: completions of vigil_response_write, owed until the
+ * connection's queue is under write_buffer_limit */
+
+static size_t queued(const vigil_conn_t *c) {
+  return c->out.len + (c->writing ? c->wbuf.len : 0);
+}
+
+static void fire_waiters(vigil_conn_t *c, int status, bool all) {
+  size_t limit = c->loop->server->config.write_buffer_limit;
+  while (!vigil__list_empty(&c->waiters) && (all || queued(c) <= limit)) {
+    vigil_write_waiter_t *w =
+        VIGIL_CONTAINER_OF(c->waiters.next, vigil_write_waiter_t, link);
+    vigil__list_remove(&w->link);
+    w->cb(w->req, status, w->userdata);
+    vigil__request_unref(w->req);
+    free(w);
+  }
+}
+
+void vigil__conn_fail_waiters(vigil_conn_t *c, int err) {
+  fire_waiters(c, err, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* flushing */
+
+void vigil__conn_mark_dirty(vigil_conn_t *c) {
+  if (!c->closing && !vigil__list_linked(&c->dirty_link))
+    vigil__list_push(&c->loop->dirty, &c->dirty_link);
+}
+
+void vigil__conn_output_drained(vigil_conn_t *c);
+
+static void on_write(uv_write_t *wr, int status) {
+  vigil_conn_t *c = wr->data;
+  c->writing = false;
+  if (c->closing) return; /* UV_ECANCELED from uv_close; buffers go in on_close */
+  if (status < 0) {
+    vigil__conn_abort(c, VIGIL_REASON_WRITE_FAILED);
+    return;
+  }
+  c->wbuf.len = 0;
+  vigil__conn_flush(c);
+}
+
+void vigil__conn_flush(vigil_conn_t *c) {
+  if (c->closing) return;
+  if (!c->writing && c->out.len > 0) {
+    uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) {
+      vigil__conn_abort(c, VIGIL_REASON_WRITE_FAILED);
+      return;
+    }
+    if ((size_t)n == c->out.len) {
+      c->out.len = 0;
+    } else {
+      /* The kernel took part of it: the rest leaves with the one uv_write
+       * in flight, from its own buffer, while new output collects in out. */
+      vigil_buf_t tmp = c->wbuf;
+      c->wbuf = c->out;
+      c->out = tmp;
+      c->out.len = 0;
+      uv_buf_t rest = uv_buf_init(c->wbuf.base + n, (unsigned)(c->wbuf.len - (size_t)n));
+      c->wreq.data = c;
+      int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &rest, 1, on_write);
+      if (r != 0) {
+        vigil__conn_abort(c, VIGIL_REASON_WRITE_FAILED);
+        return;
+      }
+      c->writing = true;
+    }
+  }
+  fire_waiters(c, 0, false);
+  if (!c->closing && !c->writing && c->out.len == 0) vigil__conn_output_drained(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* running ops on the loop */
+
+void vigil__op_fail(vigil_op_t *op, int err) {
+  if (op->cb) op->cb(op->req, err, op->userdata);
+}
+
+static int op_error_for(vigil_request_t *req) {
+  vigil_reason_t reason = vigil_request_reason(req);
+  if (reason == VIGIL_REASON_SERVER_SHUTDOWN) return VIGIL_ESHUTDOWN;
+  if (reason == VIGIL_REASON_HANDLER_FINISHED) return VIGIL_EALREADY;
+  return VIGIL_ECANCELED;
+}
+
+static void run_finish(vigil_request_t *req) {
+  vigil_conn_t *c = req->conn;
+  req->handler_done = true;
+  if (c != NULL) {
+    if (req->resp_state == RESP_NONE) {
+      vigil__response_internal_error(req);
+    } else if (req->resp_state == RESP_STARTED) {
+      /* Started and never ended: no terminating chunk, and close, so that
+       * a truncated body cannot look complete. */
+      c->close_after = true;
+      req->resp_state = RESP_ENDED;
+    }
+  }
+  vigil__request_end(req, VIGIL_REASON_HANDLER_FINISHED);
+  if (c != NULL) vigil__conn_request_progress(c);
+  vigil__request_unref(req); /* the handler's reference */
+}
+
+void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op) {
+  vigil_request_t *req = op->req;
+  if (op->type == OP_SHUTDOWN) {
+    vigil__op_shutdown(loop, op);
+    free(op);
+    return;
+  }
+  if (op->type == OP_FINISH) {
+    run_finish(req);
+    goto done;
+  }
+  vigil_conn_t *c = req->conn;
+  if (c == NULL || c->closing || vigil_request_reason(req) != VIGIL_REASON_NONE) {
+    vigil__op_fail(op, c == NULL && vigil_request_reason(req) == VIGIL_REASON_NONE
+                           ? VIGIL_ESHUTDOWN
+                           : op_error_for(req));
+    goto done;
+  }
+  int r = 0;
+  switch (op->type) {
+    case OP_START:
+      r = write_head(req, c, op->status, op->data, op->head_len, op->user_close,
+                     op->user_date, op->content_length, false);
+      break;
+    case OP_SEND:
+      r = write_head(req, c, op->status, op->data, op->head_len, op->user_close,
+                     op->user_date, op->content_length, true);
+      if (r == 0) r = write_body(req, c, op->data + op->head_len, op->body_len);
+      if (r == 0) write_end(req, c);
+      if (r == 0) vigil__conn_request_progress(c);
+      break;
+    case OP_WRITE:
+      if (req->resp_state != RESP_STARTED) r = VIGIL_EALREADY;
+      else r = write_body(req, c, op->data, op->body_len);
+      if (r == 0 && op->cb) {
+        vigil_write_waiter_t *w = malloc(sizeof *w);
+        if (w == NULL) {
+          r = VIGIL_ENOMEM;
+          break;
+        }
+        w->cb = op->cb;
+        w->userdata = op->userdata;
+        w->req = req;
+        vigil_request_retain(req);
+        vigil__list_push(&c->waiters, &w->link);
+        op->cb = NULL; /* the waiter owns the completion now */
+      }
+      break;
+    case OP_END:
+      if (req->resp_state != RESP_STARTED) r = VIGIL_EALREADY;
+      else {
+        write_end(req, c);
+        vigil__conn_request_progress(c);
+      }
+      break;
+    case OP_BODY_START:
+      vigil__conn_body_start(c);
+      break;
+    case OP_BODY_PAUSE:
+      vigil__conn_body_pause(c);
+      break;
+  }
+  if (r != 0) vigil__op_fail(op, r);
+  if (!c->closing) vigil__conn_mark_dirty(c);
+done:
+  vigil__request_unref(req);
+  free(op);
+}

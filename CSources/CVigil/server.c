@@ -1,0 +1,495 @@
+/* server.c - the server, its loops and threads, and the one cross-thread
+ * path into a loop: the op queue drained by an uv_async_t.
+ *
+ * libuv is not thread-safe except uv_async_send, so anything another thread
+ * wants done (a response written from a Swift task, a C worker finishing a
+ * request) becomes a vigil_op_t queued here; the async callback drains the
+ * whole queue at once (uv_async_send calls coalesce). */
+#include "vigil_internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WATCH_INTERVAL_MS 50
+
+void vigil_config_init(vigil_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->struct_size = sizeof *c;
+  c->host = "127.0.0.1";
+  c->port = 8080;
+  c->loops = 1;
+  c->backlog = 1024;
+  c->half_close = VIGIL_HALF_CLOSE_CANCEL;
+  c->read_buffer_limit = 64 * 1024;
+  c->write_buffer_limit = 64 * 1024;
+  c->drain_limit = 256 * 1024;
+  c->max_header_bytes = 16 * 1024;
+  c->max_chunk_ext_bytes = 1024;
+}
+
+/* ------------------------------------------------------------------ */
+/* loop references */
+
+void vigil__loop_ref(vigil_loop_t *loop) {
+  atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+}
+
+void vigil__loop_unref(vigil_loop_t *loop) {
+  if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_destroy(&loop->qlock);
+  free(loop);
+}
+
+bool vigil__on_loop_thread(const vigil_loop_t *loop) {
+  return atomic_load_explicit(&loop->thread_running, memory_order_acquire) &&
+         pthread_equal(pthread_self(), loop->thread_id);
+}
+
+/* ------------------------------------------------------------------ */
+/* the op queue */
+
+static void loop_drain(vigil_loop_t *loop) {
+  pthread_mutex_lock(&loop->qlock);
+  vigil_op_t *op = loop->qhead;
+  loop->qhead = loop->qtail = NULL;
+  pthread_mutex_unlock(&loop->qlock);
+  while (op != NULL) {
+    vigil_op_t *next = op->next;
+    vigil__op_run(loop, op);
+    op = next;
+  }
+}
+
+static void on_async(uv_async_t *h) { loop_drain(h->data); }
+
+int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
+  if (vigil__on_loop_thread(loop)) {
+    /* A C handler answering from its callback: no queue, no wake-up. */
+    vigil__op_run(loop, op);
+    return 0;
+  }
+  op->next = NULL;
+  pthread_mutex_lock(&loop->qlock);
+  if (loop->qclosed) {
+    /* The async handle is closing or closed: the loop is gone. */
+    pthread_mutex_unlock(&loop->qlock);
+    return VIGIL_ESHUTDOWN;
+  }
+  bool wake = loop->qhead == NULL;
+  if (loop->qtail) loop->qtail->next = op; else loop->qhead = op;
+  loop->qtail = op;
+  /* Sent under the lock so that the loop cannot close the async handle
+   * between our check of qclosed and this call. */
+  if (wake) uv_async_send(&loop->async);
+  pthread_mutex_unlock(&loop->qlock);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-tick flush, watch timer, date */
+
+static void on_prepare(uv_prepare_t *h) {
+  vigil_loop_t *loop = h->data;
+  while (!vigil__list_empty(&loop->dirty)) {
+    vigil_link_t *l = loop->dirty.next;
+    vigil__list_remove(l);
+    vigil__conn_flush(VIGIL_CONTAINER_OF(l, vigil_conn_t, dirty_link));
+  }
+}
+
+static void on_watch(uv_timer_t *t) {
+  vigil_loop_t *loop = t->data;
+  uint64_t now = uv_now(&loop->uv);
+  vigil_link_t *l = loop->watch.next;
+  while (l != &loop->watch) {
+    vigil_link_t *next = l->next; /* the conn may unwatch itself */
+    vigil__conn_watch(VIGIL_CONTAINER_OF(l, vigil_conn_t, watch_link), now);
+    l = next;
+  }
+  if (vigil__list_empty(&loop->watch) && loop->watch_active) {
+    uv_timer_stop(&loop->watch_timer);
+    loop->watch_active = false;
+  }
+}
+
+void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn) {
+  if (!vigil__list_linked(&conn->watch_link))
+    vigil__list_push(&loop->watch, &conn->watch_link);
+  if (!loop->watch_active) {
+    uv_timer_start(&loop->watch_timer, on_watch, WATCH_INTERVAL_MS,
+                   WATCH_INTERVAL_MS);
+    loop->watch_active = true;
+  }
+}
+
+void vigil__loop_unwatch(vigil_conn_t *conn) {
+  if (vigil__list_linked(&conn->watch_link))
+    vigil__list_remove(&conn->watch_link);
+}
+
+const char *vigil__loop_date(vigil_loop_t *loop, size_t *len) {
+  /* uv_now is cached per tick; the wall clock is read at most once a second
+   * of loop time, and the header re-formatted only when the second changes. */
+  time_t now = time(NULL);
+  if ((uint64_t)now != loop->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    loop->date_len = strftime(loop->date, sizeof loop->date,
+                              "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    loop->date_sec = (uint64_t)now;
+  }
+  *len = loop->date_len;
+  return loop->date;
+}
+
+/* ------------------------------------------------------------------ */
+/* shutdown */
+
+static void on_handle_closed(uv_handle_t *h) {
+  vigil_loop_t *loop = h->data;
+  loop->handles_open--;
+}
+
+static void loop_close_handles(vigil_loop_t *loop) {
+  /* Last: no connection is left. Close the async handle only once no
+   * producer can reach it (qclosed under qlock), then fail what is queued. */
+  pthread_mutex_lock(&loop->qlock);
+  loop->qclosed = true;
+  pthread_mutex_unlock(&loop->qlock);
+  loop_drain(loop);
+  uv_close((uv_handle_t *)&loop->async, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
+}
+
+static void loop_maybe_exit(vigil_loop_t *loop) {
+  if (loop->stopping && vigil__list_empty(&loop->conns) && !loop->qclosed)
+    loop_close_handles(loop);
+}
+
+void vigil__loop_conn_closed(vigil_loop_t *loop) { loop_maybe_exit(loop); }
+
+static void on_grace(uv_timer_t *t) {
+  vigil_loop_t *loop = t->data;
+  loop->grace_over = true;
+  /* The grace period ran out: cancel what is still in flight. */
+  vigil_link_t *l = loop->conns.next;
+  while (l != &loop->conns) {
+    vigil_link_t *next = l->next;
+    vigil__conn_abort(VIGIL_CONTAINER_OF(l, vigil_conn_t, link),
+                      VIGIL_REASON_SERVER_SHUTDOWN);
+    l = next;
+  }
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  vigil_loop_t *loop = h->data;
+  loop->handles_open--;
+  loop_maybe_exit(loop);
+}
+
+static void loop_begin_shutdown(vigil_loop_t *loop, uint64_t grace_ms) {
+  if (loop->stopping) return;
+  loop->stopping = true;
+  if (loop->listening) {
+    loop->listening = false;
+    uv_close((uv_handle_t *)&loop->listener, on_listener_closed);
+  }
+  vigil_link_t *l = loop->conns.next;
+  while (l != &loop->conns) {
+    vigil_link_t *next = l->next;
+    vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
+    /* Idle connections close at once; those with a request in flight get
+     * `Connection: close` on their response and close after it. */
+    c->close_after = true;
+    vigil__conn_process(c);
+    l = next;
+  }
+  if (grace_ms == 0) on_grace(&loop->grace_timer);
+  else uv_timer_start(&loop->grace_timer, on_grace, grace_ms, 0);
+  loop_maybe_exit(loop);
+}
+
+bool vigil__loop_stopping(vigil_loop_t *loop);
+bool vigil__loop_stopping(vigil_loop_t *loop) { return loop->stopping; }
+
+void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op);
+void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op) {
+  loop_begin_shutdown(loop, op->grace_ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* listening */
+
+static void on_connection(uv_stream_t *listener, int status) {
+  vigil_loop_t *loop = listener->data;
+  if (status < 0) return; /* EMFILE and friends: try again next time */
+  vigil__conn_accept(loop);
+}
+
+static int resolve(const char *host, uint16_t port,
+                   struct sockaddr_storage *ss, socklen_t *len) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  char portstr[8];
+  snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+  int r = getaddrinfo(host, portstr, &hints, &res);
+  if (r != 0 || res == NULL) return VIGIL_EINVAL;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* Each loop has its own listening socket on the same port (SO_REUSEPORT,
+ * set by hand: libuv 1.44 has no UV_TCP_REUSEPORT) so the kernel spreads
+ * connections over loops without an acceptor thread. */
+static int loop_listen(vigil_server_t *s, vigil_loop_t *loop, uint16_t port,
+                       int *bound_port) {
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  int r = resolve(s->host, port, &ss, &sslen);
+  if (r != 0) return r;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (s->nloops > 1) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  struct sockaddr_storage got;
+  socklen_t gotlen = sizeof got;
+  getsockname(fd, (struct sockaddr *)&got, &gotlen);
+  *bound_port = got.ss_family == AF_INET6
+                    ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
+                    : ntohs(((struct sockaddr_in *)&got)->sin_port);
+  uv_tcp_init(&loop->uv, &loop->listener);
+  loop->listener.data = loop;
+  loop->handles_open++;
+  r = uv_tcp_open(&loop->listener, fd);
+  if (r == 0) r = uv_listen((uv_stream_t *)&loop->listener, s->config.backlog,
+                            on_connection);
+  if (r != 0) {
+    uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+    uv_run(&loop->uv, UV_RUN_NOWAIT);
+    return r;
+  }
+  loop->listening = true;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* loop lifetime */
+
+static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
+  vigil_loop_t *loop = calloc(1, sizeof *loop);
+  if (loop == NULL) return VIGIL_ENOMEM;
+  atomic_init(&loop->refs, 1);
+  loop->server = s;
+  loop->index = index;
+  pthread_mutex_init(&loop->qlock, NULL);
+  vigil__list_init(&loop->conns);
+  vigil__list_init(&loop->watch);
+  vigil__list_init(&loop->dirty);
+  int r = uv_loop_init(&loop->uv);
+  if (r != 0) {
+    vigil__loop_unref(loop);
+    return r;
+  }
+  loop->uv.data = loop;
+  uv_async_init(&loop->uv, &loop->async, on_async);
+  uv_prepare_init(&loop->uv, &loop->prepare);
+  uv_timer_init(&loop->uv, &loop->watch_timer);
+  uv_timer_init(&loop->uv, &loop->grace_timer);
+  loop->async.data = loop->prepare.data = loop;
+  loop->watch_timer.data = loop->grace_timer.data = loop;
+  loop->handles_open = 4;
+  uv_prepare_start(&loop->prepare, on_prepare);
+  /* The watch timer must not keep the loop from noticing it is idle, but
+   * while it runs it has work: keep it referenced. */
+  *out = loop;
+  return 0;
+}
+
+/* Tear down a loop that never started its thread (start failed). */
+static void loop_discard(vigil_loop_t *loop) {
+  pthread_mutex_lock(&loop->qlock);
+  loop->qclosed = true;
+  pthread_mutex_unlock(&loop->qlock);
+  if (loop->listening) {
+    loop->listening = false;
+    uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+  }
+  uv_close((uv_handle_t *)&loop->async, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
+  uv_run(&loop->uv, UV_RUN_DEFAULT);
+  uv_loop_close(&loop->uv);
+}
+
+static void loop_thread(void *arg) {
+  vigil_loop_t *loop = arg;
+  vigil_server_t *s = loop->server;
+  loop->thread_id = pthread_self();
+  atomic_store_explicit(&loop->thread_running, 1, memory_order_release);
+  /* Ops queued before thread_running was set were queued (not run inline):
+   * the async handle is already pending for them. */
+  uv_run(&loop->uv, UV_RUN_DEFAULT);
+  int r = uv_loop_close(&loop->uv);
+  (void)r;
+  atomic_store_explicit(&loop->thread_running, 0, memory_order_release);
+  if (atomic_fetch_sub(&s->loops_running, 1) == 1 && s->config.on_stopped)
+    s->config.on_stopped(s, s->config.userdata);
+}
+
+/* ------------------------------------------------------------------ */
+/* public API */
+
+int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
+  if (out == NULL || config == NULL || config->struct_size == 0 ||
+      config->struct_size > sizeof(vigil_config_t))
+    return VIGIL_EINVAL;
+  vigil_server_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return VIGIL_ENOMEM;
+  /* An older caller's smaller struct: the fields it lacks keep defaults. */
+  vigil_config_init(&s->config);
+  memcpy(&s->config, config, config->struct_size);
+  s->config.struct_size = sizeof s->config;
+  vigil_config_t *c = &s->config;
+  if (c->on_request == NULL || c->host == NULL) {
+    free(s);
+    return VIGIL_EINVAL;
+  }
+  if (c->loops == 0) c->loops = 1;
+  if (c->backlog <= 0) c->backlog = 1024;
+  if (c->read_buffer_limit < 1024) c->read_buffer_limit = 1024;
+  if (c->write_buffer_limit == 0) c->write_buffer_limit = 64 * 1024;
+  if (c->max_header_bytes < 256) c->max_header_bytes = 256;
+  if (c->max_chunk_ext_bytes == 0) c->max_chunk_ext_bytes = 1024;
+  s->host = strdup(c->host);
+  c->host = s->host;
+  s->nloops = c->loops;
+  s->port = -1;
+  atomic_init(&s->next_conn_id, 1);
+  *out = s;
+  return 0;
+}
+
+int vigil_server_start(vigil_server_t *s) {
+  if (s == NULL) return VIGIL_EINVAL;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&s->started, &expected, 1))
+    return VIGIL_EALREADY;
+  /* A write to a socket the peer reset raises SIGPIPE; libuv does not mask
+   * it, and a server must never die of a client leaving. */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+
+  s->loops = calloc(s->nloops, sizeof *s->loops);
+  if (s->loops == NULL) return VIGIL_ENOMEM;
+  int r = 0;
+  uint16_t port = s->config.port;
+  unsigned made = 0;
+  for (; made < s->nloops; made++) {
+    r = loop_new(s, made, &s->loops[made]);
+    if (r != 0) break;
+    int bound = 0;
+    r = loop_listen(s, s->loops[made], port, &bound);
+    if (r != 0) {
+      made++;
+      break;
+    }
+    port = (uint16_t)bound; /* port 0: the others join the one we got */
+    s->port = bound;
+  }
+  if (r != 0) {
+    for (unsigned i = 0; i < made; i++) {
+      loop_discard(s->loops[i]);
+      vigil__loop_unref(s->loops[i]);
+    }
+    free(s->loops);
+    s->loops = NULL;
+    s->port = -1;
+    atomic_store(&s->started, 0);
+    return r;
+  }
+  atomic_store(&s->loops_running, s->nloops);
+  for (unsigned i = 0; i < s->nloops; i++) {
+    r = uv_thread_create(&s->loops[i]->thread, loop_thread, s->loops[i]);
+    if (r != 0) abort(); /* cannot unwind running loops sanely */
+  }
+  return 0;
+}
+
+int vigil_server_port(const vigil_server_t *s) {
+  if (s == NULL || s->port < 0) return VIGIL_EINVAL;
+  return s->port;
+}
+
+int vigil_server_shutdown(vigil_server_t *s, uint64_t grace_ms) {
+  if (s == NULL || !atomic_load(&s->started)) return VIGIL_EINVAL;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&s->shutdown_requested, &expected, 1))
+    return 0;
+  for (unsigned i = 0; i < s->nloops; i++) {
+    vigil_op_t *op = calloc(1, sizeof *op);
+    if (op == NULL) return VIGIL_ENOMEM;
+    op->type = OP_SHUTDOWN;
+    op->grace_ms = grace_ms;
+    if (vigil__loop_submit(s->loops[i], op) != 0) free(op);
+  }
+  return 0;
+}
+
+int vigil_server_wait(vigil_server_t *s) {
+  if (s == NULL || !atomic_load(&s->started)) return VIGIL_EINVAL;
+  if (s->waited) return 0;
+  for (unsigned i = 0; i < s->nloops; i++) {
+    if (vigil__on_loop_thread(s->loops[i])) return VIGIL_EBUSY;
+  }
+  for (unsigned i = 0; i < s->nloops; i++) uv_thread_join(&s->loops[i]->thread);
+  s->waited = true;
+  return 0;
+}
+
+void vigil_server_free(vigil_server_t *s) {
+  if (s == NULL) return;
+  if (atomic_load(&s->started)) {
+    vigil_server_shutdown(s, 0);
+    vigil_server_wait(s);
+    for (unsigned i = 0; i < s->nloops; i++) vigil__loop_unref(s->loops[i]);
+    free(s->loops);
+  }
+  free(s->host);
+  free(s);
+}
+
+void vigil_server_stats(const vigil_server_t *s, vigil_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  if (s == NULL || s->loops == NULL) return;
+  for (unsigned i = 0; i < s->nloops; i++) {
+    vigil_loop_t *l = s->loops[i];
+    st->connections_accepted += atomic_load(&l->accepted);
+    st->connections_open += atomic_load(&l->open);
+    st->requests_total += atomic_load(&l->requests);
+    st->requests_live += atomic_load(&l->live);
+    st->requests_cancelled += atomic_load(&l->cancelled);
+    st->bad_requests += atomic_load(&l->bad);
+  }
+}

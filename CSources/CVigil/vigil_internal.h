@@ -1,0 +1,373 @@
+/*
+ * vigil_internal.h - structs shared by the core's files. Not installed.
+ *
+ * Threads: everything marked "loop thread" is touched only by the thread
+ * running that loop. Fields that other threads touch are atomics or sit
+ * behind a named mutex; each says so.
+ */
+#ifndef VIGIL_INTERNAL_H
+#define VIGIL_INTERNAL_H
+
+#include "vigil.h"
+
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+typedef struct vigil_loop_s vigil_loop_t;
+typedef struct vigil_conn_s vigil_conn_t;
+typedef struct vigil_op_s vigil_op_t;
+
+/* ------------------------------------------------------------------ */
+/* buf.c: a growable byte buffer. Owner: whoever embeds it frees it with
+ * vigil__buf_free. */
+typedef struct {
+  char *base;
+  size_t len;
+  size_t cap;
+} vigil_buf_t;
+
+int vigil__buf_reserve(vigil_buf_t *b, size_t extra);
+int vigil__buf_append(vigil_buf_t *b, const void *data, size_t len);
+void vigil__buf_free(vigil_buf_t *b);
+/* Drop the first n bytes. */
+void vigil__buf_consume(vigil_buf_t *b, size_t n);
+
+/* A tiny intrusive doubly linked list (like libuv's queue.h). */
+typedef struct vigil_link_s {
+  struct vigil_link_s *prev, *next;
+} vigil_link_t;
+static inline void vigil__list_init(vigil_link_t *h) { h->prev = h->next = h; }
+static inline bool vigil__list_empty(const vigil_link_t *h) { return h->next == h; }
+static inline void vigil__list_push(vigil_link_t *h, vigil_link_t *n) {
+  n->prev = h->prev; n->next = h; h->prev->next = n; h->prev = n;
+}
+static inline void vigil__list_remove(vigil_link_t *n) {
+  n->prev->next = n->next; n->next->prev = n->prev; n->prev = n->next = n;
+}
+static inline bool vigil__list_linked(const vigil_link_t *n) { return n->next != n && n->next != NULL; }
+#define VIGIL_CONTAINER_OF(ptr, type, field) \
+  ((type *)((char *)(ptr) - offsetof(type, field)))
+
+/* ------------------------------------------------------------------ */
+/* request.c: one HTTP request.
+ *
+ * Owner: reference counted (refs). References are held by:
+ *   - the connection, from head parsed until the request is done on the
+ *     connection (response ended and handler finished) or the connection
+ *     dies (conn->req);
+ *   - the handler, from on_request until vigil_request_finish;
+ *   - each queued op (vigil_op_t.req), until the loop ran it;
+ *   - the user, through vigil_request_retain.
+ * Freed by vigil__request_unref when refs drops to 0, on whatever thread
+ * dropped it; it then drops its reference on the loop. */
+typedef struct {
+  uint32_t name_off, name_len, value_off, value_len;
+} vigil_hdr_index_t;
+
+#define VIGIL_INLINE_HEADERS 12
+
+typedef struct vigil_cancel_reg_s {
+  struct vigil_cancel_reg_s *next;
+  vigil_cancel_cb cb;
+  void *userdata;
+} vigil_cancel_reg_t;
+
+enum { RESP_NONE = 0, RESP_STARTED = 1, RESP_ENDED = 2 };
+
+struct vigil_request_s {
+  atomic_uint refs;
+  vigil_loop_t *loop;        /* immutable; holds a loop reference */
+  _Atomic(void *) data;      /* vigil_request_set_data */
+
+  /* The end reason: set once with a compare-and-swap from NONE; first wins. */
+  atomic_int reason;
+  /* 1 once vigil_request_finish was called (any thread). */
+  atomic_int finished;
+  /* Mirror of resp_state for quick error returns off the loop thread. */
+  atomic_int resp_public;
+
+  /* Guards cancel_regs and regs_fired (vigil_request_on_cancel races the
+   * loop ending the request). */
+  pthread_mutex_t lock;
+  vigil_cancel_reg_t *cancel_regs;
+  int regs_fired;
+
+  /* ---- head: written by the loop before on_request, immutable after. */
+  vigil_buf_t strings;       /* target, then header names and values */
+  uint32_t target_len;
+  uint32_t nheaders;
+  uint32_t headers_cap;
+  vigil_hdr_index_t *headers; /* points at inline_headers or a heap array */
+  vigil_hdr_index_t inline_headers[VIGIL_INLINE_HEADERS];
+  const char *method;        /* static string from llhttp */
+  uint8_t method_id;
+  uint8_t version;           /* 10 or 11 */
+  bool keep_alive;           /* as the request asked (llhttp_should_keep_alive) */
+  bool chunked;
+  bool expect_continue;
+  bool is_head;
+  bool absolute_form;
+  bool upgrade;              /* Upgrade header or CONNECT (for hijack) */
+  int64_t content_length;    /* -1 chunked */
+  uint64_t conn_id;
+  struct sockaddr_storage peer;
+
+  /* ---- loop thread only. */
+  vigil_conn_t *conn;        /* NULL once detached from its connection */
+  int resp_state;            /* RESP_* */
+  bool resp_chunked;         /* chunked framing on the wire */
+  bool resp_no_body;         /* HEAD, 1xx, 204, 304: body bytes dropped */
+  int64_t resp_remaining;    /* fixed length: body bytes still owed; -1 otherwise */
+  bool continue_sent;        /* "100 Continue" written */
+  bool body_started;         /* vigil_request_body_start seen */
+  bool done_called;          /* on_request_done delivered */
+  bool handler_done;         /* the loop has run this request's OP_FINISH */
+};
+
+vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn);
+void vigil__request_unref(vigil_request_t *req);
+/* Loop thread: end the request with `reason` if it has none yet; runs
+ * on_request_done and the registered cancel callbacks. Returns true if this
+ * call set the reason. */
+bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason);
+/* Loop thread: append a header span while parsing. */
+int vigil__request_add_header(vigil_request_t *req);
+
+/* ------------------------------------------------------------------ */
+/* ops: work posted to a loop from any thread (server.c). Owner: the queue
+ * until the loop pops it; the loop frees it after running it. */
+enum {
+  OP_START = 1,   /* response head */
+  OP_WRITE,       /* body bytes */
+  OP_END,
+  OP_SEND,        /* start + write + end */
+  OP_FINISH,      /* handler finished */
+  OP_BODY_START,
+  OP_BODY_PAUSE,
+  OP_SHUTDOWN
+};
+
+struct vigil_op_s {
+  vigil_op_t *next;
+  int type;
+  vigil_request_t *req;      /* holds a reference; NULL for OP_SHUTDOWN */
+  int status;
+  int64_t content_length;
+  vigil_write_cb cb;
+  void *userdata;
+  bool user_close;           /* the user's headers asked for Connection: close */
+  bool user_date;            /* the user supplied Date */
+  size_t head_len;           /* serialized user header lines at data[0..head_len) */
+  size_t body_len;           /* body bytes at data[head_len..] */
+  uint64_t grace_ms;         /* OP_SHUTDOWN */
+  char data[];
+};
+
+/* Build an op holding serialized header lines and a body copy; validates
+ * the headers. Any thread. */
+int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
+                  const vigil_header_t *headers, size_t nheaders,
+                  const void *body, size_t body_len);
+/* Run op now if on the loop thread, else queue it. Takes ownership. */
+int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op);
+/* Loop thread: run one op (response.c). Frees it. */
+void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
+/* Loop thread: fail an op whose request can no longer be served. */
+void vigil__op_fail(vigil_op_t *op, int err);
+
+/* ------------------------------------------------------------------ */
+/* The connection (conn.c). Its state machine lives in conn.c alone.
+ *
+ * Owner: its loop. Allocated on accept, freed in the uv_close callback of
+ * `tcp`. Requests point back at it only while attached (req->conn), and are
+ * detached before it is freed. */
+
+/* Public states (observable, like Go's ConnState). */
+enum { CONN_NEW = 0, CONN_ACTIVE, CONN_IDLE, CONN_CLOSED };
+
+/* Where the connection is in its request cycle. */
+typedef enum {
+  PHASE_HEAD = 0,      /* parsing a request head (or waiting for one) */
+  PHASE_BODY_WAIT,     /* head dispatched; body not requested yet (parser paused) */
+  PHASE_BODY,          /* body flowing to on_body */
+  PHASE_BODY_PAUSED,   /* body paused by the handler (parser paused) */
+  PHASE_RESPONDING,    /* request fully read; waiting for response end + finish */
+  PHASE_DRAIN,         /* handler finished, unread body being discarded */
+  PHASE_CLOSING        /* no more requests: flush, shutdown, linger, close */
+} vigil_phase_t;
+
+typedef struct {
+  vigil_link_t link;
+  vigil_write_cb cb;
+  void *userdata;
+  vigil_request_t *req;      /* holds a reference */
+} vigil_write_waiter_t;
+
+struct vigil_conn_s {
+  uv_tcp_t tcp;              /* tcp.data == this */
+  vigil_loop_t *loop;
+  uint64_t id;
+  vigil_link_t link;         /* loop->conns */
+  vigil_link_t watch_link;   /* loop->watch: probing a paused read or lingering */
+  vigil_link_t dirty_link;   /* loop->dirty: output to flush this tick */
+
+  int state;                 /* CONN_* */
+  vigil_phase_t phase;
+  llhttp_t parser;
+
+  /* Unconsumed input, kept for the next parse or (later) a hijacker. */
+  vigil_buf_t in;
+
+  /* Output not yet handed to the kernel, and the buffer of the single
+   * uv_write in flight (wbuf, written from wbuf_off). */
+  vigil_buf_t out;
+  vigil_buf_t wbuf;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  bool writing;
+  vigil_link_t waiters;      /* vigil_write_waiter_t: write completions owed */
+
+  vigil_request_t *req;      /* the request in flight (holds a reference) */
+  vigil_request_t *parsing;  /* the head being parsed (holds a reference) */
+
+  /* Header block checks the llhttp 8.1 strict parser leaves to us. */
+  size_t head_bytes;
+  int head_last;             /* previous byte in the header block, -1 at start */
+  int head_line_start;       /* 1 when the next byte starts a line */
+  int head_error;            /* HTTP status to answer, 0 if fine */
+  int host_count;
+  size_t chunk_ext_bytes;
+  int in_header_value;       /* parse.c: which header part is being assembled */
+  bool head_ready;           /* parse.c: a head is complete, to dispatch */
+  bool msg_complete;         /* parse.c: the message ended */
+  const char *body_at;       /* parse.c: the body span of the last parse call */
+  size_t body_len;
+  uint64_t body_read;        /* body bytes of the current request parsed */
+  uint64_t drained;          /* body bytes discarded in PHASE_DRAIN */
+  struct sockaddr_in6 peer;  /* big enough for AF_INET too */
+
+  bool reading;              /* uv_read_start is armed */
+  bool read_eof;             /* the client half-closed (FIN) */
+  bool close_after;          /* close once the current response is written */
+  bool closing;              /* uv_close called */
+  bool shutdown_sent;
+  bool in_process;           /* re-entrancy guard for vigil__conn_process */
+  bool reprocess;
+  bool body_paused;          /* handler asked to pause the body */
+  uint64_t linger_deadline;  /* uv_now ms; 0 = none */
+};
+
+void vigil__conn_accept(vigil_loop_t *loop);
+/* Drive the state machine: parse what is buffered, advance requests. */
+void vigil__conn_process(vigil_conn_t *conn);
+/* Close at once (no flush), ending the request in flight with `reason`. */
+void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
+/* Close once the output is flushed (graceful). */
+void vigil__conn_close_after_flush(vigil_conn_t *conn);
+/* The watch timer tick (probing paused reads, linger deadlines). */
+void vigil__conn_watch(vigil_conn_t *conn, uint64_t now);
+/* A response ended or the handler finished: maybe move to the next request. */
+void vigil__conn_request_progress(vigil_conn_t *conn);
+/* Body flow control from the handler. */
+void vigil__conn_body_start(vigil_conn_t *conn);
+void vigil__conn_body_pause(vigil_conn_t *conn);
+void vigil__conn_set_state(vigil_conn_t *conn, int state);
+
+/* parse.c: llhttp settings and the extra checks. */
+void vigil__parser_init(vigil_conn_t *conn);
+/* Reset the header block checks before a new head. */
+void vigil__head_reset(vigil_conn_t *conn);
+/* Run llhttp on data; returns bytes consumed and sets *err to the llhttp
+ * error (HPE_OK, HPE_PAUSED, or a failure). */
+size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
+                    llhttp_errno_t *err);
+/* The status to answer for a parse failure. */
+int vigil__parse_error_status(vigil_conn_t *conn, llhttp_errno_t err);
+
+/* response.c: serialization and the write queue. */
+void vigil__conn_mark_dirty(vigil_conn_t *conn);
+void vigil__conn_flush(vigil_conn_t *conn);
+/* Answer with an error status written by the core, then close. */
+void vigil__conn_error_response(vigil_conn_t *conn, int status);
+/* Fail every waiter with err (connection gone). */
+void vigil__conn_fail_waiters(vigil_conn_t *conn, int err);
+void vigil__response_internal_error(vigil_request_t *req);
+void vigil__send_continue(vigil_request_t *req);
+const char *vigil__status_text(int status);
+
+/* ------------------------------------------------------------------ */
+/* The loop (server.c).
+ *
+ * Owner: reference counted: one reference from the server, one from each
+ * live request (so a request outliving the server can still tell that its
+ * loop is gone). The uv_loop_t and handles inside are used only while the
+ * loop thread runs; after it exits only the queue fields, the counters and
+ * the refcount are touched. Freed by vigil__loop_unref at zero. */
+#define VIGIL_SLAB_SIZE (64 * 1024)
+
+struct vigil_loop_s {
+  atomic_uint refs;
+  vigil_server_t *server;    /* valid while the loop thread runs */
+  unsigned index;
+
+  uv_loop_t uv;
+  uv_thread_t thread;
+  pthread_t thread_id;       /* for "am I on the loop thread" */
+  atomic_int thread_running;
+  uv_async_t async;
+  uv_prepare_t prepare;      /* end-of-tick flush */
+  uv_timer_t watch_timer;    /* paused-read probes, linger deadlines */
+  uv_timer_t grace_timer;    /* shutdown grace period */
+  uv_tcp_t listener;
+  bool listening;
+
+  /* Guards qhead/qtail/qclosed: the one cross-thread path into the loop. */
+  pthread_mutex_t qlock;
+  vigil_op_t *qhead, *qtail;
+  bool qclosed;              /* set when the async handle is closing */
+
+  /* Loop thread only. */
+  vigil_link_t conns;
+  vigil_link_t watch;
+  vigil_link_t dirty;
+  bool stopping;
+  bool grace_over;
+  bool watch_active;
+  int handles_open;          /* loop handles still to close at exit */
+  uint64_t date_sec;
+  char date[64];             /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
+  size_t date_len;
+  char slab[VIGIL_SLAB_SIZE]; /* shared read buffer for connections with no
+                                 pending bytes: idle connections own none */
+
+  /* Counters (any thread reads). */
+  atomic_uint_fast64_t accepted, open, requests, live, cancelled, bad;
+};
+
+void vigil__loop_ref(vigil_loop_t *loop);
+void vigil__loop_unref(vigil_loop_t *loop);
+bool vigil__on_loop_thread(const vigil_loop_t *loop);
+void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn);
+void vigil__loop_unwatch(vigil_conn_t *conn);
+/* Called by conn.c when a connection was freed (shutdown bookkeeping). */
+void vigil__loop_conn_closed(vigil_loop_t *loop);
+const char *vigil__loop_date(vigil_loop_t *loop, size_t *len);
+
+struct vigil_server_s {
+  vigil_config_t config;
+  char *host;
+  int port;                  /* bound port */
+  unsigned nloops;
+  vigil_loop_t **loops;
+  atomic_uint next_loop;
+  atomic_uint_fast64_t next_conn_id;
+  atomic_int started;
+  atomic_int shutdown_requested;
+  atomic_uint loops_running;
+  bool waited;
+};
+
+#endif /* VIGIL_INTERNAL_H */

@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Vigil",
+    products: [
+        .library(name: "Vigil", targets: ["Vigil"]),
+        .executable(name: "vigil-demo", targets: ["vigil-demo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // libuv from Debian's libuv1-dev, found through pkg-config.
+        .systemLibrary(
+            name: "CLibUV",
+            path: "CSources/CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        // llhttp 8.1 from Debian's node-llhttp: the files are symlinks into
+        // /usr/share/llhttp, nothing is copied. Compiled strict.
+        .target(
+            name: "CLLHTTP",
+            path: "CSources/CLLHTTP",
+            cSettings: [.define("LLHTTP_STRICT_MODE", to: "1")]
+        ),
+        // The C core. Its public header is the top-level include/vigil.h
+        // (CSources/CVigil/include is a symlink to it).
+        .target(
+            name: "CVigil",
+            dependencies: ["CLLHTTP", "CLibUV"],
+            path: "CSources/CVigil",
+            cSettings: [
+                .define("LLHTTP_STRICT_MODE", to: "1"),
+                .define("_GNU_SOURCE"),
+            ]
+        ),
+        .target(
+            name: "Vigil",
+            dependencies: [
+                "CVigil",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Sources/Vigil"
+        ),
+        .executableTarget(
+            name: "vigil-demo",
+            dependencies: ["Vigil"],
+            path: "Sources/vigil-demo"
+        ),
+        .testTarget(
+            name: "VigilTests",
+            dependencies: ["Vigil", "CVigil"],
+            path: "Tests/VigilTests"
+        ),
+    ]
+)

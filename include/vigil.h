@@ -1,0 +1,337 @@
+/*
+ * vigil.h - the public C API of Vigil, an HTTP/1.1 server core over libuv
+ * that notices at once when a client goes away.
+ *
+ * Model
+ * -----
+ * A server owns one or more event loops, each on its own thread. Every
+ * connection belongs to one loop, and every callback you register in
+ * vigil_config_t runs on the loop thread of the connection it concerns.
+ * Do not block in a callback: hand slow work to another thread. All the
+ * request and response functions below may be called from any thread; calls
+ * made off the loop thread are queued to the loop (uv_async_send) and run in
+ * order.
+ *
+ * While a connection is open its read is always armed, so a FIN, an RST or a
+ * failed write is seen immediately, even while your handler runs or the
+ * response is being written. The request then ends with a reason
+ * (vigil_reason_t) and your on_request_done callback runs at once.
+ *
+ * Errors are negative integers (negated errno values, as in libuv); 0 is
+ * success. vigil_strerror() names them.
+ *
+ * Ownership
+ * ---------
+ * - vigil_server_t: created by vigil_server_new, freed by vigil_server_free.
+ * - vigil_request_t: reference counted. on_request hands you the *handler
+ *   reference*; give it back exactly once with vigil_request_finish() when
+ *   your handler is done. vigil_request_retain()/vigil_request_release() add
+ *   and drop extra references (e.g. for a worker thread that wants to read
+ *   the reason after the handler finished). The request's head (method,
+ *   target, headers) stays readable while you hold any reference.
+ * - Pointers passed into vigil functions (headers, body bytes) are copied
+ *   before the function returns; you keep ownership.
+ * - Pointers passed to your callbacks are valid only during the callback.
+ */
+#ifndef VIGIL_H
+#define VIGIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+# define VIGIL_EXPORT __attribute__((visibility("default")))
+#else
+# define VIGIL_EXPORT
+#endif
+
+#define VIGIL_VERSION_MAJOR 0
+#define VIGIL_VERSION_MINOR 1
+#define VIGIL_VERSION_PATCH 0
+#define VIGIL_VERSION_HEX \
+  ((VIGIL_VERSION_MAJOR << 16) | (VIGIL_VERSION_MINOR << 8) | VIGIL_VERSION_PATCH)
+
+/* The version the library was built as, VIGIL_VERSION_HEX form. */
+VIGIL_EXPORT unsigned vigil_version(void);
+/* "0.1.0" */
+VIGIL_EXPORT const char *vigil_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+
+#define VIGIL_EINVAL      (-22)   /* a bad argument */
+#define VIGIL_ENOMEM      (-12)   /* out of memory */
+#define VIGIL_ECANCELED   (-125)  /* the request was cancelled (see reason) */
+#define VIGIL_EALREADY    (-114)  /* response already started / ended, or request finished */
+#define VIGIL_ESHUTDOWN   (-108)  /* the server is stopped or stopping */
+#define VIGIL_EBUSY       (-16)   /* not possible in the current state */
+/* Other negative values come from the system or libuv: for example
+ * -98 (EADDRINUSE) from vigil_server_start. */
+
+/* A short English description of an error code; never NULL. */
+VIGIL_EXPORT const char *vigil_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Why a request ended                                                      */
+
+typedef enum {
+  VIGIL_REASON_NONE = 0,             /* still running */
+  VIGIL_REASON_CLIENT_CLOSED = 1,    /* the client closed its side (FIN) */
+  VIGIL_REASON_RESET = 2,            /* the connection was reset (RST) */
+  VIGIL_REASON_READ_FAILED = 3,      /* another read error on the socket */
+  VIGIL_REASON_WRITE_FAILED = 4,     /* writing the response failed (EPIPE, ...) */
+  VIGIL_REASON_TIMED_OUT = 5,        /* a server timeout fired */
+  VIGIL_REASON_SERVER_SHUTDOWN = 6,  /* shutdown's grace period ran out */
+  VIGIL_REASON_HANDLER_FINISHED = 7, /* vigil_request_finish() was called first */
+  VIGIL_REASON_BAD_REQUEST = 8       /* the request body was malformed */
+} vigil_reason_t;
+
+/* "client closed", "reset", ... ; never NULL. */
+VIGIL_EXPORT const char *vigil_reason_name(vigil_reason_t reason);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+
+typedef struct vigil_server_s vigil_server_t;
+typedef struct vigil_request_s vigil_request_t;
+
+/* What a client's FIN (half-close) means while a request is in flight.
+ * An RST always cancels. RFC 9112 section 9.6 allows a client to half-close
+ * and still want its answer; Go, Node and NIO treat it as "client gone"
+ * (golang/go#18527). */
+typedef enum {
+  VIGIL_HALF_CLOSE_CANCEL = 0, /* cancel the request (default, like Go) */
+  VIGIL_HALF_CLOSE_FINISH = 1  /* finish the response, then close */
+} vigil_half_close_t;
+
+/* A new request's head has been parsed (loop thread). You own the handler
+ * reference: answer with the vigil_response_* functions and call
+ * vigil_request_finish() exactly once, from any thread, now or later. */
+typedef void (*vigil_request_cb)(vigil_request_t *req, void *userdata);
+
+/* A piece of the request body (loop thread), delivered only after
+ * vigil_request_body_start(). `data`/`len` hold bytes; `end` is 1 on the last
+ * call for this body (len may then be 0). Not called after on_request_done. */
+typedef void (*vigil_body_cb)(vigil_request_t *req, const char *data,
+                              size_t len, int end, void *userdata);
+
+/* The request ended (loop thread): called exactly once per request, with the
+ * cancellation reason as soon as the connection fails, or with
+ * VIGIL_REASON_HANDLER_FINISHED once vigil_request_finish() has been
+ * processed without a cancellation. It is the last callback for `req`. */
+typedef void (*vigil_done_cb)(vigil_request_t *req, vigil_reason_t reason,
+                              void *userdata);
+
+/* The server has stopped: every loop has exited (called on the last loop
+ * thread, just before it exits). vigil_server_wait() returns after it. */
+typedef void (*vigil_stopped_cb)(vigil_server_t *server, void *userdata);
+
+typedef struct vigil_config_s {
+  /* sizeof(vigil_config_t) as the caller was compiled: set by
+   * vigil_config_init. Fields are only ever appended, so an older caller's
+   * smaller struct keeps working. */
+  size_t struct_size;
+
+  const char *host;          /* "127.0.0.1", "::1", "0.0.0.0", "::" ... */
+  uint16_t port;             /* 0 picks a free port: see vigil_server_port() */
+  unsigned loops;            /* event loops (threads); 1 by default */
+  int backlog;               /* listen backlog; 1024 */
+
+  vigil_half_close_t half_close;
+  /* Unconsumed bytes buffered per connection before reading pauses (64 KiB).
+   * While paused the socket is probed every few ms, so a disconnect is still
+   * seen. */
+  size_t read_buffer_limit;
+  /* Output bytes queued per connection before vigil_response_write delays
+   * its completion callback (backpressure, 64 KiB). */
+  size_t write_buffer_limit;
+  /* Unread request body the server will still read and discard after the
+   * handler finished, to keep the connection; past it the connection closes
+   * (256 KiB, like Go's maxPostHandlerReadBytes). */
+  size_t drain_limit;
+  /* Header block bytes (request line included) before 431 (16 KiB). */
+  size_t max_header_bytes;
+  /* Chunk extension bytes per chunk before 400 (1 KiB). */
+  size_t max_chunk_ext_bytes;
+
+  vigil_request_cb on_request; /* required */
+  vigil_body_cb on_body;       /* optional: without it bodies are discarded */
+  vigil_done_cb on_request_done; /* optional */
+  vigil_stopped_cb on_stopped;   /* optional */
+  void *userdata;                /* passed to every callback above */
+} vigil_config_t;
+
+/* Fill `config` with the defaults above (host 127.0.0.1, port 8080). */
+VIGIL_EXPORT void vigil_config_init(vigil_config_t *config);
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+
+/* Create a server (nothing is bound yet). The config is copied, `host`
+ * included. Returns 0 and sets *out, or a negative error. */
+VIGIL_EXPORT int vigil_server_new(vigil_server_t **out,
+                                  const vigil_config_t *config);
+
+/* Bind, listen and start the loop threads. Returns once listening, or a
+ * negative error (e.g. -98 EADDRINUSE); on error nothing is left running.
+ * Call once, from the thread that owns the server object. */
+VIGIL_EXPORT int vigil_server_start(vigil_server_t *server);
+
+/* The bound port (useful with port 0), or a negative error before start. */
+VIGIL_EXPORT int vigil_server_port(const vigil_server_t *server);
+
+/* Begin a graceful shutdown; any thread, never blocks, idempotent. Stops
+ * accepting, closes idle connections at once; requests in flight get
+ * `Connection: close` and may finish within `grace_ms`; then their requests
+ * are cancelled with VIGIL_REASON_SERVER_SHUTDOWN and their connections
+ * closed. Once everything is closed the loops exit and on_stopped runs. */
+VIGIL_EXPORT int vigil_server_shutdown(vigil_server_t *server,
+                                       uint64_t grace_ms);
+
+/* Block until every loop thread has exited (after vigil_server_shutdown).
+ * Not from a loop thread. */
+VIGIL_EXPORT int vigil_server_wait(vigil_server_t *server);
+
+/* Free the server. If it still runs, this shuts it down with no grace and
+ * waits. Requests you still hold stay valid until you release them; their
+ * response calls then fail with VIGIL_ESHUTDOWN or VIGIL_ECANCELED. */
+VIGIL_EXPORT void vigil_server_free(vigil_server_t *server);
+
+typedef struct vigil_stats_s {
+  uint64_t connections_accepted; /* since start */
+  uint64_t connections_open;     /* now */
+  uint64_t requests_total;       /* heads dispatched to on_request */
+  uint64_t requests_live;        /* request objects not yet freed */
+  uint64_t requests_cancelled;   /* ended with a reason other than finished */
+  uint64_t bad_requests;         /* answered 4xx/5xx by the core itself */
+} vigil_stats_t;
+
+/* A snapshot of the counters (summed over loops); any thread. */
+VIGIL_EXPORT void vigil_server_stats(const vigil_server_t *server,
+                                     vigil_stats_t *stats);
+
+/* ------------------------------------------------------------------------ */
+/* Request                                                                  */
+
+/* Reference counting; any thread. */
+VIGIL_EXPORT void vigil_request_retain(vigil_request_t *req);
+VIGIL_EXPORT void vigil_request_release(vigil_request_t *req);
+
+/* Your pointer, stored on the request; any thread. */
+VIGIL_EXPORT void vigil_request_set_data(vigil_request_t *req, void *data);
+VIGIL_EXPORT void *vigil_request_get_data(const vigil_request_t *req);
+
+/* Head accessors; any thread; strings are not NUL-terminated. */
+VIGIL_EXPORT const char *vigil_request_method(const vigil_request_t *req,
+                                              size_t *len);
+VIGIL_EXPORT const char *vigil_request_target(const vigil_request_t *req,
+                                              size_t *len);
+/* 10 for HTTP/1.0, 11 for HTTP/1.1 */
+VIGIL_EXPORT int vigil_request_version(const vigil_request_t *req);
+VIGIL_EXPORT size_t vigil_request_header_count(const vigil_request_t *req);
+/* The i-th header in arrival order: 0, or VIGIL_EINVAL if out of range. */
+VIGIL_EXPORT int vigil_request_header_at(const vigil_request_t *req, size_t i,
+                                         const char **name, size_t *name_len,
+                                         const char **value, size_t *value_len);
+/* The first header named `name` (case-insensitive), or NULL. */
+VIGIL_EXPORT const char *vigil_request_header(const vigil_request_t *req,
+                                              const char *name,
+                                              size_t *value_len);
+/* Content-Length, or -1 when the body is chunked; 0 when there is none. */
+VIGIL_EXPORT int64_t vigil_request_content_length(const vigil_request_t *req);
+/* 1 if the request has a body (Content-Length > 0 or chunked). */
+VIGIL_EXPORT int vigil_request_has_body(const vigil_request_t *req);
+/* The peer address; 0 or a negative error. */
+VIGIL_EXPORT int vigil_request_remote_addr(const vigil_request_t *req,
+                                           struct sockaddr_storage *addr);
+/* A number identifying the connection (unique per server run). */
+VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
+
+/* Request body flow control; any thread. The body is not read until you call
+ * vigil_request_body_start() (which also sends `100 Continue` when the client
+ * asked for it), so a body nobody wants is never read (Go's
+ * TestHandlerFinishSkipBigContentLengthRead). vigil_request_body_pause()
+ * stops delivery (a few chunks already on their way may still arrive);
+ * bytes stay buffered in the core and the socket read stays armed up to
+ * read_buffer_limit. Returns 0, VIGIL_EALREADY once the body ended or the
+ * request finished, or VIGIL_ECANCELED. */
+VIGIL_EXPORT int vigil_request_body_start(vigil_request_t *req);
+VIGIL_EXPORT int vigil_request_body_pause(vigil_request_t *req);
+
+/* Cancellation */
+
+/* VIGIL_REASON_NONE while the request runs; then the reason it ended. The
+ * first reason wins and never changes. Any thread. */
+VIGIL_EXPORT vigil_reason_t vigil_request_reason(const vigil_request_t *req);
+
+typedef void (*vigil_cancel_cb)(vigil_request_t *req, vigil_reason_t reason,
+                                void *userdata);
+/* Register `cb`, called exactly once with the reason the request ended: a
+ * cancellation reason (on the loop thread, the moment it happens), or
+ * VIGIL_REASON_HANDLER_FINISHED. If the request has already ended, `cb` runs
+ * at once on the calling thread. Any thread. Returns 0 or VIGIL_ENOMEM. */
+VIGIL_EXPORT int vigil_request_on_cancel(vigil_request_t *req,
+                                         vigil_cancel_cb cb, void *userdata);
+
+/* The handler is done with this request: gives back the handler reference.
+ * Call exactly once, from any thread. If no response was started, a
+ * `500 Internal Server Error` is sent; a response started but not ended is
+ * cut off and the connection closed (a truncated body must not look
+ * complete). Unless the request was cancelled first, its reason becomes
+ * VIGIL_REASON_HANDLER_FINISHED. */
+VIGIL_EXPORT void vigil_request_finish(vigil_request_t *req);
+
+/* ------------------------------------------------------------------------ */
+/* Response                                                                 */
+
+typedef struct vigil_header_s {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} vigil_header_t;
+
+/* Start the response. `content_length` >= 0 sends Content-Length; -1 streams
+ * the body (chunked for HTTP/1.1, until close for HTTP/1.0). The core adds
+ * Date, and Connection when it decides to close. A `Connection: close`
+ * header of yours closes the connection after this response. Names and
+ * values must not contain CR, LF or NUL (VIGIL_EINVAL).
+ * Returns 0, VIGIL_EALREADY, VIGIL_ECANCELED, VIGIL_ESHUTDOWN, VIGIL_EINVAL
+ * or VIGIL_ENOMEM. Any thread. */
+VIGIL_EXPORT int vigil_response_start(vigil_request_t *req, int status,
+                                      const vigil_header_t *headers,
+                                      size_t nheaders, int64_t content_length);
+
+/* Completion of a write: status 0 once the bytes are queued and the
+ * connection's queue is under write_buffer_limit (so awaiting it gives
+ * backpressure), or a negative error (VIGIL_ECANCELED when the connection
+ * died). Runs on the loop thread. */
+typedef void (*vigil_write_cb)(vigil_request_t *req, int status,
+                               void *userdata);
+
+/* Queue body bytes (copied). If it returns 0, `cb` (may be NULL) is called
+ * exactly once; if it returns an error, never. Any thread. */
+VIGIL_EXPORT int vigil_response_write(vigil_request_t *req, const void *data,
+                                      size_t len, vigil_write_cb cb,
+                                      void *userdata);
+
+/* End the response (the terminating chunk for a chunked body). A fixed
+ * length body that came out short closes the connection. Any thread. */
+VIGIL_EXPORT int vigil_response_end(vigil_request_t *req);
+
+/* A whole response in one call: start with Content-Length `len`, write,
+ * end. The cheapest path. Any thread. */
+VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
+                                     const vigil_header_t *headers,
+                                     size_t nheaders, const void *body,
+                                     size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIGIL_H */
