@@ -101,6 +101,8 @@ install_missing() {
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     if ! { [ -f /usr/include/uv.h ] || pkg-config --exists libuv 2>/dev/null; }; then missing+=(libuv1-dev); fi
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    # Vigil's own build takes llhttp's C sources from Debian's node-llhttp.
+    if [ -d "$ROOT/CSources/CLLHTTP" ] && [ ! -f /usr/share/llhttp/llhttp.c ]; then missing+=(node-llhttp); fi
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing: ${missing[*]}"
         local SUDO=""

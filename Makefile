@@ -1,0 +1,50 @@
+# Vigil: the two commands a fresh Debian machine needs are `make run` and
+# `make test`. Both install what is missing (apt, as root) first.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+CC ?= cc
+SWIFT ?= swift
+BUILD_C ?= .build-c
+LLHTTP_DIR := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+DEBS := libuv1-dev node-llhttp pkg-config
+
+.PHONY: deps run build test test-swift test-asan test-tsan test-c lib install bench fuzz clean
+
+# Install the Debian packages that are missing (apt-get update first).
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product vigil-demo
+
+# Build and start the demo server (HOST/PORT to override; Ctrl-C stops it).
+HOST ?= 127.0.0.1
+PORT ?= 8080
+run: build
+	.build/release/vigil-demo --host $(HOST) --port $(PORT)
+
+# Every test: Swift tests, then under AddressSanitizer and ThreadSanitizer,
+# then the C API tests.
+test: deps test-swift test-asan test-tsan test-c
+	@echo "all test suites passed"
+
+test-swift: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+test-asan: deps
+	$(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+test-tsan: deps
+	TSAN_OPTIONS="halt_on_error=1" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
+-include mk/c.mk
+
+clean:
+	rm -rf .build .build-asan .build-tsan $(BUILD_C)

@@ -1,0 +1,74 @@
+import CVigil
+
+/// Why a request ended. The first reason wins and never changes.
+public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
+    /// The client closed its side of the connection (FIN).
+    case clientClosed
+    /// The connection was reset (RST).
+    case reset
+    /// Another read error on the socket.
+    case readFailed
+    /// Writing the response failed (EPIPE, ECONNRESET on write).
+    case writeFailed
+    /// A server timeout fired.
+    case timedOut
+    /// The server shut down and the grace period ran out.
+    case serverShutdown
+    /// The handler returned first: the request was not cancelled.
+    case handlerFinished
+    /// The request body was malformed.
+    case badRequest
+
+    init?(_ c: vigil_reason_t) {
+        switch c {
+        case VIGIL_REASON_CLIENT_CLOSED: self = .clientClosed
+        case VIGIL_REASON_RESET: self = .reset
+        case VIGIL_REASON_READ_FAILED: self = .readFailed
+        case VIGIL_REASON_WRITE_FAILED: self = .writeFailed
+        case VIGIL_REASON_TIMED_OUT: self = .timedOut
+        case VIGIL_REASON_SERVER_SHUTDOWN: self = .serverShutdown
+        case VIGIL_REASON_HANDLER_FINISHED: self = .handlerFinished
+        case VIGIL_REASON_BAD_REQUEST: self = .badRequest
+        default: return nil
+        }
+    }
+
+    var cValue: vigil_reason_t {
+        switch self {
+        case .clientClosed: VIGIL_REASON_CLIENT_CLOSED
+        case .reset: VIGIL_REASON_RESET
+        case .readFailed: VIGIL_REASON_READ_FAILED
+        case .writeFailed: VIGIL_REASON_WRITE_FAILED
+        case .timedOut: VIGIL_REASON_TIMED_OUT
+        case .serverShutdown: VIGIL_REASON_SERVER_SHUTDOWN
+        case .handlerFinished: VIGIL_REASON_HANDLER_FINISHED
+        case .badRequest: VIGIL_REASON_BAD_REQUEST
+        }
+    }
+
+    /// True for every reason except `.handlerFinished`.
+    public var isCancellation: Bool { self != .handlerFinished }
+
+    public var description: String { String(cString: vigil_reason_name(cValue)) }
+}
+
+/// Thrown by body reads and response writes once the request has ended:
+/// the connection is gone (or the handler already finished), and why.
+public struct RequestEndedError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let reason: CancellationReason
+    public var description: String { "request ended: \(reason)" }
+}
+
+/// An error code from the C core (`vigil_strerror` names it).
+public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let code: Int32
+    public init(code: Int32) { self.code = code }
+    public var description: String { String(cString: vigil_strerror(code)) + " (\(code))" }
+
+    /// The response was already started or ended.
+    public static let alreadySent = VigilError(code: VIGIL_EALREADY)
+    /// A response write needs a started response.
+    public static let notStarted = VigilError(code: VIGIL_EBUSY)
+    /// A bad argument: header bytes, status, or a body longer than its Content-Length.
+    public static let invalidArgument = VigilError(code: VIGIL_EINVAL)
+}

@@ -1,0 +1,78 @@
+import CVigil
+import HTTPTypes
+
+/// An HTTP request being served.
+public struct Request: Sendable {
+    let context: RequestContext
+
+    /// The request head: method, target (as `path`), authority (from Host),
+    /// and the header fields.
+    public var head: HTTPRequest { context.head }
+
+    /// The request body, streamed with backpressure. Iterate it once.
+    public var body: RequestBody { RequestBody(context: context) }
+
+    /// Whether the request ended, why, and callbacks for when it does.
+    public var cancellation: CancellationHandle { CancellationHandle(context: context) }
+
+    /// Identifies the connection the request arrived on (unique per server run).
+    public var connectionID: UInt64 { context.connectionID }
+
+    /// Suspends until the request ends, and says why: the connection closed,
+    /// was reset, a write failed, the server shut down... or, if the handler
+    /// returns first, `.handlerFinished`. Returns at once if the request has
+    /// already ended. Every waiter is resumed exactly once. Throws
+    /// `CancellationError` if the waiting task is cancelled for another reason.
+    public func connectionClosed() async throws -> CancellationReason {
+        try await context.connectionClosed()
+    }
+}
+
+/// Whether a request was cancelled, and why.
+public struct CancellationHandle: Sendable {
+    let context: RequestContext
+
+    /// True once the request was cancelled (any reason but `.handlerFinished`).
+    public var isCancelled: Bool { context.reason?.isCancellation ?? false }
+
+    /// Why the request ended, or nil while it runs.
+    public var reason: CancellationReason? { context.reason }
+
+    /// Runs `body` exactly once with the reason the request ended: at the
+    /// moment it is cancelled (on the server's loop thread: keep it short), or
+    /// with `.handlerFinished` when the handler returns first. Runs at once
+    /// if the request has already ended.
+    public func onCancel(_ body: @escaping @Sendable (CancellationReason) -> Void) {
+        context.onCancel(body)
+    }
+}
+
+/// The request body: an async sequence of byte chunks.
+///
+/// The body is not read from the client until the first `next()` (that is
+/// also when `100 Continue` is sent), so a handler that never looks at a
+/// body never makes the client send it. Reading throws `RequestEndedError`
+/// once the connection is gone or after the handler has returned.
+public struct RequestBody: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    let context: RequestContext
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let context: RequestContext
+        public mutating func next() async throws -> [UInt8]? {
+            try await context.nextBodyChunk()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(context: context) }
+
+    /// Reads the whole body, up to `limit` bytes (throws past it).
+    public func collect(upTo limit: Int) async throws -> [UInt8] {
+        var all: [UInt8] = []
+        for try await chunk in self {
+            if all.count + chunk.count > limit { throw VigilError(code: VIGIL_EINVAL) }
+            all.append(contentsOf: chunk)
+        }
+        return all
+    }
+}

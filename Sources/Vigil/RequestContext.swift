@@ -1,0 +1,296 @@
+import CVigil
+import HTTPTypes
+import Synchronization
+
+/// The Swift side of one C request: the handler's task, the close-notify
+/// waiters, the cancel callbacks and the body buffer, all behind one lock.
+///
+/// Lifetime: created on the loop thread in `on_request`, which stores a
+/// retained reference in the C request (`vigil_request_set_data`). The C core
+/// calls `on_request_done` exactly once, as the last callback for the request;
+/// that callback takes the reference back. The handler's child task holds
+/// its own strong reference while it runs.
+final class RequestContext: Sendable {
+    /// The C request. `vigil.h` makes every request function callable from
+    /// any thread, and we hold the handler reference until `finishHandler()`
+    /// and our own retain until `deinit`, so the pointer stays valid for
+    /// this object's whole life.
+    nonisolated(unsafe) let raw: OpaquePointer
+    let head: HTTPRequest
+    let hasBody: Bool
+    let connectionID: UInt64
+    private let state: Mutex<State>
+    /// Request body bytes buffered in Swift before we ask the core to pause
+    /// the body (backpressure), and the level at which we resume it.
+    private static let bodyHighWater = 256 * 1024
+    private static let bodyLowWater = 64 * 1024
+
+    private struct State: ~Copyable {
+        var reason: CancellationReason?
+        var task: TaskHandle?
+        var cancelInProgress = false
+        var detachWaiter: CheckedContinuation<Void, Never>?
+        var closeWaiters: [Int: CheckedContinuation<CancellationReason, any Error>] = [:]
+        var nextWaiterID = 0
+        var onCancel: [@Sendable (CancellationReason) -> Void] = []
+        // body
+        var chunks: [[UInt8]] = []
+        var chunkIndex = 0
+        var buffered = 0
+        var bodyStarted = false
+        var bodyPaused = false
+        var bodyEnded = false
+        var bodyWaiter: CheckedContinuation<[UInt8]?, any Error>?
+    }
+
+    /// The running handler's task. `UnsafeCurrentTask` may only be used while
+    /// its task is alive: the handler's task clears this under the lock
+    /// before it ends, and waits (`detachTask`) while a cancel that already
+    /// took the handle is still calling `cancel()` on it.
+    private struct TaskHandle: @unchecked Sendable {
+        let task: UnsafeCurrentTask
+    }
+
+    init(raw: OpaquePointer, head: HTTPRequest) {
+        self.raw = raw
+        vigil_request_retain(raw)  // ours, given back in deinit
+        self.head = head
+        self.hasBody = vigil_request_has_body(raw) != 0
+        self.connectionID = vigil_request_connection_id(raw)
+        self.state = Mutex(State())
+    }
+
+    deinit {
+        vigil_request_release(raw)
+    }
+
+    var reason: CancellationReason? { state.withLock { $0.reason } }
+
+    // MARK: handler task
+
+    /// Called first thing in the handler's task.
+    func attachCurrentTask() {
+        let already: Bool = withUnsafeCurrentTask { task in
+            guard let task else { return false }
+            return state.withLock { s in
+                if let r = s.reason, r != .handlerFinished { return true }
+                s.task = TaskHandle(task: task)
+                return false
+            }
+        }
+        if already {
+            // Cancelled while the request waited to be scheduled.
+            withUnsafeCurrentTask { $0?.cancel() }
+        }
+    }
+
+    /// Called last in the handler's task, before it may end.
+    func detachTask() async {
+        let mustWait = state.withLock { s -> Bool in
+            s.task = nil
+            return s.cancelInProgress
+        }
+        guard mustWait else { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.cancelInProgress {
+                    s.detachWaiter = c
+                    return false
+                }
+                return true
+            }
+            if resumeNow { c.resume() }
+        }
+    }
+
+    // MARK: ending
+
+    /// The connection ended the request (loop thread, from on_request_done).
+    /// Order matters: set the reason, resume the waiters with it, then cancel
+    /// the task, so that a waiter in the handler's own task sees the reason
+    /// rather than its task's cancellation.
+    func cancel(_ reason: CancellationReason) {
+        let taken = state.withLock { s -> (CancelWork, TaskHandle?)? in
+            guard s.reason == nil else { return nil }
+            s.reason = reason
+            let work = CancelWork(
+                waiters: Array(s.closeWaiters.values), callbacks: s.onCancel,
+                bodyWaiter: s.bodyWaiter)
+            s.closeWaiters = [:]
+            s.onCancel = []
+            s.bodyWaiter = nil
+            let task = s.task
+            if task != nil { s.cancelInProgress = true }
+            return (work, task)
+        }
+        guard let (work, task) = taken else { return }
+        work.run(reason, bodyError: RequestEndedError(reason: reason))
+        guard let task else { return }
+        // The task cannot end while cancelInProgress is set (detachTask
+        // waits), so the handle is valid here, outside the lock: cancelling
+        // runs the task's cancellation handlers synchronously, and they may
+        // take this lock.
+        task.task.cancel()
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.cancelInProgress = false
+            defer { s.detachWaiter = nil }
+            return s.detachWaiter
+        }
+        waiter?.resume()
+    }
+
+    /// The handler returned (its own task).
+    func finishHandler() {
+        let work = state.withLock { s -> CancelWork? in
+            let bodyWaiter = s.bodyWaiter
+            s.bodyWaiter = nil
+            guard s.reason == nil else {
+                return bodyWaiter.map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
+            }
+            s.reason = .handlerFinished
+            let work = CancelWork(
+                waiters: Array(s.closeWaiters.values), callbacks: s.onCancel,
+                bodyWaiter: bodyWaiter)
+            s.closeWaiters = [:]
+            s.onCancel = []
+            return work
+        }
+        work?.run(.handlerFinished, bodyError: RequestEndedError(reason: .handlerFinished))
+        vigil_request_finish(raw)
+    }
+
+    private struct CancelWork {
+        var waiters: [CheckedContinuation<CancellationReason, any Error>]
+        var callbacks: [@Sendable (CancellationReason) -> Void]
+        var bodyWaiter: CheckedContinuation<[UInt8]?, any Error>?
+
+        func run(_ reason: CancellationReason, bodyError: RequestEndedError) {
+            for w in waiters { w.resume(returning: reason) }
+            bodyWaiter?.resume(throwing: bodyError)
+            for cb in callbacks { cb(reason) }
+        }
+    }
+
+    // MARK: close-notify and callbacks
+
+    func connectionClosed() async throws -> CancellationReason {
+        let id = state.withLock { s -> Int in
+            s.nextWaiterID += 1
+            return s.nextWaiterID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation {
+                (c: CheckedContinuation<CancellationReason, any Error>) in
+                let action = state.withLock { s -> Result<CancellationReason, any Error>? in
+                    if let r = s.reason { return .success(r) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    s.closeWaiters[id] = c
+                    return nil
+                }
+                if let action { c.resume(with: action) }
+            }
+        } onCancel: {
+            let c = state.withLock { $0.closeWaiters.removeValue(forKey: id) }
+            c?.resume(throwing: CancellationError())
+        }
+    }
+
+    func onCancel(_ body: @escaping @Sendable (CancellationReason) -> Void) {
+        let now = state.withLock { s -> CancellationReason? in
+            if let r = s.reason { return r }
+            s.onCancel.append(body)
+            return nil
+        }
+        if let now { body(now) }
+    }
+
+    // MARK: body
+
+    /// A body piece from the loop thread.
+    func bodyReceived(_ bytes: UnsafeRawBufferPointer, end: Bool) {
+        let chunk = bytes.isEmpty ? nil : [UInt8](bytes)
+        let (waiter, value, pause) = state.withLock {
+            s -> (CheckedContinuation<[UInt8]?, any Error>?, [UInt8]?, Bool) in
+            if end { s.bodyEnded = true }
+            if let waiter = s.bodyWaiter, chunk != nil || end {
+                s.bodyWaiter = nil
+                if let chunk {
+                    // Handing this one over; an end flag stays for the next call.
+                    return (waiter, chunk, false)
+                }
+                return (waiter, nil, false)
+            }
+            if let chunk {
+                s.chunks.append(chunk)
+                s.buffered += chunk.count
+            }
+            if s.buffered > Self.bodyHighWater && !s.bodyPaused && !s.bodyEnded {
+                s.bodyPaused = true
+                return (nil, nil, true)
+            }
+            return (nil, nil, false)
+        }
+        waiter?.resume(returning: value)
+        if pause { _ = vigil_request_body_pause(raw) }
+    }
+
+    func nextBodyChunk() async throws -> [UInt8]? {
+        guard hasBody else { return nil }
+        enum Step { case value([UInt8]?), fail(any Error), wait }
+        let (step, start) = state.withLock { s -> (Step, Bool) in
+            var start = false
+            if !s.bodyStarted {
+                s.bodyStarted = true
+                start = true
+            }
+            if s.chunkIndex < s.chunks.count {
+                let c = s.chunks[s.chunkIndex]
+                s.chunkIndex += 1
+                if s.chunkIndex == s.chunks.count {
+                    s.chunks.removeAll(keepingCapacity: true)
+                    s.chunkIndex = 0
+                }
+                s.buffered -= c.count
+                if s.bodyPaused && s.buffered < Self.bodyLowWater {
+                    s.bodyPaused = false
+                    start = true
+                }
+                return (.value(c), start)
+            }
+            if s.bodyEnded { return (.value(nil), start) }
+            if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false) }
+            return (.wait, start)
+        }
+        if start { _ = vigil_request_body_start(raw) }
+        switch step {
+        case .value(let v): return v
+        case .fail(let e): throw e
+        case .wait: break
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation {
+                (c: CheckedContinuation<[UInt8]?, any Error>) in
+                let action = state.withLock { s -> Result<[UInt8]?, any Error>? in
+                    if s.chunkIndex < s.chunks.count {
+                        let chunk = s.chunks[s.chunkIndex]
+                        s.chunkIndex += 1
+                        s.buffered -= chunk.count
+                        return .success(chunk)
+                    }
+                    if s.bodyEnded { return .success(nil) }
+                    if let r = s.reason { return .failure(RequestEndedError(reason: r)) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    s.bodyWaiter = c
+                    return nil
+                }
+                if let action { c.resume(with: action) }
+            }
+        } onCancel: {
+            let c = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+                defer { s.bodyWaiter = nil }
+                return s.bodyWaiter
+            }
+            c?.resume(throwing: CancellationError())
+        }
+    }
+}

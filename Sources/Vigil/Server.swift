@@ -1,0 +1,271 @@
+import CVigil
+import HTTPTypes
+import Synchronization
+
+/// An HTTP/1.1 server whose handlers are cancelled the moment their client
+/// goes away.
+///
+/// ```swift
+/// let server = Server(configuration: .init(host: "127.0.0.1", port: 8080))
+/// try await server.run { request, response in
+///     try await response.write(HTTPResponse(status: .ok), body: "Hello")
+/// }
+/// ```
+public final class Server: Sendable {
+    public typealias Handler = @Sendable (Request, ResponseWriter) async throws -> Void
+
+    public struct Configuration: Sendable {
+        /// What a client's half-close (FIN) means while its request runs.
+        public enum HalfClose: Sendable {
+            /// Cancel the request with `.clientClosed` (like Go, Node, NIO).
+            case cancel
+            /// Finish the response, then close (RFC 9112 section 9.6).
+            case finishResponse
+        }
+
+        public var host: String
+        /// 0 picks a free port; `run(onListening:)` reports it.
+        public var port: Int
+        /// Event loops (threads) serving connections.
+        public var loops: Int
+        public var halfClose: HalfClose
+        /// Unconsumed bytes buffered per connection before reading pauses.
+        public var readBufferLimit: Int
+        /// Response bytes queued per connection before body writes wait.
+        public var writeBufferLimit: Int
+        /// Unread request body drained after the handler returned, to keep
+        /// the connection; past it the connection closes.
+        public var drainLimit: Int
+        /// Largest request head, request line included (431 past it).
+        public var maxHeaderBytes: Int
+        /// How long in-flight requests may run on after shutdown begins,
+        /// before they are cancelled with `.serverShutdown`.
+        public var shutdownGracePeriod: Duration
+
+        public init(
+            host: String = "127.0.0.1", port: Int = 8080, loops: Int = 1,
+            halfClose: HalfClose = .cancel, readBufferLimit: Int = 64 * 1024,
+            writeBufferLimit: Int = 64 * 1024, drainLimit: Int = 256 * 1024,
+            maxHeaderBytes: Int = 16 * 1024, shutdownGracePeriod: Duration = .seconds(10)
+        ) {
+            self.host = host
+            self.port = port
+            self.loops = loops
+            self.halfClose = halfClose
+            self.readBufferLimit = readBufferLimit
+            self.writeBufferLimit = writeBufferLimit
+            self.drainLimit = drainLimit
+            self.maxHeaderBytes = maxHeaderBytes
+            self.shutdownGracePeriod = shutdownGracePeriod
+        }
+    }
+
+    /// Counters from the C core.
+    public struct Statistics: Sendable, Hashable {
+        public var connectionsAccepted: UInt64
+        public var connectionsOpen: UInt64
+        public var requestsTotal: UInt64
+        /// Request objects not yet freed: back to 0 once every handler
+        /// returned and every connection closed.
+        public var requestsLive: UInt64
+        public var requestsCancelled: UInt64
+        public var badRequests: UInt64
+    }
+
+    public let configuration: Configuration
+    private let running = Mutex<CServer?>(nil)
+
+    public init(configuration: Configuration = .init()) {
+        self.configuration = configuration
+    }
+
+    /// The counters while `run` runs, nil otherwise.
+    public var statistics: Statistics? {
+        running.withLock { server in
+            guard let server else { return nil }
+            var s = vigil_stats_t()
+            vigil_server_stats(server.pointer, &s)
+            return Statistics(
+                connectionsAccepted: s.connections_accepted, connectionsOpen: s.connections_open,
+                requestsTotal: s.requests_total, requestsLive: s.requests_live,
+                requestsCancelled: s.requests_cancelled, badRequests: s.bad_requests)
+        }
+    }
+
+    /// Serves until the calling task is cancelled, then shuts down
+    /// gracefully: stops accepting, closes idle connections, lets requests in
+    /// flight finish within `shutdownGracePeriod`, cancels the rest.
+    ///
+    /// Each request's handler runs in a child task of this call. When the
+    /// client goes away, that task is cancelled.
+    public func run(
+        onListening: (@Sendable (Int) -> Void)? = nil,
+        _ handler: @escaping Handler
+    ) async throws {
+        let (stream, continuation) = AsyncStream.makeStream(of: RequestContext.self)
+        let core = ServerCore(continuation: continuation)
+        let server = try CServer(configuration: configuration, core: core)
+        defer { server.free() }
+        try server.start()
+        running.withLock { $0 = server }
+        defer { running.withLock { $0 = nil } }
+        onListening?(server.port)
+
+        let c = configuration.shutdownGracePeriod.components
+        let graceMs = UInt64(max(0, c.seconds)) * 1000 + UInt64(max(0, c.attoseconds)) / 1_000_000_000_000_000
+        // The handlers' task group runs in a task of its own, which run()
+        // awaits to the end: were it run()'s own group, cancelling run()
+        // would cancel every handler at once and leave no grace period.
+        // Cancelling run() starts the graceful shutdown instead; handlers
+        // still running when the grace period ends are cancelled by the core
+        // with `.serverShutdown`. The task inherits run()'s priority and
+        // task-local values.
+        let serving = Task {
+            await withDiscardingTaskGroup { group in
+                for await context in stream {
+                    group.addTask { await Self.serve(context, handler) }
+                }
+            }
+        }
+        await withTaskCancellationHandler {
+            await serving.value
+        } onCancel: {
+            server.shutdown(graceMs: graceMs)
+        }
+    }
+
+    static func serve(_ context: RequestContext, _ handler: Handler) async {
+        context.attachCurrentTask()
+        do {
+            try await handler(Request(context: context), ResponseWriter(context: context))
+        } catch {
+            // The core answers 500 if nothing was sent yet, and cuts off a
+            // started response; the server keeps serving.
+        }
+        await context.detachTask()
+        context.finishHandler()
+    }
+}
+
+/// Receives the C callbacks of one `run()`.
+final class ServerCore: Sendable {
+    let continuation: AsyncStream<RequestContext>.Continuation
+    init(continuation: AsyncStream<RequestContext>.Continuation) {
+        self.continuation = continuation
+    }
+
+    static func from(_ ud: UnsafeMutableRawPointer?) -> ServerCore {
+        Unmanaged<ServerCore>.fromOpaque(ud!).takeUnretainedValue()
+    }
+
+    /// Loop thread: a request head arrived.
+    func request(_ raw: OpaquePointer) {
+        let context = RequestContext(raw: raw, head: makeHead(raw))
+        vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
+        if case .terminated = continuation.yield(context) {
+            // run() is over: no task will take it.
+            context.finishHandler()
+        }
+    }
+}
+
+/// The C server of one `run()`. `vigil_server_shutdown` and
+/// `vigil_server_stats` may be called from any thread (vigil.h); `start`,
+/// `free` are called only by `run()`, in order.
+final class CServer: @unchecked Sendable {
+    let pointer: OpaquePointer
+    private let core: Unmanaged<ServerCore>
+    private(set) var port: Int = 0
+
+    init(configuration: Server.Configuration, core: ServerCore) throws {
+        var cfg = vigil_config_t()
+        vigil_config_init(&cfg)
+        cfg.port = UInt16(clamping: configuration.port)
+        cfg.loops = UInt32(max(1, configuration.loops))
+        cfg.half_close =
+            configuration.halfClose == .cancel ? VIGIL_HALF_CLOSE_CANCEL : VIGIL_HALF_CLOSE_FINISH
+        cfg.read_buffer_limit = configuration.readBufferLimit
+        cfg.write_buffer_limit = configuration.writeBufferLimit
+        cfg.drain_limit = configuration.drainLimit
+        cfg.max_header_bytes = configuration.maxHeaderBytes
+        let unmanaged = Unmanaged.passRetained(core)
+        cfg.userdata = unmanaged.toOpaque()
+        cfg.on_request = { req, ud in ServerCore.from(ud).request(req!) }
+        cfg.on_body = { req, data, len, end, _ in
+            let context = Unmanaged<RequestContext>.fromOpaque(vigil_request_get_data(req)!)
+                .takeUnretainedValue()
+            context.bodyReceived(UnsafeRawBufferPointer(start: data, count: len), end: end != 0)
+        }
+        cfg.on_request_done = { req, reason, _ in
+            // The last callback for this request: take back the reference
+            // stored in on_request.
+            let context = Unmanaged<RequestContext>.fromOpaque(vigil_request_get_data(req)!)
+                .takeRetainedValue()
+            if let r = CancellationReason(reason), r.isCancellation { context.cancel(r) }
+        }
+        cfg.on_stopped = { _, ud in ServerCore.from(ud).continuation.finish() }
+        var out: OpaquePointer?
+        let r = configuration.host.withCString { host in
+            cfg.host = host
+            return vigil_server_new(&out, &cfg)
+        }
+        guard r == 0, let out else {
+            unmanaged.release()
+            throw VigilError(code: r)
+        }
+        self.pointer = out
+        self.core = unmanaged
+    }
+
+    func start() throws {
+        let r = vigil_server_start(pointer)
+        if r != 0 { throw VigilError(code: r) }
+        port = Int(vigil_server_port(pointer))
+    }
+
+    func shutdown(graceMs: UInt64) {
+        _ = vigil_server_shutdown(pointer, graceMs)
+    }
+
+    func free() {
+        // Shuts down (no grace) and joins the loop threads if still running.
+        vigil_server_free(pointer)
+        core.release()
+    }
+}
+
+/// Builds the swift-http-types head from the C request (loop thread).
+func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
+    var mlen = 0
+    let m = vigil_request_method(raw, &mlen)!
+    let method = HTTPRequest.Method(
+        String(decoding: UnsafeRawBufferPointer(start: m, count: mlen), as: UTF8.self))
+        ?? .get
+    var tlen = 0
+    let t = vigil_request_target(raw, &tlen)!
+    let path = String(decoding: UnsafeRawBufferPointer(start: t, count: tlen), as: UTF8.self)
+    var fields = HTTPFields()
+    var authority: String?
+    let n = vigil_request_header_count(raw)
+    fields.reserveCapacity(n)
+    for i in 0..<n {
+        var name: UnsafePointer<CChar>?
+        var value: UnsafePointer<CChar>?
+        var nl = 0
+        var vl = 0
+        vigil_request_header_at(raw, i, &name, &nl, &value, &vl)
+        let nameBytes = UnsafeRawBufferPointer(start: name, count: nl)
+        let valueBytes = UnsafeRawBufferPointer(start: value, count: vl)
+        guard let fieldName = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
+            continue
+        }
+        if authority == nil, fieldName.canonicalName == "host" {
+            // As in swift-http-types' HTTP/1 mapping: Host becomes :authority.
+            authority = String(decoding: valueBytes, as: UTF8.self)
+            continue
+        }
+        fields.append(HTTPField(name: fieldName, lenientValue: valueBytes))
+    }
+    return HTTPRequest(
+        method: method, scheme: nil, authority: authority, path: path, headerFields: fields)
+}

@@ -1,0 +1,141 @@
+// vigil-demo: the demo and benchmark server.
+//
+//   GET  /          200 text/plain "Hello, World!"
+//   GET  /wait      waits up to 30 s for the request to be cancelled; records
+//                   the wall-clock time (CLOCK_REALTIME, ns) at which the
+//                   handler observed it; after 30 s answers 200 "timeout"
+//   GET  /cancels   the recorded times, one per line, oldest first
+//   POST /echo      200 with the request body streamed back
+//   GET  /stream?n=N  a chunked response of N short chunks
+import Dispatch
+import HTTPTypes
+import Synchronization
+import Vigil
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let cancels = Mutex<[Int64]>([])
+let hello = Array("Hello, World!".utf8)
+let textPlain: HTTPFields = [.contentType: "text/plain"]
+
+func wallClockNanos() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+func queryValue(_ path: String, _ key: String) -> String? {
+    guard let q = path.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+    for pair in q.split(separator: "&") {
+        let kv = pair.split(separator: "=", maxSplits: 1)
+        if kv.first.map(String.init) == key { return kv.count > 1 ? String(kv[1]) : "" }
+    }
+    return nil
+}
+
+@Sendable func handle(_ request: Request, _ response: ResponseWriter) async throws {
+    let path = request.head.path ?? "/"
+    let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
+    switch (request.head.method, route) {
+    case (.get, "/"):
+        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
+
+    case (.get, "/wait"):
+        // The cancellation handler runs the moment the task is cancelled,
+        // which is when the loop thread sees the client go.
+        await withTaskCancellationHandler {
+            try? await Task.sleep(for: .seconds(30))
+        } onCancel: {
+            let now = wallClockNanos()
+            cancels.withLock { $0.append(now) }
+        }
+        if !Task.isCancelled {
+            try response.send(
+                HTTPResponse(status: .ok, headerFields: textPlain), body: Array("timeout".utf8))
+        }
+
+    case (.get, "/cancels"):
+        let text = cancels.withLock { $0.map { "\($0)\n" }.joined() }
+        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
+
+    case (.post, "/echo"):
+        var writer: ResponseBodyWriter?
+        for try await chunk in request.body {
+            if writer == nil {
+                writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
+            }
+            try await writer!.write(chunk)
+        }
+        if let writer {
+            try await writer.finish()
+        } else {
+            try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: [])
+        }
+
+    case (.get, "/stream"):
+        let n = queryValue(path, "n").flatMap { Int($0) } ?? 10
+        let writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
+        for i in 0..<max(0, n) {
+            try await writer.write("chunk \(i)\n")
+        }
+        try await writer.finish()
+
+    default:
+        try response.send(
+            HTTPResponse(status: .notFound, headerFields: textPlain), body: Array("Not Found".utf8))
+    }
+}
+
+/// Not on the main actor: the handler runs on a Dispatch queue.
+nonisolated func installSignalHandlers(_ action: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+    [SIGINT, SIGTERM].map { sig in
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler(handler: action)
+        source.resume()
+        return source
+    }
+}
+
+@main
+struct Demo {
+    static func main() async {
+        var host = "127.0.0.1"
+        var port = 8080
+        var loops = 1
+        var args = CommandLine.arguments.dropFirst()
+        while let a = args.popFirst() {
+            switch a {
+            case "--host": host = args.popFirst() ?? host
+            case "--port": port = args.popFirst().flatMap { Int($0) } ?? port
+            case "--loops": loops = args.popFirst().flatMap { Int($0) } ?? loops
+            case "-h", "--help":
+                print("usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]")
+                exit(0)
+            default:
+                print("unknown argument \(a)")
+                exit(2)
+            }
+        }
+        let server = Server(configuration: .init(host: host, port: port, loops: loops))
+        // SIGINT/SIGTERM: cancel run(), which shuts down gracefully.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let shownHost = host
+        let runTask = Task {
+            try await server.run(onListening: { port in
+                print("vigil-demo listening on \(shownHost):\(port)")
+                fflush(nil)
+            }, handle)
+        }
+        let sources = installSignalHandlers { runTask.cancel() }
+        do {
+            try await runTask.value
+        } catch {
+            print("vigil-demo: \(error)")
+            exit(1)
+        }
+        _ = sources
+    }
+}
