@@ -125,14 +125,17 @@ build_all() {
     (cd "$HERE/go" && GOPROXY=off GOFLAGS=-mod=mod go build -o "$BIN/go-bench" .) ||
         log "go-bench build failed: the go server will be skipped"
 
+    # SwiftPM rebuilds when the environment differs from the last build's, so
+    # build with a fixed, minimal one (QUICK=1 vs ROUNDS=5 must not rebuild).
+    local -a CLEAN_ENV=(env -i "PATH=$PATH" "HOME=${HOME:-/root}" "LANG=${LANG:-C.UTF-8}")
     log "building Benchmarks/swift (nio-bench, hb-bench), release; first build takes minutes"
-    swift build -c release --package-path "$HERE/swift" >"$LOGDIR/swift-bench-build.log" 2>&1 ||
+    "${CLEAN_ENV[@]}" swift build -c release --package-path "$HERE/swift" >"$LOGDIR/swift-bench-build.log" 2>&1 ||
         log "Benchmarks/swift build failed (see $LOGDIR/swift-bench-build.log): nio and hummingbird will be skipped"
 
     if [ "${SKIP_VIGIL_BUILD:-0}" != "1" ]; then
         if [ -f "$ROOT/Package.swift" ]; then
             log "building vigil-demo (swift build -c release --product vigil-demo)"
-            swift build -c release --package-path "$ROOT" --product vigil-demo >"$LOGDIR/vigil-build.log" 2>&1 ||
+            "${CLEAN_ENV[@]}" swift build -c release --package-path "$ROOT" --product vigil-demo >"$LOGDIR/vigil-build.log" 2>&1 ||
                 log "vigil-demo build failed (see $LOGDIR/vigil-build.log): vigil-swift will be skipped"
         else
             log "no $ROOT/Package.swift: vigil-swift will be skipped"
@@ -315,8 +318,11 @@ if [ "${SKIP_CANCEL:-0}" != "1" ]; then
             p99="$(echo "$line" | sed -n 's/.*p99_us=\([^ ]*\).*/\1/p')"
             obs="$(echo "$line" | sed -n 's/.*observed=\([^ ]*\).*/\1/p')"
             rounds_done="$(echo "$line" | sed -n 's/.*rounds=\([^ ]*\).*/\1/p')"
+            err="$(echo "$line" | sed -n 's/.*error=\([^ ]*\).*/\1/p')"
             if [ -z "$line" ]; then
                 val="error"
+            elif [ -n "$err" ]; then
+                val="error: $err"
             elif [ "${p50:-NA}" = "NA" ]; then
                 val="never (0 of ${rounds_done:-?})"
             else
@@ -347,6 +353,8 @@ if [ "${SKIP_IDLE:-0}" != "1" ]; then
         if [[ "$bpc" =~ ^-?[0-9]+$ ]]; then
             IDLE[$name]="$(awk -v b="$bpc" 'BEGIN{printf "%.1f KiB", b/1024}')"
             [ "$conns" != "$IDLE_CONNS" ] || [ "$okc" != "$conns" ] && IDLE[$name]="${IDLE[$name]} ($okc of $IDLE_CONNS ok)"
+            closedc="$(echo "$line" | sed -n 's/.*closed_by_server=\([0-9]*\).*/\1/p')"
+            [ -n "$closedc" ] && [ "$closedc" != 0 ] && IDLE[$name]="${IDLE[$name]} ($closedc closed by server)"
         else
             IDLE[$name]="error"
         fi

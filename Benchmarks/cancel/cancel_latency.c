@@ -350,6 +350,13 @@ int main(int argc, char **argv) {
     if (early) printf("warning: %d of %d /wait requests were answered before the close (route not blocking?)\n", early,
                       done);
     if (failures) printf("warning: %d rounds failed to connect/send\n", failures);
+    if (done > 0 && early * 2 > done) {
+        printf("error: /wait answered before the client closed in %d of %d rounds: not a blocking /wait route\n", early,
+               done);
+        printf("RESULT mode=%s rounds=%d observed=%zu p50_us=NA p99_us=NA max_us=NA error=wait_not_blocking\n", mode,
+               done, observed);
+        return 1;
+    }
     if (nl == 0) {
         printf("no cancellations observed\n");
         printf("RESULT mode=%s rounds=%d observed=0 p50_us=NA p99_us=NA max_us=NA\n", mode, done);

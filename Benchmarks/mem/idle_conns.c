@@ -18,13 +18,16 @@
  *                    [--conns 10000] [--settle-ms 1000]
  *
  * Output: a human-readable line, then one machine-readable line:
- *   RESULT conns=10000 ok=10000 rss_before_kib=... rss_after_kib=... bytes_per_conn=...
+ *   RESULT conns=10000 ok=10000 rss_before_kib=... rss_after_kib=... bytes_per_conn=... closed_by_server=0
+ * (closed_by_server: connections the server had closed by the time RSS was
+ * read; the per-connection figure is then an underestimate).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,10 +217,26 @@ int main(int argc, char **argv) {
     long after = read_vmrss_kib(pid);
     double per = opened > 0 && after >= 0 ? (double)(after - before) * 1024.0 / (double)opened : 0;
 
+    /* Are they all still open? A server that closed idle connections early
+     * would look cheaper than it is. */
+    int closed = 0;
+    struct pollfd *pfds = calloc((size_t)(opened ? opened : 1), sizeof *pfds);
+    if (!pfds) abort();
+    for (int i = 0; i < opened; i++) {
+        pfds[i].fd = fds[i];
+        pfds[i].events = POLLIN | POLLRDHUP;
+    }
+    if (opened > 0 && poll(pfds, (nfds_t)opened, 0) > 0) {
+        for (int i = 0; i < opened; i++)
+            if (pfds[i].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) closed++;
+    }
+    free(pfds);
+
     printf("idle connections: %d open (%d answered), server pid %d VmRSS %ld KiB -> %ld KiB: %.0f bytes/conn (%.2f KiB)\n",
            opened, ok, pid, before, after, per, per / 1024.0);
-    printf("RESULT conns=%d ok=%d rss_before_kib=%ld rss_after_kib=%ld bytes_per_conn=%.0f\n", opened, ok, before, after,
-           per);
+    if (closed) printf("warning: %d connections were closed (or written to) by the server while idle\n", closed);
+    printf("RESULT conns=%d ok=%d rss_before_kib=%ld rss_after_kib=%ld bytes_per_conn=%.0f closed_by_server=%d\n", opened,
+           ok, before, after, per, closed);
     fflush(stdout);
 
     struct linger lg = {1, 0};

@@ -157,6 +157,9 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
+  /* llhttp flushes an open span at the end of every execute call, even an
+   * empty one: pausing on that would stop the parser forever. */
+  if (len == 0) return 0;
   c->body_at = at;
   c->body_len = len;
   return HPE_PAUSED;

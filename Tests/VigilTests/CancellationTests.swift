@@ -1,0 +1,192 @@
+import HTTPTypes
+import Synchronization
+import Vigil
+import XCTest
+
+/// What a handler saw of its own cancellation.
+struct Observed: Sendable {
+    var taskCancelled: Bool
+    var checkCancellationThrew: Bool
+    var handlerSawCancel: Bool
+    var reason: CancellationReason?
+}
+
+/// Ports of Go's TestServerRequestContextCancel_* (net/http serve_test.go),
+/// over real loopback sockets.
+final class CancellationTests: XCTestCase {
+
+    /// A handler that waits (bounded) to be cancelled and reports how it saw it.
+    private func waitingServer(
+        inHandler: Signal<Void>, done: Signal<Observed>,
+        configure: (inout Server.Configuration) -> Void = { _ in }
+    ) async throws -> TestServer {
+        try await TestServer.start(configure) { request, response in
+            let sawCancel = Mutex(false)
+            inHandler.fire()
+            await withTaskCancellationHandler {
+                try? await Task.sleep(for: .seconds(10))
+            } onCancel: {
+                sawCancel.withLock { $0 = true }
+            }
+            var threw = false
+            do { try Task.checkCancellation() } catch { threw = true }
+            done.fire(Observed(
+                taskCancelled: Task.isCancelled, checkCancellationThrew: threw,
+                handlerSawCancel: sawCancel.withLock { $0 },
+                reason: request.cancellation.reason))
+        }
+    }
+
+    /// Go: TestServerRequestContextCancel_ConnClose. The client sends a GET,
+    /// waits until the handler runs, closes: the handler's task is cancelled
+    /// with reason "client closed".
+    func testClientCloseCancelsHandler() async throws {
+        let inHandler = Signal<Void>(), done = Signal<Observed>()
+        let server = try await waitingServer(inHandler: inHandler, done: done)
+        let client = try server.client()
+        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let entered = await inHandler.wait()
+        XCTAssertNotNil(entered, "handler never ran")
+        client.close()
+        let seen = await done.wait(timeout: 4)
+        XCTAssertNotNil(seen, "handler was not cancelled within 4 s")
+        XCTAssertEqual(seen?.taskCancelled, true)
+        XCTAssertEqual(seen?.checkCancellationThrew, true)
+        XCTAssertEqual(seen?.handlerSawCancel, true)
+        XCTAssertEqual(seen?.reason, .clientClosed)
+        try await server.stop()
+    }
+
+    /// The same with an RST (SO_LINGER 0): reason "reset".
+    func testResetCancelsHandlerWithReset() async throws {
+        let inHandler = Signal<Void>(), done = Signal<Observed>()
+        let server = try await waitingServer(inHandler: inHandler, done: done)
+        let client = try server.client()
+        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = await inHandler.wait()
+        client.reset()
+        let seen = await done.wait(timeout: 4)
+        XCTAssertEqual(seen?.taskCancelled, true)
+        XCTAssertEqual(seen?.reason, .reset)
+        try await server.stop()
+    }
+
+    /// An RST that arrives behind unread request bytes, which libuv may
+    /// report as plain EOF, is still "reset".
+    func testResetBehindPipelinedBytesIsReset() async throws {
+        let inHandler = Signal<Void>(), done = Signal<Observed>()
+        let server = try await waitingServer(inHandler: inHandler, done: done)
+        let client = try server.client()
+        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = await inHandler.wait()
+        try await client.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.reset()
+        let seen = await done.wait(timeout: 4)
+        XCTAssertEqual(seen?.reason, .reset)
+        try await server.stop()
+    }
+
+    /// A client that stops reading while the handler streams a large
+    /// response, then resets: the handler ends with "write failed" or "reset",
+    /// and its pending write throws.
+    func testSlowReaderThenResetFailsWrites() async throws {
+        let streaming = Signal<Void>(), ended = Signal<(CancellationReason?, Bool)>()
+        let server = try await TestServer.start { request, response in
+            let body = try await response.start(HTTPResponse(status: .ok))
+            let chunk = [UInt8](repeating: 0x61, count: 64 * 1024)
+            var writeThrew = false
+            do {
+                for i in 0..<10_000 {  // 640 MiB: far more than any socket buffer
+                    try await body.write(chunk)
+                    if i == 4 { streaming.fire() }
+                }
+            } catch {
+                writeThrew = true
+            }
+            ended.fire((request.cancellation.reason, writeThrew))
+        }
+        let client = try server.client()
+        client.setReceiveBuffer(4096)
+        try await client.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        let v1 = await streaming.wait()
+        XCTAssertNotNil(v1)
+        try await Task.sleep(for: .milliseconds(100))  // let the queue fill up
+        client.reset()
+        let result = await ended.wait(timeout: 5)
+        XCTAssertNotNil(result, "the streaming handler never ended")
+        XCTAssertEqual(result?.1, true, "a write after the reset should throw")
+        XCTAssertTrue(result?.0 == .writeFailed || result?.0 == .reset, "reason: \(String(describing: result?.0))")
+        try await server.stop()
+    }
+
+    /// Go: TestServerRequestContextCancel_ServeHTTPDone. After a normal
+    /// response the handle says "handler finished" and the task was never
+    /// cancelled.
+    func testNormalResponseEndsWithHandlerFinished() async throws {
+        let handle = Signal<CancellationHandle>(), wasCancelled = Signal<Bool>()
+        let server = try await TestServer.start { request, response in
+            handle.fire(request.cancellation)
+            try await response.write(HTTPResponse(status: .ok), body: "ok")
+            wasCancelled.fire(Task.isCancelled)
+        }
+        let client = try server.client()
+        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let r = try await client.readResponse()
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.bodyString, "ok")
+        let h = await handle.wait()
+        let v2 = await wasCancelled.wait()
+        XCTAssertEqual(v2, false)
+        // The handler returned right after writing: its reason settles.
+        var reason: CancellationReason?
+        for _ in 0..<200 {
+            reason = h?.reason
+            if reason != nil { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        XCTAssertEqual(reason, .handlerFinished)
+        XCTAssertEqual(h?.isCancelled, false)
+        // Closing the connection afterwards changes nothing.
+        client.close()
+        try await Task.sleep(for: .milliseconds(50))
+        XCTAssertEqual(h?.reason, .handlerFinished)
+        try await server.stop()
+    }
+
+    /// onCancel runs exactly once, with the reason.
+    func testOnCancelCallbackRunsOnceWithReason() async throws {
+        let calls = Recorder<CancellationReason>(), inHandler = Signal<Void>(), out = Signal<Void>()
+        let server = try await TestServer.start { request, response in
+            request.cancellation.onCancel { calls.append($0) }
+            request.cancellation.onCancel { calls.append($0) }
+            inHandler.fire()
+            try? await Task.sleep(for: .seconds(10))
+            out.fire()
+        }
+        let client = try server.client()
+        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = await inHandler.wait()
+        client.reset()
+        let v3 = await out.wait()
+        XCTAssertNotNil(v3)
+        try await Task.sleep(for: .milliseconds(50))
+        XCTAssertEqual(calls.all, [.reset, .reset])
+        try await server.stop()
+    }
+
+    /// A handler that throws gets a 500, and the server keeps serving.
+    func testThrowingHandlerGets500() async throws {
+        struct Boom: Error {}
+        let server = try await TestServer.start { request, response in
+            if request.head.path == "/boom" { throw Boom() }
+            try await response.write(HTTPResponse(status: .ok), body: "fine")
+        }
+        let client = try server.client()
+        try await client.send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let rs = try await client.readResponses(2)
+        XCTAssertEqual(rs[0].status, 500)
+        XCTAssertEqual(rs[1].status, 200)
+        XCTAssertEqual(rs[1].bodyString, "fine")
+        try await server.stop()
+    }
+}
