@@ -275,6 +275,7 @@ declare -A KA PL CANCEL_FIN CANCEL_RST IDLE SKIPPED
 install_missing
 if [ "${SKIP_BUILD:-0}" != "1" ]; then build_all; fi
 parse_table
+for name in "${NAMES[@]}"; do : >"$LOGDIR/$name.log"; done
 
 for name in "${NAMES[@]}"; do
     if ! available "$name"; then

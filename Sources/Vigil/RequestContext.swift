@@ -1,6 +1,5 @@
 import CVigil
 import HTTPTypes
-import Synchronization
 
 /// The Swift side of one C request: the handler's task, the close-notify
 /// waiters, the cancel callbacks and the body buffer, all behind one lock.
@@ -19,13 +18,13 @@ final class RequestContext: Sendable {
     let head: HTTPRequest
     let hasBody: Bool
     let connectionID: UInt64
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// Request body bytes buffered in Swift before we ask the core to pause
     /// the body (backpressure), and the level at which we resume it.
     private static let bodyHighWater = 256 * 1024
     private static let bodyLowWater = 64 * 1024
 
-    private struct State: ~Copyable {
+    private struct State {
         var reason: CancellationReason?
         var task: TaskHandle?
         var cancelInProgress = false
@@ -57,7 +56,7 @@ final class RequestContext: Sendable {
         self.head = head
         self.hasBody = vigil_request_has_body(raw) != 0
         self.connectionID = vigil_request_connection_id(raw)
-        self.state = Mutex(State())
+        self.state = Locked(State())
     }
 
     deinit {

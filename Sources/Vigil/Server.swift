@@ -1,6 +1,5 @@
 import CVigil
 import HTTPTypes
-import Synchronization
 
 /// An HTTP/1.1 server whose handlers are cancelled the moment their client
 /// goes away.
@@ -73,7 +72,7 @@ public final class Server: Sendable {
     }
 
     public let configuration: Configuration
-    private let running = Mutex<CServer?>(nil)
+    private let running = Locked<CServer?>(nil)
 
     public init(configuration: Configuration = .init()) {
         self.configuration = configuration

@@ -1,6 +1,5 @@
 import HTTPTypes
-import Synchronization
-import Vigil
+@testable import Vigil
 import XCTest
 
 /// What a handler saw of its own cancellation.
@@ -21,7 +20,7 @@ final class CancellationTests: XCTestCase {
         configure: (inout Server.Configuration) -> Void = { _ in }
     ) async throws -> TestServer {
         try await TestServer.start(configure) { request, response in
-            let sawCancel = Mutex(false)
+            let sawCancel = Locked(false)
             inHandler.fire()
             await withTaskCancellationHandler {
                 try? await Task.sleep(for: .seconds(10))

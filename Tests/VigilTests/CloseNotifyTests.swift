@@ -1,6 +1,5 @@
 import HTTPTypes
-import Synchronization
-import Vigil
+@testable import Vigil
 import XCTest
 
 /// The close-notify continuation: `request.connectionClosed()`.

@@ -1,6 +1,5 @@
 import HTTPTypes
-import Synchronization
-import Vigil
+@testable import Vigil
 import XCTest
 
 /// HTTP/1.x behaviour over raw sockets: keep-alive, pipelining, bodies,

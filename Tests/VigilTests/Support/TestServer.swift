@@ -1,5 +1,4 @@
-import Synchronization
-import Vigil
+@testable import Vigil
 import XCTest
 
 /// Runs a `Server` on 127.0.0.1 with a free port for one test, and stops it.
@@ -69,7 +68,7 @@ final class TestServer: Sendable {
 /// Runs `body`, or gives up after `seconds` (returns nil then). A body that
 /// never ends is abandoned (cancelled and left), so a test cannot hang on it.
 func withTimeout<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
-    let slot = Mutex<CheckedContinuation<T?, any Error>?>(nil)
+    let slot = Locked<CheckedContinuation<T?, any Error>?>(nil)
     let resume: @Sendable (Result<T?, any Error>) -> Void = { r in
         slot.withLock { c in
             c?.resume(with: r)
@@ -91,7 +90,7 @@ func withTimeout<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () as
 
 /// A one-shot signal between a handler and the test, with a bounded wait.
 final class Signal<T: Sendable>: Sendable {
-    private let state = Mutex<(value: T?, waiters: [CheckedContinuation<T?, Never>])>((nil, []))
+    private let state = Locked<(value: T?, waiters: [CheckedContinuation<T?, Never>])>((nil, []))
 
     func fire(_ value: T) {
         let waiters = state.withLock { s -> [CheckedContinuation<T?, Never>] in
@@ -127,7 +126,7 @@ extension Signal where T == Void {
 
 /// A thread-safe counter / recorder for tests.
 final class Recorder<T: Sendable>: Sendable {
-    private let items = Mutex<[T]>([])
+    private let items = Locked<[T]>([])
     func append(_ v: T) { items.withLock { $0.append(v) } }
     var all: [T] { items.withLock { $0 } }
     var count: Int { items.withLock { $0.count } }
