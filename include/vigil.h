@@ -127,6 +127,23 @@ typedef void (*vigil_body_cb)(vigil_request_t *req, const char *data,
 typedef void (*vigil_done_cb)(vigil_request_t *req, vigil_reason_t reason,
                               void *userdata);
 
+/* Connection states, as Go's ConnState: NEW (accepted, nothing read yet),
+ * ACTIVE (a request is being read or served), IDLE (between keep-alive
+ * requests), HIJACKED (taken over by vigil_request_hijack), CLOSED. */
+typedef enum {
+  VIGIL_CONN_NEW = 0,
+  VIGIL_CONN_ACTIVE = 1,
+  VIGIL_CONN_IDLE = 2,
+  VIGIL_CONN_HIJACKED = 3,
+  VIGIL_CONN_CLOSED = 4
+} vigil_conn_state_t;
+
+/* A connection changed state (loop thread). `conn_id` is the number
+ * vigil_request_connection_id() gives its requests. Every connection starts
+ * with NEW and ends with CLOSED, hijacked ones included. */
+typedef void (*vigil_conn_state_cb)(uint64_t conn_id, vigil_conn_state_t state,
+                                    void *userdata);
+
 /* The server has stopped: every loop has exited (called on the last loop
  * thread, just before it exits). vigil_server_wait() returns after it. */
 typedef void (*vigil_stopped_cb)(vigil_server_t *server, void *userdata);
@@ -164,6 +181,7 @@ typedef struct vigil_config_s {
   vigil_done_cb on_request_done; /* optional */
   vigil_stopped_cb on_stopped;   /* optional */
   void *userdata;                /* passed to every callback above */
+  vigil_conn_state_cb on_conn_state; /* optional */
 } vigil_config_t;
 
 /* Fill `config` with the defaults above (host 127.0.0.1, port 8080). */
@@ -209,6 +227,8 @@ typedef struct vigil_stats_s {
   uint64_t requests_live;        /* request objects not yet freed */
   uint64_t requests_cancelled;   /* ended with a reason other than finished */
   uint64_t bad_requests;         /* answered 4xx/5xx by the core itself */
+  uint64_t connections_idle;     /* now, in state IDLE */
+  uint64_t connections_hijacked; /* now, hijacked and not yet closed */
 } vigil_stats_t;
 
 /* A snapshot of the counters (summed over loops); any thread. */
@@ -330,6 +350,37 @@ VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
                                      const vigil_header_t *headers,
                                      size_t nheaders, const void *body,
                                      size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Hijack                                                                   */
+
+/* Take the connection over from HTTP (for Upgrade, CONNECT, or a protocol of
+ * your own). Any thread. Allowed before a response was started, and while
+ * the request body is either untouched or fully delivered (VIGIL_EBUSY
+ * otherwise). After it:
+ *   - the core parses no more HTTP on this connection;
+ *   - on_body delivers the connection's raw bytes, starting with those that
+ *     already arrived after the head (an unread body, pipelined bytes), once
+ *     vigil_request_body_start() was called; end=1 when the client half-closes
+ *     (in VIGIL_HALF_CLOSE_FINISH mode; in CANCEL mode a FIN cancels);
+ *   - write raw bytes with vigil_hijack_write(), end with vigil_hijack_close();
+ *   - the read stays armed: the request's reason and its cancel callbacks
+ *     still report the end of the connection (reset, client closed, ...);
+ *   - vigil_request_finish() closes the connection if still open.
+ * Returns 0, VIGIL_EALREADY (response started, or already hijacked),
+ * VIGIL_EBUSY, VIGIL_ECANCELED. */
+VIGIL_EXPORT int vigil_request_hijack(vigil_request_t *req);
+
+/* Queue raw bytes on a hijacked connection; `cb` as for
+ * vigil_response_write. Any thread. */
+VIGIL_EXPORT int vigil_hijack_write(vigil_request_t *req, const void *data,
+                                    size_t len, vigil_write_cb cb,
+                                    void *userdata);
+
+/* Close a hijacked connection once what was written is flushed. The
+ * request's reason becomes VIGIL_REASON_HANDLER_FINISHED unless it already
+ * ended. Any thread. */
+VIGIL_EXPORT int vigil_hijack_close(vigil_request_t *req);
 
 #ifdef __cplusplus
 }

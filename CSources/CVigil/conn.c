@@ -37,9 +37,18 @@
 void vigil__conn_output_drained(vigil_conn_t *c);
 bool vigil__loop_stopping(vigil_loop_t *loop);
 
+/* The observable state (Go's ConnState), its gauges and its callback. */
 void vigil__conn_set_state(vigil_conn_t *c, int state) {
   if (c->state == state) return;
+  vigil_loop_t *loop = c->loop;
+  if (c->state == VIGIL_CONN_IDLE) atomic_fetch_sub(&loop->idle, 1);
+  if (c->state == VIGIL_CONN_HIJACKED) atomic_fetch_sub(&loop->hijacked, 1);
+  if (state == VIGIL_CONN_IDLE) atomic_fetch_add(&loop->idle, 1);
+  if (state == VIGIL_CONN_HIJACKED) atomic_fetch_add(&loop->hijacked, 1);
   c->state = state;
+  const vigil_config_t *cfg = &loop->server->config;
+  if (cfg->on_conn_state)
+    cfg->on_conn_state(c->id, (vigil_conn_state_t)state, cfg->userdata);
 }
 
 /* ------------------------------------------------------------------ */
@@ -69,19 +78,30 @@ static void detach_request(vigil_conn_t *c) {
 static void close_now(vigil_conn_t *c) {
   if (c->closing) return;
   c->closing = true;
+  if (c->req != NULL) {
+    /* Only a hijacked connection closes with its request attached: the
+     * request ends with the connection (no-op if it already ended). */
+    vigil_request_t *req = c->req;
+    c->req = NULL;
+    req->conn = NULL;
+    vigil__request_end(req, c->read_eof ? VIGIL_REASON_CLIENT_CLOSED
+                                        : VIGIL_REASON_HANDLER_FINISHED);
+    vigil__request_unref(req);
+  }
   vigil__loop_unwatch(c);
   if (vigil__list_linked(&c->dirty_link)) vigil__list_remove(&c->dirty_link);
   if (c->parsing) {
     vigil__request_unref(c->parsing);
     c->parsing = NULL;
   }
-  vigil__conn_set_state(c, CONN_CLOSED);
+  vigil__conn_set_state(c, VIGIL_CONN_CLOSED);
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
 void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
   if (c->closing) return;
   vigil_request_t *req = c->req;
+  c->req = NULL; /* ended below with the real reason, not close_now's */
   if (reason == VIGIL_REASON_CLIENT_CLOSED && c->out.len > 0 && !c->writing) {
     /* A FIN only closes the client's sending side: what we already have
      * for it may still reach it. Best effort, never blocking. */
@@ -92,7 +112,6 @@ void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
    * and must find this connection gone. */
   close_now(c);
   if (req != NULL) {
-    c->req = NULL;
     req->conn = NULL;
     vigil__request_end(req, reason);
     vigil__request_unref(req);
@@ -230,8 +249,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   } else {
     c->in.len += (size_t)nread;
   }
-  if (c->state == CONN_NEW || c->state == CONN_IDLE)
-    vigil__conn_set_state(c, CONN_ACTIVE);
+  if (c->state == VIGIL_CONN_NEW || c->state == VIGIL_CONN_IDLE)
+    vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
   vigil__conn_process(c);
 }
 
@@ -281,6 +300,7 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   vigil_conn_t *c = calloc(1, sizeof *c);
   if (c == NULL) return;
   c->loop = loop;
+  c->state = -1;
   uv_tcp_init(&loop->uv, &c->tcp);
   c->tcp.data = c;
   vigil__list_init(&c->link);
@@ -301,7 +321,8 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   vigil__parser_init(c);
   vigil__head_reset(c);
   c->phase = PHASE_HEAD;
-  c->state = CONN_NEW;
+  c->state = -1;
+  vigil__conn_set_state(c, VIGIL_CONN_NEW);
   if (loop->stopping) {
     close_now(c);
     return;
@@ -326,7 +347,7 @@ static void dispatch(vigil_conn_t *c) {
   if (c->msg_complete) c->phase = PHASE_RESPONDING;
   else c->phase = has_body ? PHASE_BODY_WAIT : PHASE_RESPONDING;
   c->msg_complete = false;
-  vigil__conn_set_state(c, CONN_ACTIVE);
+  vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
   atomic_fetch_add_explicit(&c->loop->requests, 1, memory_order_relaxed);
   vigil_request_retain(req); /* the handler's reference */
   s->config.on_request(req, s->config.userdata);
@@ -366,7 +387,7 @@ static void next_request(vigil_conn_t *c) {
   c->phase = PHASE_HEAD;
   vigil__head_reset(c);
   if (c->in.len == 0) {
-    vigil__conn_set_state(c, CONN_IDLE);
+    vigil__conn_set_state(c, VIGIL_CONN_IDLE);
     /* An idle keep-alive connection keeps no buffers (1 KiB RSS target). */
     if (!c->writing) vigil__buf_free(&c->wbuf);
     if (c->out.len == 0) vigil__buf_free(&c->out);
@@ -443,7 +464,10 @@ static bool step(vigil_conn_t *c) {
       if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
         if (c->msg_complete) {
           c->msg_complete = false;
-          if (c->phase == PHASE_BODY) deliver_body(c, NULL, 0, 1);
+          if (c->phase == PHASE_BODY) {
+            atomic_store(&c->req->body_public, BODY_DELIVERED);
+            deliver_body(c, NULL, 0, 1);
+          }
           if (c->closing) return false;
           c->phase = PHASE_RESPONDING;
         } else if (c->phase == PHASE_BODY && c->body_paused) {
@@ -478,6 +502,21 @@ static bool step(vigil_conn_t *c) {
         return false;
       next_request(c);
       return true;
+
+    case PHASE_HIJACKED:
+      if (c->body_paused || c->req == NULL) return false;
+      if (c->in.len > 0) {
+        size_t n = c->in.len;
+        deliver_body(c, c->in.base, n, 0);
+        if (c->closing) return false;
+        vigil__buf_consume(&c->in, n);
+        return true;
+      }
+      if (c->read_eof && !c->hijack_eof) {
+        c->hijack_eof = true;
+        deliver_body(c, NULL, 0, 1);
+      }
+      return false;
 
     case PHASE_CLOSING:
       return false;
@@ -518,7 +557,27 @@ void vigil__conn_body_start(vigil_conn_t *c) {
   if (c->phase == PHASE_BODY_WAIT || c->phase == PHASE_BODY_PAUSED) {
     c->phase = PHASE_BODY;
     vigil__conn_process(c);
+  } else if (c->phase == PHASE_HIJACKED) {
+    vigil__conn_process(c);
   }
+}
+
+/* The handler took the connection: from here on raw bytes, no HTTP. What
+ * is buffered (an unread body, pipelined bytes) goes to it first (Go's
+ * TestServerHijackGetsBackgroundByte). Delivery waits for body_start. */
+void vigil__conn_hijack(vigil_conn_t *c) {
+  c->phase = PHASE_HIJACKED;
+  c->close_after = false;
+  c->body_paused = true;
+  c->hijack_eof = false;
+  vigil__conn_set_state(c, VIGIL_CONN_HIJACKED);
+  vigil__conn_process(c);
+}
+
+void vigil__conn_hijack_close(vigil_conn_t *c) {
+  if (c->phase != PHASE_HIJACKED) return;
+  if (c->req != NULL) vigil__request_end(c->req, VIGIL_REASON_HANDLER_FINISHED);
+  begin_closing(c);
 }
 
 void vigil__conn_body_pause(vigil_conn_t *c) {

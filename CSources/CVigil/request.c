@@ -233,11 +233,37 @@ static int body_call(vigil_request_t *req, int type) {
 }
 
 int vigil_request_body_start(vigil_request_t *req) {
-  return body_call(req, OP_BODY_START);
+  int r = body_call(req, OP_BODY_START);
+  if (r == 0 && atomic_load(&req->resp_public) != RESP_HIJACKED) {
+    int expected = BODY_UNTOUCHED;
+    atomic_compare_exchange_strong(&req->body_public, &expected, BODY_STARTED);
+  }
+  return r;
 }
 
 int vigil_request_body_pause(vigil_request_t *req) {
   return body_call(req, OP_BODY_PAUSE);
+}
+
+int vigil_request_hijack(vigil_request_t *req) {
+  if (req == NULL) return VIGIL_EINVAL;
+  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
+  vigil_reason_t reason = vigil_request_reason(req);
+  if (reason != VIGIL_REASON_NONE) return VIGIL_ECANCELED;
+  /* Mid-body, the bytes buffered are the middle of a (maybe chunked)
+   * body: handing them over raw would mix two framings. */
+  if (atomic_load(&req->body_public) == BODY_STARTED) return VIGIL_EBUSY;
+  int expected = RESP_NONE;
+  if (!atomic_compare_exchange_strong(&req->resp_public, &expected, RESP_HIJACKED))
+    return VIGIL_EALREADY;
+  return submit_simple(req, OP_HIJACK);
+}
+
+int vigil_hijack_close(vigil_request_t *req) {
+  if (req == NULL) return VIGIL_EINVAL;
+  if (atomic_load(&req->resp_public) != RESP_HIJACKED) return VIGIL_EBUSY;
+  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
+  return submit_simple(req, OP_HIJACK_CLOSE);
 }
 
 void vigil_request_finish(vigil_request_t *req) {

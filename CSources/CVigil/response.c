@@ -157,6 +157,20 @@ int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
   return submit(req, op);
 }
 
+int vigil_hijack_write(vigil_request_t *req, const void *data, size_t len,
+                       vigil_write_cb cb, void *userdata) {
+  int r = precheck(req);
+  if (r != 0) return r;
+  if (data == NULL && len) return VIGIL_EINVAL;
+  if (atomic_load(&req->resp_public) != RESP_HIJACKED) return VIGIL_EBUSY;
+  vigil_op_t *op;
+  r = vigil__op_new(&op, OP_HIJACK_WRITE, req, NULL, 0, data, len);
+  if (r != 0) return r;
+  op->cb = cb;
+  op->userdata = userdata;
+  return submit(req, op);
+}
+
 int vigil_response_end(vigil_request_t *req) {
   int r = precheck(req);
   if (r != 0) return r;
@@ -423,7 +437,11 @@ static int op_error_for(vigil_request_t *req) {
 static void run_finish(vigil_request_t *req) {
   vigil_conn_t *c = req->conn;
   req->handler_done = true;
-  if (c != NULL) {
+  if (c != NULL && c->phase == PHASE_HIJACKED) {
+    /* The handler is done with a connection it took: close it. */
+    vigil__conn_hijack_close(c);
+    c = NULL;
+  } else if (c != NULL) {
     if (req->resp_state == RESP_NONE) {
       vigil__response_internal_error(req);
     } else if (req->resp_state == RESP_STARTED) {
@@ -469,9 +487,22 @@ void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op) {
       if (r == 0) write_end(req, c);
       if (r == 0) vigil__conn_request_progress(c);
       break;
+    case OP_HIJACK:
+      vigil__conn_hijack(c);
+      break;
+    case OP_HIJACK_CLOSE:
+      vigil__conn_hijack_close(c);
+      break;
     case OP_WRITE:
-      if (req->resp_state != RESP_STARTED) r = VIGIL_EALREADY;
-      else r = write_body(req, c, op->data, op->body_len);
+    case OP_HIJACK_WRITE:
+      if (op->type == OP_HIJACK_WRITE)
+        r = c->phase == PHASE_HIJACKED
+                ? vigil__buf_append(&c->out, op->data, op->body_len)
+                : VIGIL_EALREADY;
+      else if (req->resp_state != RESP_STARTED)
+        r = VIGIL_EALREADY;
+      else
+        r = write_body(req, c, op->data, op->body_len);
       if (r == 0 && op->cb) {
         vigil_write_waiter_t *w = malloc(sizeof *w);
         if (w == NULL) {

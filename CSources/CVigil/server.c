@@ -491,5 +491,7 @@ void vigil_server_stats(const vigil_server_t *s, vigil_stats_t *st) {
     st->requests_live += atomic_load(&l->live);
     st->requests_cancelled += atomic_load(&l->cancelled);
     st->bad_requests += atomic_load(&l->bad);
+    st->connections_idle += atomic_load(&l->idle);
+    st->connections_hijacked += atomic_load(&l->hijacked);
   }
 }

@@ -75,7 +75,8 @@ typedef struct vigil_cancel_reg_s {
   void *userdata;
 } vigil_cancel_reg_t;
 
-enum { RESP_NONE = 0, RESP_STARTED = 1, RESP_ENDED = 2 };
+enum { RESP_NONE = 0, RESP_STARTED = 1, RESP_ENDED = 2, RESP_HIJACKED = 3 };
+enum { BODY_UNTOUCHED = 0, BODY_STARTED = 1, BODY_DELIVERED = 2 };
 
 struct vigil_request_s {
   atomic_uint refs;
@@ -88,6 +89,9 @@ struct vigil_request_s {
   atomic_int finished;
   /* Mirror of resp_state for quick error returns off the loop thread. */
   atomic_int resp_public;
+  /* BODY_*: body_start called / end delivered (hijack needs either none or
+   * all of the body gone through). */
+  atomic_int body_public;
 
   /* Guards cancel_regs and regs_fired (vigil_request_on_cancel races the
    * loop ending the request). */
@@ -147,6 +151,9 @@ enum {
   OP_FINISH,      /* handler finished */
   OP_BODY_START,
   OP_BODY_PAUSE,
+  OP_HIJACK,
+  OP_HIJACK_WRITE,
+  OP_HIJACK_CLOSE,
   OP_SHUTDOWN
 };
 
@@ -186,7 +193,7 @@ void vigil__op_fail(vigil_op_t *op, int err);
  * detached before it is freed. */
 
 /* Public states (observable, like Go's ConnState). */
-enum { CONN_NEW = 0, CONN_ACTIVE, CONN_IDLE, CONN_CLOSED };
+/* Public states: vigil_conn_state_t. */
 
 /* Where the connection is in its request cycle. */
 typedef enum {
@@ -196,6 +203,7 @@ typedef enum {
   PHASE_BODY_PAUSED,   /* body paused by the handler (parser paused) */
   PHASE_RESPONDING,    /* request fully read; waiting for response end + finish */
   PHASE_DRAIN,         /* handler finished, unread body being discarded */
+  PHASE_HIJACKED,      /* raw bytes to the handler; no HTTP any more */
   PHASE_CLOSING        /* no more requests: flush, shutdown, linger, close */
 } vigil_phase_t;
 
@@ -214,7 +222,7 @@ struct vigil_conn_s {
   vigil_link_t watch_link;   /* loop->watch: probing a paused read or lingering */
   vigil_link_t dirty_link;   /* loop->dirty: output to flush this tick */
 
-  int state;                 /* CONN_* */
+  int state;                 /* vigil_conn_state_t; -1 before accept */
   vigil_phase_t phase;
   llhttp_t parser;
 
@@ -257,6 +265,7 @@ struct vigil_conn_s {
   bool in_process;           /* re-entrancy guard for vigil__conn_process */
   bool reprocess;
   bool body_paused;          /* handler asked to pause the body */
+  bool hijack_eof;           /* end delivered on a hijacked connection */
   uint64_t linger_deadline;  /* uv_now ms; 0 = none */
 };
 
@@ -274,6 +283,8 @@ void vigil__conn_request_progress(vigil_conn_t *conn);
 /* Body flow control from the handler. */
 void vigil__conn_body_start(vigil_conn_t *conn);
 void vigil__conn_body_pause(vigil_conn_t *conn);
+void vigil__conn_hijack(vigil_conn_t *conn);
+void vigil__conn_hijack_close(vigil_conn_t *conn);
 void vigil__conn_set_state(vigil_conn_t *conn, int state);
 
 /* parse.c: llhttp settings and the extra checks. */
@@ -345,6 +356,7 @@ struct vigil_loop_s {
 
   /* Counters (any thread reads). */
   atomic_uint_fast64_t accepted, open, requests, live, cancelled, bad;
+  atomic_uint_fast64_t idle, hijacked; /* gauges, kept by conn_set_state */
 };
 
 void vigil__loop_ref(vigil_loop_t *loop);

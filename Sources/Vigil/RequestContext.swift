@@ -40,6 +40,7 @@ final class RequestContext: Sendable {
         var bodyPaused = false
         var bodyEnded = false
         var bodyWaiter: CheckedContinuation<[UInt8]?, any Error>?
+        var hijacked = false
     }
 
     /// The running handler's task. `UnsafeCurrentTask` may only be used while
@@ -233,10 +234,28 @@ final class RequestContext: Sendable {
         if pause { _ = vigil_request_body_pause(raw) }
     }
 
+    /// Resets the body stream for raw bytes after a hijack.
+    func prepareHijack() throws {
+        try state.withLock { s in
+            if s.hijacked { throw VigilError.alreadySent }
+            if s.bodyStarted && !(s.bodyEnded && s.chunkIndex >= s.chunks.count) {
+                // Mid-body: raw bytes would mix with the body's framing.
+                throw VigilError(code: VIGIL_EBUSY)
+            }
+            s.hijacked = true
+            s.bodyStarted = false
+            s.bodyEnded = false
+            s.bodyPaused = false
+            s.chunks = []
+            s.chunkIndex = 0
+            s.buffered = 0
+        }
+    }
+
     func nextBodyChunk() async throws -> [UInt8]? {
-        guard hasBody else { return nil }
         enum Step { case value([UInt8]?), fail(any Error), wait }
         let (step, start) = state.withLock { s -> (Step, Bool) in
+            if !hasBody && !s.hijacked { return (.value(nil), false) }
             var start = false
             if !s.bodyStarted {
                 s.bodyStarted = true

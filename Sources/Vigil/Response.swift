@@ -55,21 +55,7 @@ public struct ResponseBodyWriter: Sendable {
     /// under its limit (backpressure from a slow client). Throws
     /// `RequestEndedError` if the connection is gone.
     public func write(_ bytes: [UInt8]) async throws {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            let box = Unmanaged.passRetained(WriteCompletion(context: context, continuation: c))
-            let r = bytes.withUnsafeBytes { b in
-                vigil_response_write(
-                    context.raw, b.baseAddress, b.count,
-                    { _, status, ud in
-                        Unmanaged<WriteCompletion>.fromOpaque(ud!).takeRetainedValue()
-                            .complete(status)
-                    }, box.toOpaque())
-            }
-            if r != 0 {
-                // The callback will never run.
-                box.takeRetainedValue().complete(r)
-            }
-        }
+        try await context.write(bytes, with: vigil_response_write)
     }
 
     public func write(_ string: String) async throws {
@@ -91,6 +77,32 @@ private final class WriteCompletion: Sendable {
     }
     func complete(_ status: Int32) {
         continuation.resume(with: Result { try context.check(status) })
+    }
+}
+
+typealias CWriteFunction = (
+    OpaquePointer?, UnsafeRawPointer?, Int, vigil_write_cb?, UnsafeMutableRawPointer?
+) -> Int32
+
+extension RequestContext {
+    /// Queues bytes through `vigil_response_write` or `vigil_hijack_write`
+    /// and waits for the completion callback (backpressure).
+    func write(_ bytes: [UInt8], with function: CWriteFunction) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let box = Unmanaged.passRetained(WriteCompletion(context: self, continuation: c))
+            let r = bytes.withUnsafeBytes { b in
+                function(
+                    raw, b.baseAddress, b.count,
+                    { _, status, ud in
+                        Unmanaged<WriteCompletion>.fromOpaque(ud!).takeRetainedValue()
+                            .complete(status)
+                    }, box.toOpaque())
+            }
+            if r != 0 {
+                // The callback will never run.
+                box.takeRetainedValue().complete(r)
+            }
+        }
     }
 }
 

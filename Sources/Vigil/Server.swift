@@ -40,6 +40,9 @@ public final class Server: Sendable {
         /// How long in-flight requests may run on after shutdown begins,
         /// before they are cancelled with `.serverShutdown`.
         public var shutdownGracePeriod: Duration
+        /// Called on the loop thread at every connection state change (keep
+        /// it short): connection id, new state. Like Go's `ConnState`.
+        public var onConnectionState: (@Sendable (UInt64, ConnectionState) -> Void)?
 
         public init(
             host: String = "127.0.0.1", port: Int = 8080, loops: Int = 1,
@@ -69,6 +72,23 @@ public final class Server: Sendable {
         public var requestsLive: UInt64
         public var requestsCancelled: UInt64
         public var badRequests: UInt64
+        public var connectionsIdle: UInt64
+        public var connectionsHijacked: UInt64
+    }
+
+    /// A connection's state, as Go's `ConnState`.
+    public enum ConnectionState: Sendable, Hashable {
+        case new, active, idle, hijacked, closed
+
+        init(_ c: vigil_conn_state_t) {
+            switch c {
+            case VIGIL_CONN_NEW: self = .new
+            case VIGIL_CONN_ACTIVE: self = .active
+            case VIGIL_CONN_IDLE: self = .idle
+            case VIGIL_CONN_HIJACKED: self = .hijacked
+            default: self = .closed
+            }
+        }
     }
 
     public let configuration: Configuration
@@ -87,7 +107,8 @@ public final class Server: Sendable {
             return Statistics(
                 connectionsAccepted: s.connections_accepted, connectionsOpen: s.connections_open,
                 requestsTotal: s.requests_total, requestsLive: s.requests_live,
-                requestsCancelled: s.requests_cancelled, badRequests: s.bad_requests)
+                requestsCancelled: s.requests_cancelled, badRequests: s.bad_requests,
+                connectionsIdle: s.connections_idle, connectionsHijacked: s.connections_hijacked)
         }
     }
 
@@ -102,7 +123,8 @@ public final class Server: Sendable {
         _ handler: @escaping Handler
     ) async throws {
         let (stream, continuation) = AsyncStream.makeStream(of: RequestContext.self)
-        let core = ServerCore(continuation: continuation)
+        let core = ServerCore(
+            continuation: continuation, onConnectionState: configuration.onConnectionState)
         let server = try CServer(configuration: configuration, core: core)
         defer { server.free() }
         try server.start()
@@ -149,8 +171,13 @@ public final class Server: Sendable {
 /// Receives the C callbacks of one `run()`.
 final class ServerCore: Sendable {
     let continuation: AsyncStream<RequestContext>.Continuation
-    init(continuation: AsyncStream<RequestContext>.Continuation) {
+    let onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
+    init(
+        continuation: AsyncStream<RequestContext>.Continuation,
+        onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
+    ) {
         self.continuation = continuation
+        self.onConnectionState = onConnectionState
     }
 
     static func from(_ ud: UnsafeMutableRawPointer?) -> ServerCore {
@@ -203,6 +230,11 @@ final class CServer: @unchecked Sendable {
             if let r = CancellationReason(reason), r.isCancellation { context.cancel(r) }
         }
         cfg.on_stopped = { _, ud in ServerCore.from(ud).continuation.finish() }
+        if configuration.onConnectionState != nil {
+            cfg.on_conn_state = { id, state, ud in
+                ServerCore.from(ud).onConnectionState?(id, Server.ConnectionState(state))
+            }
+        }
         var out: OpaquePointer?
         let r = configuration.host.withCString { host in
             cfg.host = host

@@ -130,7 +130,8 @@ static TC_UNUSED void tc_sleep_ms(unsigned ms) {
  * whether it held. */
 #define TC_WAIT_UNTIL(cond, ms) \
   ({ uint64_t _end = tc_now_ms() + (ms); int _ok; \
-     while (!(_ok = !!(cond)) && tc_now_ms() < _end) tc_sleep_ms(1); _ok; })
+     while (!(_ok = !!(cond)) && tc_now_ms() < _end) { tc_sleep_ms(1); } \
+     _ok; })
 
 /* ------------------------------------------------------------------ */
 /* a growable byte buffer for the client */
@@ -282,6 +283,16 @@ static TC_UNUSED int tc_resp_header(const tc_resp_t *r, const char *name,
   return 0;
 }
 
+/* Does the comma separated list `v` hold `tok` (case-insensitive)? */
+static TC_UNUSED int tc_has_token(const char *v, const char *tok) {
+  size_t n = strlen(tok);
+  for (const char *p = v; *p; p++)
+    if (strncasecmp(p, tok, n) == 0 && (p == v || p[-1] == ' ' || p[-1] == ',') &&
+        (p[n] == '\0' || p[n] == ' ' || p[n] == ','))
+      return 1;
+  return 0;
+}
+
 static TC_UNUSED int tc_resp_has(const tc_resp_t *r, const char *name, const char *value) {
   char v[512];
   return tc_resp_header(r, name, v, sizeof v) && strcasecmp(v, value) == 0;
@@ -331,7 +342,7 @@ static TC_UNUSED int tc_read_response_ex(tc_client_t *c, tc_resp_t *r, int ms,
   }
   char v[128];
   if (tc_resp_header(r, "Content-Length", v, sizeof v)) r->content_length = atoll(v);
-  if (tc_resp_header(r, "Transfer-Encoding", v, sizeof v) && strcasestr(v, "chunked"))
+  if (tc_resp_header(r, "Transfer-Encoding", v, sizeof v) && tc_has_token(v, "chunked"))
     r->chunked = 1;
   if (head_request || r->status < 200 || r->status == 204 || r->status == 304)
     return 0;

@@ -1,0 +1,54 @@
+import CVigil
+
+extension Request {
+    /// Takes the connection over from HTTP (Upgrade, CONNECT, a protocol of
+    /// your own). Allowed before a response was started, and before the body
+    /// was read or after it was read to its end.
+    ///
+    /// The bytes the client sent after the request head — an unread body,
+    /// pipelined bytes — come first out of the returned connection, then
+    /// everything that arrives later. The request's cancellation still
+    /// reports the end of the connection: the handler's task is cancelled
+    /// and close-notify waiters resume when the client goes (Go cannot:
+    /// golang/go#22347, #32314). The connection closes when `close()` is
+    /// called or the handler returns.
+    public func hijack() throws -> HijackedConnection {
+        try context.prepareHijack()
+        try context.check(vigil_request_hijack(context.raw))
+        return HijackedConnection(context: context)
+    }
+}
+
+/// A connection taken over from HTTP: raw bytes both ways.
+public struct HijackedConnection: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    let context: RequestContext
+
+    public var connectionID: UInt64 { context.connectionID }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let context: RequestContext
+        /// The next bytes; nil once the client half-closed (with
+        /// `halfClose: .finishResponse`; with `.cancel` a FIN ends the
+        /// request and this throws `RequestEndedError(.clientClosed)`).
+        public mutating func next() async throws -> [UInt8]? {
+            try await context.nextBodyChunk()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(context: context) }
+
+    /// Writes raw bytes; returns once the output queue is under its limit.
+    public func write(_ bytes: [UInt8]) async throws {
+        try await context.write(bytes, with: vigil_hijack_write)
+    }
+
+    public func write(_ string: String) async throws {
+        try await write(Array(string.utf8))
+    }
+
+    /// Closes the connection once what was written is sent.
+    public func close() throws {
+        try context.check(vigil_hijack_close(context.raw))
+    }
+}
