@@ -220,6 +220,19 @@ VIGIL_EXPORT int vigil_server_wait(vigil_server_t *server);
  * response calls then fail with VIGIL_ESHUTDOWN or VIGIL_ECANCELED. */
 VIGIL_EXPORT void vigil_server_free(vigil_server_t *server);
 
+/* Run fn(userdata) on the thread of loop `loop` (0 .. loops-1), soon: in
+ * the current or next loop iteration, before the loop waits for I/O. Any
+ * thread; calls from one thread run in order. Swift's loop executor is
+ * built on this; C embedders can use it to get back onto a loop. Returns 0,
+ * VIGIL_EINVAL (no such loop) or VIGIL_ESHUTDOWN (the loop has exited: fn
+ * will not run). */
+typedef void (*vigil_task_cb)(void *userdata);
+VIGIL_EXPORT int vigil_server_post(vigil_server_t *server, unsigned loop,
+                                   vigil_task_cb fn, void *userdata);
+
+/* The loop a request belongs to (its connection's). */
+VIGIL_EXPORT unsigned vigil_request_loop(const vigil_request_t *req);
+
 typedef struct vigil_stats_s {
   uint64_t connections_accepted; /* since start */
   uint64_t connections_open;     /* now */

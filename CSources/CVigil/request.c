@@ -141,6 +141,10 @@ int vigil_request_remote_addr(const vigil_request_t *req,
   return 0;
 }
 
+unsigned vigil_request_loop(const vigil_request_t *req) {
+  return req->loop->index;
+}
+
 uint64_t vigil_request_connection_id(const vigil_request_t *req) {
   return req->conn_id;
 }

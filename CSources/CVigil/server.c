@@ -62,12 +62,56 @@ static void loop_drain(vigil_loop_t *loop) {
   pthread_mutex_unlock(&loop->qlock);
   while (op != NULL) {
     vigil_op_t *next = op->next;
-    vigil__op_run(loop, op);
+    if (op->type == OP_TASK) {
+      op->task(op->userdata);
+      free(op);
+    } else {
+      vigil__op_run(loop, op);
+    }
     op = next;
   }
 }
 
 static void on_async(uv_async_t *h) { loop_drain(h->data); }
+
+/* Tasks posted from the loop thread itself wait for the end of the current
+ * callback: they run in the prepare phase, before the loop polls. */
+static bool run_local_tasks(vigil_loop_t *loop) {
+  bool ran = false;
+  while (loop->tasks_head != NULL) {
+    vigil_op_t *op = loop->tasks_head;
+    loop->tasks_head = loop->tasks_tail = NULL;
+    while (op != NULL) {
+      vigil_op_t *next = op->next;
+      op->task(op->userdata);
+      free(op);
+      op = next;
+      ran = true;
+    }
+  }
+  return ran;
+}
+
+int vigil_server_post(vigil_server_t *s, unsigned index, vigil_task_cb fn,
+                      void *userdata) {
+  if (s == NULL || fn == NULL || s->loops == NULL || index >= s->nloops)
+    return VIGIL_EINVAL;
+  vigil_loop_t *loop = s->loops[index];
+  vigil_op_t *op = malloc(sizeof *op);
+  if (op == NULL) return VIGIL_ENOMEM;
+  memset(op, 0, sizeof *op);
+  op->type = OP_TASK;
+  op->task = fn;
+  op->userdata = userdata;
+  if (vigil__on_loop_thread(loop) && !loop->qclosed) {
+    if (loop->tasks_tail) loop->tasks_tail->next = op; else loop->tasks_head = op;
+    loop->tasks_tail = op;
+    return 0;
+  }
+  int r = vigil__loop_submit(loop, op);
+  if (r != 0) free(op);
+  return r;
+}
 
 int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
   if (vigil__on_loop_thread(loop)) {
@@ -97,11 +141,17 @@ int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
 
 static void on_prepare(uv_prepare_t *h) {
   vigil_loop_t *loop = h->data;
-  while (!vigil__list_empty(&loop->dirty)) {
-    vigil_link_t *l = loop->dirty.next;
-    vigil__list_remove(l);
-    vigil__conn_flush(VIGIL_CONTAINER_OF(l, vigil_conn_t, dirty_link));
-  }
+  /* Tasks (handlers on the loop executor) answer requests and so dirty
+   * connections; flushing fires write completions, which resume tasks. Go
+   * round until both are quiet, then let the loop poll. */
+  do {
+    run_local_tasks(loop);
+    while (!vigil__list_empty(&loop->dirty)) {
+      vigil_link_t *l = loop->dirty.next;
+      vigil__list_remove(l);
+      vigil__conn_flush(VIGIL_CONTAINER_OF(l, vigil_conn_t, dirty_link));
+    }
+  } while (loop->tasks_head != NULL);
 }
 
 static void on_watch(uv_timer_t *t) {
@@ -164,6 +214,7 @@ static void loop_close_handles(vigil_loop_t *loop) {
   loop->qclosed = true;
   pthread_mutex_unlock(&loop->qlock);
   loop_drain(loop);
+  run_local_tasks(loop);
   uv_close((uv_handle_t *)&loop->async, on_handle_closed);
   uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);

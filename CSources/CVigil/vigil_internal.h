@@ -154,6 +154,7 @@ enum {
   OP_HIJACK,
   OP_HIJACK_WRITE,
   OP_HIJACK_CLOSE,
+  OP_TASK,        /* vigil_server_post */
   OP_SHUTDOWN
 };
 
@@ -170,6 +171,7 @@ struct vigil_op_s {
   size_t head_len;           /* serialized user header lines at data[0..head_len) */
   size_t body_len;           /* body bytes at data[head_len..] */
   uint64_t grace_ms;         /* OP_SHUTDOWN */
+  vigil_task_cb task;        /* OP_TASK */
   char data[];
 };
 
@@ -344,6 +346,7 @@ struct vigil_loop_s {
   vigil_link_t conns;
   vigil_link_t watch;
   vigil_link_t dirty;
+  vigil_op_t *tasks_head, *tasks_tail; /* OP_TASKs posted from this thread */
   bool stopping;
   bool grace_over;
   bool watch_active;

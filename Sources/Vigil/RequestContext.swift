@@ -106,9 +106,12 @@ final class RequestContext: Sendable {
     // MARK: ending
 
     /// The connection ended the request (loop thread, from on_request_done).
-    /// Order matters: set the reason, resume the waiters with it, then cancel
-    /// the task, so that a waiter in the handler's own task sees the reason
-    /// rather than its task's cancellation.
+    /// Order matters: the reason is set first, under the lock, so that a
+    /// waiter registering from now on returns it at once; then the task is
+    /// cancelled; then the waiters taken out are resumed with the reason. A
+    /// waiter in the handler's own task thus wakes with its task already
+    /// cancelled, and its cancellation handler (which runs inside `cancel()`)
+    /// finds it gone from the table and leaves it to us.
     func cancel(_ reason: CancellationReason) {
         let taken = state.withLock { s -> (CancelWork, TaskHandle?)? in
             guard s.reason == nil else { return nil }
@@ -124,19 +127,20 @@ final class RequestContext: Sendable {
             return (work, task)
         }
         guard let (work, task) = taken else { return }
-        work.run(reason, bodyError: RequestEndedError(reason: reason))
-        guard let task else { return }
-        // The task cannot end while cancelInProgress is set (detachTask
-        // waits), so the handle is valid here, outside the lock: cancelling
-        // runs the task's cancellation handlers synchronously, and they may
-        // take this lock.
-        task.task.cancel()
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            s.cancelInProgress = false
-            defer { s.detachWaiter = nil }
-            return s.detachWaiter
+        if let task {
+            // The task cannot end while cancelInProgress is set (detachTask
+            // waits), so the handle is valid here, outside the lock:
+            // cancelling runs the task's cancellation handlers synchronously,
+            // and they may take this lock.
+            task.task.cancel()
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.cancelInProgress = false
+                defer { s.detachWaiter = nil }
+                return s.detachWaiter
+            }
+            waiter?.resume()
         }
-        waiter?.resume()
+        work.run(reason, bodyError: RequestEndedError(reason: reason))
     }
 
     /// The handler returned (its own task).

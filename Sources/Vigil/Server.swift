@@ -43,13 +43,28 @@ public final class Server: Sendable {
         /// Called on the loop thread at every connection state change (keep
         /// it short): connection id, new state. Like Go's `ConnState`.
         public var onConnectionState: (@Sendable (UInt64, ConnectionState) -> Void)?
+        /// Where handlers run.
+        public var handlers: HandlerPlacement
+
+        public enum HandlerPlacement: Sendable {
+            /// On the libuv loop thread that owns the connection (a task
+            /// executor preference): no thread hop per request or write; a
+            /// handler that computes for long holds up its loop's other
+            /// connections, as in SwiftNIO. Hop off with your own executor
+            /// for heavy work.
+            case onEventLoop
+            /// On Swift's global concurrent executor: loops only do I/O.
+            case globalExecutor
+        }
 
         public init(
             host: String = "127.0.0.1", port: Int = 8080, loops: Int = 1,
             halfClose: HalfClose = .cancel, readBufferLimit: Int = 64 * 1024,
             writeBufferLimit: Int = 64 * 1024, drainLimit: Int = 256 * 1024,
-            maxHeaderBytes: Int = 16 * 1024, shutdownGracePeriod: Duration = .seconds(10)
+            maxHeaderBytes: Int = 16 * 1024, shutdownGracePeriod: Duration = .seconds(10),
+            handlers: HandlerPlacement = .onEventLoop
         ) {
+            self.handlers = handlers
             self.host = host
             self.port = port
             self.loops = loops
@@ -122,9 +137,11 @@ public final class Server: Sendable {
         onListening: (@Sendable (Int) -> Void)? = nil,
         _ handler: @escaping Handler
     ) async throws {
-        let (stream, continuation) = AsyncStream.makeStream(of: RequestContext.self)
+        let loops = max(1, configuration.loops)
+        let streams = (0..<loops).map { _ in AsyncStream.makeStream(of: RequestContext.self) }
         let core = ServerCore(
-            continuation: continuation, onConnectionState: configuration.onConnectionState)
+            continuations: streams.map(\.continuation),
+            onConnectionState: configuration.onConnectionState)
         let server = try CServer(configuration: configuration, core: core)
         defer { server.free() }
         try server.start()
@@ -141,10 +158,23 @@ public final class Server: Sendable {
         // still running when the grace period ends are cancelled by the core
         // with `.serverShutdown`. The task inherits run()'s priority and
         // task-local values.
+        let executors: [LoopExecutor?] = (0..<loops).map { i in
+            configuration.handlers == .onEventLoop ? LoopExecutor(server: server, index: i) : nil
+        }
         let serving = Task {
-            await withDiscardingTaskGroup { group in
-                for await context in stream {
-                    group.addTask { await Self.serve(context, handler) }
+            // One consumer per loop, each on its loop's executor (or the
+            // global one), adding that loop's handlers to its task group.
+            await withDiscardingTaskGroup { perLoop in
+                for (i, stream) in streams.enumerated() {
+                    perLoop.addTask(executorPreference: executors[i]) {
+                        await withDiscardingTaskGroup { group in
+                            for await context in stream.stream {
+                                group.addTask(executorPreference: executors[i]) {
+                                    await Self.serve(context, handler)
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -170,13 +200,14 @@ public final class Server: Sendable {
 
 /// Receives the C callbacks of one `run()`.
 final class ServerCore: Sendable {
-    let continuation: AsyncStream<RequestContext>.Continuation
+    /// One per loop: requests go to the consumer of their loop.
+    let continuations: [AsyncStream<RequestContext>.Continuation]
     let onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
     init(
-        continuation: AsyncStream<RequestContext>.Continuation,
+        continuations: [AsyncStream<RequestContext>.Continuation],
         onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
     ) {
-        self.continuation = continuation
+        self.continuations = continuations
         self.onConnectionState = onConnectionState
     }
 
@@ -188,7 +219,7 @@ final class ServerCore: Sendable {
     func request(_ raw: OpaquePointer) {
         let context = RequestContext(raw: raw, head: makeHead(raw))
         vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
-        if case .terminated = continuation.yield(context) {
+        if case .terminated = continuations[Int(vigil_request_loop(raw))].yield(context) {
             // run() is over: no task will take it.
             context.finishHandler()
         }
@@ -202,6 +233,9 @@ final class CServer: @unchecked Sendable {
     let pointer: OpaquePointer
     private let core: Unmanaged<ServerCore>
     private(set) var port: Int = 0
+    /// Set once the C server is freed: a loop executor may still be asked to
+    /// run a job (a task that outlived run()), and must not touch it then.
+    private let freed = Locked(false)
 
     init(configuration: Server.Configuration, core: ServerCore) throws {
         var cfg = vigil_config_t()
@@ -229,7 +263,9 @@ final class CServer: @unchecked Sendable {
                 .takeRetainedValue()
             if let r = CancellationReason(reason), r.isCancellation { context.cancel(r) }
         }
-        cfg.on_stopped = { _, ud in ServerCore.from(ud).continuation.finish() }
+        cfg.on_stopped = { _, ud in
+            for c in ServerCore.from(ud).continuations { c.finish() }
+        }
         if configuration.onConnectionState != nil {
             cfg.on_conn_state = { id, state, ud in
                 ServerCore.from(ud).onConnectionState?(id, Server.ConnectionState(state))
@@ -258,8 +294,20 @@ final class CServer: @unchecked Sendable {
         _ = vigil_server_shutdown(pointer, graceMs)
     }
 
+    /// `vigil_server_post`, unless the server is freed. False if the job
+    /// will not run.
+    func post(loop: UInt32, _ fn: vigil_task_cb, _ ud: UnsafeMutableRawPointer) -> Bool {
+        freed.withLock { freed in
+            !freed && vigil_server_post(pointer, loop, fn, ud) == 0
+        }
+    }
+
     func free() {
-        // Shuts down (no grace) and joins the loop threads if still running.
+        // Stop and join the loops first, without the lock: a loop thread may
+        // be posting a job right now and needs it.
+        _ = vigil_server_shutdown(pointer, 0)
+        _ = vigil_server_wait(pointer)
+        freed.withLock { $0 = true }
         vigil_server_free(pointer)
         core.release()
     }

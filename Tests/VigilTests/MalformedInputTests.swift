@@ -392,6 +392,10 @@ final class MalformedInputTests: XCTestCase {
             "GET / HTTP/2.0\r\nHost: x\r\n\r\n"), statuses: [505])
     }
 
+    /// "HTTP/3.0" is a well-formed HTTP-version of a major version we do not
+    /// speak: RFC 9110 15.6.6 says 505. (llhttp 8.1 itself refuses every
+    /// version but 0.9/1.0/1.1/2.0 with HPE_INVALID_VERSION, so the core
+    /// has to map that error to 505 for majors >= 2 itself.)
     func testHTTP30RequestLineGets505() async throws {
         try await assertRejected("HTTP/3.0 request line", Self.bytes(
             "GET / HTTP/3.0\r\nHost: x\r\n\r\n"), statuses: [505])
@@ -410,7 +414,13 @@ final class MalformedInputTests: XCTestCase {
     /// Either a 400 or a close without response is fine; what is not fine is
     /// waiting forever or calling a handler.
     func testHTTP09StyleRequest() async throws {
+        // llhttp 8.1 takes "GET /\r\n" as an HTTP/0.9 request line and then
+        // waits for a header block; only the server can refuse at once.
         try await assertRejected("HTTP/0.9 \"GET /\\r\\n\"", Self.bytes("GET /\r\n"),
+                                 statuses: [400], allowSilentClose: true)
+        // The same with an (empty) header block after it: llhttp completes
+        // a head with version 0.9.
+        try await assertRejected("HTTP/0.9 \"GET /\\r\\n\\r\\n\"", Self.bytes("GET /\r\n\r\n"),
                                  statuses: [400], allowSilentClose: true)
     }
 
@@ -459,12 +469,24 @@ final class MalformedInputTests: XCTestCase {
             calls.append(request.head.path ?? "")
             try await response.write(HTTPResponse(status: .ok), body: "ok")
         }
-        let ex = try await Self.exchange(server, Self.bytes("GET http://example.com/x HTTP/1.1\r\n\r\n"))
-        print("[MalformedInput] absolute-form without Host: \(ex)")
-        XCTAssertEqual(ex.response?.status, 200, "absolute-form without Host: \(ex)")
-        XCTAssertEqual(ex.response?.bodyString, "ok")
-        XCTAssertNotEqual(ex.response?.header("connection")?.lowercased(), "close",
-                          "a valid HTTP/1.1 request should keep the connection: \(ex)")
+        // Not Self.exchange: that waits for a close, and this connection
+        // rightly stays open.
+        let client = try server.client(timeout: Self.clientTimeout)
+        try await client.send("GET http://example.com/x HTTP/1.1\r\n\r\n")
+        let r: HTTPResponseData
+        do {
+            r = try await client.readResponse()
+        } catch {
+            XCTFail("absolute-form without Host: no response: \(error)")
+            try await server.stop()
+            return
+        }
+        let hs = r.headers.map { "\($0.0): \($0.1)" }.joined(separator: " | ")
+        print("[MalformedInput] absolute-form without Host: status=\(r.status) headers=[\(hs)] body=\(String(reflecting: r.bodyString))")
+        XCTAssertEqual(r.status, 200, "absolute-form without Host: got \(r.status) [\(hs)]")
+        XCTAssertEqual(r.bodyString, "ok")
+        XCTAssertNotEqual(r.header("connection")?.lowercased(), "close",
+                          "a valid HTTP/1.1 request should keep the connection: [\(hs)]")
         XCTAssertEqual(calls.all, ["http://example.com/x"])
         await Self.assertServesGoodRequest(server, "absolute-form without Host", file: #filePath, line: #line)
         try await server.stop()

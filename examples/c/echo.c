@@ -55,19 +55,22 @@ static void on_request(vigil_request_t *req, void *userdata) {
     vigil_request_finish(req);
     return;
   }
+  /* Ask for the body first: that sends "100 Continue" to a client that
+   * waits for it, which is no longer allowed once a response has started.
+   * Without a body on_body would never be called: answer at once. */
+  int has_body = vigil_request_has_body(req);
+  if (has_body) vigil_request_body_start(req);
   /* The length is known up front when the client sent Content-Length. */
   int64_t length = vigil_request_content_length(req); /* -1: chunked */
   if (vigil_response_start(req, 200, OCTETS, 1, length) != 0) {
-    vigil_request_finish(req);
+    /* Cancelled already (on_request_done finishes it) or out of memory. */
+    if (vigil_request_reason(req) == VIGIL_REASON_NONE) vigil_request_finish(req);
     return;
   }
-  if (!vigil_request_has_body(req)) {
-    /* No body: on_body would never be called. */
+  if (!has_body) {
     vigil_response_end(req);
     vigil_request_finish(req);
-    return;
   }
-  vigil_request_body_start(req);
 }
 
 /* A write was queued and the output is under the server's limit again:

@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Synchronization
+@testable import Vigil
 
 #if canImport(Glibc)
 import Glibc
@@ -11,9 +11,14 @@ import Glibc
 /// Dispatch queue (never on the Swift cooperative pool, which the server's
 /// handlers need) and has a timeout.
 final class RawClient: @unchecked Sendable {
-    // @unchecked: `fd` is written once in init and after close() only read;
-    // calls are serialized on `queue` by every method below.
-    private var fd: Int32
+    // @unchecked: the descriptor sits behind a lock (close() may run while a
+    // send is in flight on its queue); the read buffer is used only by the
+    // test's own task.
+    private let fdLock = Locked<Int32>(-1)
+    private var fd: Int32 {
+        get { fdLock.withLock { $0 } }
+        set { fdLock.withLock { $0 = newValue } }
+    }
     private let queue = DispatchQueue(label: "RawClient.read")
     private let sendQueue = DispatchQueue(label: "RawClient.send")
 
@@ -23,7 +28,7 @@ final class RawClient: @unchecked Sendable {
 
     init(port: Int, host: String = "127.0.0.1", timeout: Double = 5) throws {
         let isV6 = host.contains(":")
-        fd = socket(isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: \(errno)") }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -55,6 +60,7 @@ final class RawClient: @unchecked Sendable {
             Glibc.close(fd)
             throw Failure(description: "connect: \(e)")
         }
+        self.fd = fd
     }
 
     deinit { if fd >= 0 { Glibc.close(fd) } }
@@ -147,7 +153,10 @@ final class RawClient: @unchecked Sendable {
 
     /// Close with FIN.
     func close() {
-        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        fdLock.withLock { fd in
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
     }
 
     /// Close with RST (SO_LINGER 0).

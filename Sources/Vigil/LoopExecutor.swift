@@ -1,0 +1,65 @@
+import CVigil
+
+/// Runs tasks on one of the server's libuv loop threads.
+///
+/// With `Server.Configuration.handlers = .onEventLoop`, each handler prefers
+/// the executor of the loop that owns its connection: the handler's response
+/// calls then run inline on the loop (no queue, no wake-up), and a batch of
+/// pipelined requests is answered within one loop iteration and leaves in one
+/// write. Jobs are collected in a queue; one `vigil_server_post` drains a
+/// whole batch. Once the loop has exited, jobs go to the global executor, so
+/// no task is ever stranded.
+final class LoopExecutor: TaskExecutor, @unchecked Sendable {
+    // @unchecked: `queue` is a lock; `server` and `index` are immutable.
+    private let server: CServer
+    private let index: UInt32
+    private let queue = Locked<(jobs: [UnownedJob], scheduled: Bool)>(([], false))
+
+    init(server: CServer, index: Int) {
+        self.server = server
+        self.index = UInt32(index)
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let post = queue.withLock { q -> Bool in
+            q.jobs.append(job)
+            if q.scheduled { return false }
+            q.scheduled = true
+            return true
+        }
+        guard post else { return }
+        let me = Unmanaged.passRetained(self)
+        let posted = server.post(loop: index, { ud in
+            Unmanaged<LoopExecutor>.fromOpaque(ud!).takeRetainedValue().drain()
+        }, me.toOpaque())
+        if !posted {
+            me.release()
+            // The loop is gone: hand everything queued to the global executor.
+            let jobs = queue.withLock { q -> [UnownedJob] in
+                defer {
+                    q.jobs = []
+                    q.scheduled = false
+                }
+                return q.jobs
+            }
+            for j in jobs { globalConcurrentExecutor.enqueue(ExecutorJob(j)) }
+        }
+    }
+
+    /// On the loop thread.
+    private func drain() {
+        while true {
+            let jobs = queue.withLock { q -> [UnownedJob] in
+                if q.jobs.isEmpty {
+                    q.scheduled = false
+                    return []
+                }
+                defer { q.jobs.removeAll(keepingCapacity: true) }
+                return q.jobs
+            }
+            if jobs.isEmpty { return }
+            for j in jobs { j.runSynchronously(on: asUnownedTaskExecutor()) }
+        }
+    }
+}
