@@ -24,6 +24,12 @@ static int on_message_begin(llhttp_t *p) {
   }
   c->in_header_value = HS_NONE;
   c->host_count = 0;
+  c->version_seen = false;
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  conn_of(p)->version_seen = true;
   return 0;
 }
 
@@ -141,11 +147,17 @@ static int on_headers_complete(llhttp_t *p) {
     if (r->version == 11 && header_is(r, &r->headers[i], "expect", "100-continue"))
       r->expect_continue = true;
   }
-  /* RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host, unless the
-   * target is in absolute form (then Host is ignored). */
-  if (r->version == 11 && c->host_count != 1 && !r->absolute_form &&
-      c->head_error == 0)
+  /* RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without
+   * Host, and to any request with more than one Host line (absolute-form
+   * targets may omit it: the target names the host). */
+  if (c->head_error == 0 &&
+      (c->host_count > 1 ||
+       (r->version == 11 && c->host_count == 0 && !r->absolute_form)))
     c->head_error = 400;
+  /* llhttp takes Content-Length up to 2^64-1; we keep it in an int64. */
+  if (c->head_error == 0 && (p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > (uint64_t)INT64_MAX)
+    c->head_error = 413;
   if (c->head_error != 0) return HPE_USER;
   c->head_ready = true;
   if (!r->chunked && r->content_length == 0) {
@@ -188,6 +200,7 @@ static int on_chunk_ext(llhttp_t *p, const char *at, size_t len) {
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
+    .on_version_complete = on_version_complete,
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
@@ -211,6 +224,8 @@ void vigil__head_reset(vigil_conn_t *c) {
   c->head_line_start = 1;
   c->head_error = 0;
   c->head_ready = false;
+  c->first_line_done = false;
+  c->version_seen = false;
 }
 
 /* The header block checks llhttp 8.1 strict still lets through, run over
@@ -227,6 +242,12 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
     }
     if (ch == '\n') {
       if (c->head_last != '\r') c->head_error = 400;
+      /* HTTP/0.9 ("GET /" and no version): llhttp would wait for headers
+       * that never come. The request line ended: it must have had one. */
+      if (!c->first_line_done && c->head_bytes > 2) {
+        c->first_line_done = true;
+        if (!c->version_seen && c->head_error == 0) c->head_error = 400;
+      }
       c->head_line_start = 1;
     } else {
       if (c->head_last == '\r') c->head_error = 400;
@@ -273,6 +294,7 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
 
 int vigil__parse_error_status(vigil_conn_t *c, llhttp_errno_t err) {
   if (c->head_error != 0) return c->head_error;
-  (void)err;
+  /* llhttp stops at a version it does not know (HTTP/3.0, HTTP/1.2). */
+  if (err == HPE_INVALID_VERSION) return 505;
   return 400;
 }

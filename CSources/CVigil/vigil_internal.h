@@ -249,6 +249,8 @@ struct vigil_conn_s {
   int head_line_start;       /* 1 when the next byte starts a line */
   int head_error;            /* HTTP status to answer, 0 if fine */
   int host_count;
+  bool version_seen;         /* parse.c: the request line carried a version */
+  bool first_line_done;      /* parse.c: the request line has ended */
   size_t chunk_ext_bytes;
   int in_header_value;       /* parse.c: which header part is being assembled */
   bool head_ready;           /* parse.c: a head is complete, to dispatch */

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Tests/c/run.sh BUILD_C - run the C suite built by `make test-c`:
+#   1. the installed package: libvigil.so exports only vigil_* symbols,
+#      pkg-config gives what a static link needs;
+#   2. every Tests/c/test_* program linked against the installed libvigil.so;
+#   3. the same programs built from the sources with ASan+UBSan, with
+#      LeakSanitizer on (a leak or sanitizer report fails the program);
+#   4. the examples, smoke-tested (start, requests, SIGTERM, exit 0).
+# Prints each program's lines, then one last line "N passed, M failed" for
+# the whole suite; exits non-zero if anything failed.
+set -u -o pipefail
+
+B="${1:-.build-c}"
+PREFIX="$(cd "$B/prefix" && pwd)"
+PASSED=0
+FAILED=0
+LOGDIR="$B/logs"
+mkdir -p "$LOGDIR"
+
+ok()   { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+
+# run LABEL LOG CMD...: run a test program, echo its output, add its counts.
+# A program that ends without a summary line, or exits non-zero without a
+# failed test (a sanitizer report, a crash), counts as one more failure.
+run() {
+    local label="$1" log="$2"
+    shift 2
+    echo "# --- $label"
+    "$@" >"$log" 2>&1
+    local rc=$?
+    cat "$log"
+    local line p f
+    line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)"
+    if [ -z "$line" ]; then
+        fail "$label ended without a summary (exit status $rc)"
+        return
+    fi
+    p="${line%% passed*}"
+    f="${line#*, }"; f="${f%% failed}"
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "$label exited with status $rc after all its tests passed (sanitizer report above?)"
+    fi
+}
+
+echo "# --- package checks"
+so="$PREFIX/lib/libvigil.so.0.1.0"
+if [ -f "$so" ] && [ "$(readlink "$PREFIX/lib/libvigil.so")" = libvigil.so.0 ] &&
+   [ "$(readlink "$PREFIX/lib/libvigil.so.0")" = libvigil.so.0.1.0 ]; then
+    ok "installed libvigil.so.0.1.0 with the libvigil.so.0 and libvigil.so links"
+else
+    fail "installed shared library or its links missing"
+fi
+if readelf -d "$so" 2>/dev/null | grep -q 'SONAME.*\[libvigil\.so\.0\]'; then
+    ok "soname is libvigil.so.0"
+else
+    fail "soname is not libvigil.so.0"
+fi
+leaked="$(nm -D --defined-only "$so" | awk '{print $3}' | grep -v '^vigil_' || true)"
+if [ -z "$leaked" ] && nm -D --defined-only "$so" | grep -q ' T vigil_server_new$'; then
+    ok "libvigil.so exports only vigil_* symbols ($(nm -D --defined-only "$so" | wc -l) of them, no llhttp_*)"
+else
+    fail "libvigil.so exports other symbols: $(echo $leaked | head -c 300)"
+fi
+aleaked="$(nm -g --defined-only "$PREFIX/lib/libvigil.a" 2>/dev/null | awk 'NF==3 {print $3}' | grep -v '^vigil_' || true)"
+if [ -z "$aleaked" ]; then
+    ok "libvigil.a defines only vigil_* global symbols (llhttp kept local)"
+else
+    fail "libvigil.a defines other globals: $(echo $aleaked | head -c 300)"
+fi
+export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
+pc_static="$(pkg-config --static --libs vigil 2>&1)"
+pc_cflags="$(pkg-config --cflags vigil 2>&1)"
+if [ "$pc_cflags" = "-I$PREFIX/include" ] && [[ " $pc_static " == *" -lvigil "* ]] &&
+   [[ " $pc_static " == *" -luv "* ]] && [[ " $pc_static " == *" -lpthread "* ]]; then
+    ok "pkg-config vigil: cflags '$pc_cflags', static libs '$pc_static'"
+else
+    fail "pkg-config vigil: cflags '$pc_cflags', static libs '$pc_static'"
+fi
+if ! ldd "$B/examples/hello-static" | grep -q libvigil; then
+    ok "hello-static links libvigil.a (no libvigil.so at run time)"
+else
+    fail "hello-static depends on libvigil.so"
+fi
+
+for t in "$B"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name="$(basename "$t")"
+    run "$name (libvigil.so)" "$LOGDIR/$name.log" "$t"
+done
+
+for t in "$B"/asan/test_*; do
+    [ -x "$t" ] || continue
+    name="$(basename "$t")"
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+    LSAN_OPTIONS="${LSAN_OPTIONS:-}" \
+        run "$name (ASan+UBSan+LSan)" "$LOGDIR/$name.asan.log" "$t"
+done
+
+run "smoke_examples" "$LOGDIR/smoke_examples.log" "$B/tests/smoke_examples" \
+    "hello=$B/examples/hello" "worker=$B/examples/worker" "echo=$B/examples/echo" \
+    "hello=$B/examples/hello-static" "hello=$B/vigil-c-bench"
+
+echo "# C suite: logs in $LOGDIR"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
