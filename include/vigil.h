@@ -88,8 +88,17 @@ typedef enum {
   VIGIL_REASON_TIMED_OUT = 5,        /* a server timeout fired */
   VIGIL_REASON_SERVER_SHUTDOWN = 6,  /* shutdown's grace period ran out */
   VIGIL_REASON_HANDLER_FINISHED = 7, /* vigil_request_finish() was called first */
-  VIGIL_REASON_BAD_REQUEST = 8       /* the request body was malformed */
+  VIGIL_REASON_BAD_REQUEST = 8,      /* the request body was malformed */
+  VIGIL_REASON_BODY_TOO_LARGE = 9    /* the body passed its limit (413) */
 } vigil_reason_t;
+
+/* Which timeout ended a request whose reason is VIGIL_REASON_TIMED_OUT. */
+typedef enum {
+  VIGIL_TIMEOUT_NONE = 0,
+  VIGIL_TIMEOUT_BODY = 1,    /* no request body bytes for body_timeout_ms */
+  VIGIL_TIMEOUT_WRITE = 2,   /* no response progress for write_timeout_ms */
+  VIGIL_TIMEOUT_HANDLER = 3  /* handler_timeout_ms since the head arrived */
+} vigil_timeout_t;
 
 /* "client closed", "reset", ... ; never NULL. */
 VIGIL_EXPORT const char *vigil_reason_name(vigil_reason_t reason);
@@ -182,6 +191,28 @@ typedef struct vigil_config_s {
   vigil_stopped_cb on_stopped;   /* optional */
   void *userdata;                /* passed to every callback above */
   vigil_conn_state_cb on_conn_state; /* optional */
+
+  /* Limits. 0 turns one off. */
+  unsigned max_headers;          /* header lines before 431 (100) */
+  size_t max_target_bytes;       /* request-target bytes before 414 (8 KiB) */
+  /* Request body bytes (8 MiB): a Content-Length above it gets 413 before
+   * any handler runs; a chunked body passing it ends the request with
+   * VIGIL_REASON_BODY_TOO_LARGE (413 if no response started) and closes.
+   * Per request: vigil_request_set_body_limit. */
+  uint64_t max_body_bytes;
+  /* Open connections per server (10000): past it new connections are
+   * accepted and closed at once, the others undisturbed. */
+  unsigned max_connections;
+  /* Requests per connection (0: unlimited): the last response carries
+   * `Connection: close`. */
+  uint64_t max_requests_per_connection;
+
+  /* Timeouts in milliseconds. 0 turns one off. */
+  uint64_t header_timeout_ms;  /* first byte of a head to its end: 408 + close (10 s) */
+  uint64_t idle_timeout_ms;    /* keep-alive connection with no request: close (60 s) */
+  uint64_t body_timeout_ms;    /* no body progress while the handler reads it (30 s) */
+  uint64_t write_timeout_ms;   /* no progress writing the response (30 s) */
+  uint64_t handler_timeout_ms; /* head arrived to handler finished (0: none): 503 */
 } vigil_config_t;
 
 /* Fill `config` with the defaults above (host 127.0.0.1, port 8080). */
@@ -301,6 +332,15 @@ VIGIL_EXPORT int vigil_request_body_pause(vigil_request_t *req);
 /* VIGIL_REASON_NONE while the request runs; then the reason it ended. The
  * first reason wins and never changes. Any thread. */
 VIGIL_EXPORT vigil_reason_t vigil_request_reason(const vigil_request_t *req);
+
+/* With VIGIL_REASON_TIMED_OUT: which timeout. Any thread. */
+VIGIL_EXPORT vigil_timeout_t vigil_request_timeout(const vigil_request_t *req);
+
+/* Lower (or raise) this request's body limit, from max_body_bytes; 0 means
+ * none. Call before the body is read: a Content-Length above it then ends
+ * the request at vigil_request_body_start. Any thread. */
+VIGIL_EXPORT int vigil_request_set_body_limit(vigil_request_t *req,
+                                              uint64_t max_bytes);
 
 typedef void (*vigil_cancel_cb)(vigil_request_t *req, vigil_reason_t reason,
                                 void *userdata);

@@ -63,6 +63,7 @@ static void on_close(uv_handle_t *h) {
   vigil__buf_free(&c->wbuf);
   vigil__list_remove(&c->link);
   atomic_fetch_sub_explicit(&loop->open, 1, memory_order_relaxed);
+  atomic_fetch_sub(&loop->server->conns_open, 1);
   free(c);
   vigil__loop_conn_closed(loop);
 }
@@ -78,6 +79,7 @@ static void detach_request(vigil_conn_t *c) {
 static void close_now(vigil_conn_t *c) {
   if (c->closing) return;
   c->closing = true;
+  vigil__timer_disarm_all(c);
   if (c->req != NULL) {
     /* Only a hijacked connection closes with its request attached: the
      * request ends with the connection (no-op if it already ended). */
@@ -126,6 +128,26 @@ static void begin_closing(vigil_conn_t *c) {
 }
 
 void vigil__conn_close_after_flush(vigil_conn_t *c) { begin_closing(c); }
+
+/* End the request in flight with `reason` while the connection can still
+ * carry an answer: `status` if no response was started, then close once it
+ * is flushed. The handler is cancelled; its later calls fail. */
+static void fail_request(vigil_conn_t *c, vigil_reason_t reason, int timeout,
+                         int status) {
+  vigil_request_t *req = c->req;
+  if (req == NULL) return;
+  c->req = NULL;
+  req->conn = NULL;
+  bool unanswered = req->resp_state == RESP_NONE;
+  if (timeout) atomic_store(&req->timeout_kind, timeout);
+  vigil__request_end(req, reason);
+  vigil__request_unref(req);
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
+  if (c->closing) return;
+  if (unanswered && status) vigil__conn_error_response(c, status);
+  c->close_after = true;
+  begin_closing(c);
+}
 
 static void on_shutdown(uv_shutdown_t *sr, int status) {
   vigil_conn_t *c = sr->data;
@@ -251,6 +273,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->state == VIGIL_CONN_NEW || c->state == VIGIL_CONN_IDLE)
     vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
+  vigil__timer_disarm(c, T_IDLE);
   vigil__conn_process(c);
 }
 
@@ -307,8 +330,10 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   vigil__list_init(&c->watch_link);
   vigil__list_init(&c->dirty_link);
   vigil__list_init(&c->waiters);
+  for (int k = 0; k < T_KINDS; k++) vigil__list_init(&c->tlink[k]);
   vigil__list_push(&loop->conns, &c->link);
   atomic_fetch_add_explicit(&loop->open, 1, memory_order_relaxed);
+  unsigned open = atomic_fetch_add(&loop->server->conns_open, 1) + 1;
   if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
     close_now(c);
     return;
@@ -323,10 +348,14 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   c->phase = PHASE_HEAD;
   c->state = -1;
   vigil__conn_set_state(c, VIGIL_CONN_NEW);
-  if (loop->stopping) {
+  unsigned max = loop->server->config.max_connections;
+  if (loop->stopping || (max && open > max)) {
+    /* Over the limit: accepted (so it leaves the backlog) and closed at
+     * once; the connections already served are not disturbed. */
     close_now(c);
     return;
   }
+  vigil__timer_arm(c, T_IDLE);
   update_reading(c);
 }
 
@@ -348,6 +377,9 @@ static void dispatch(vigil_conn_t *c) {
   else c->phase = has_body ? PHASE_BODY_WAIT : PHASE_RESPONDING;
   c->msg_complete = false;
   vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
+  vigil__timer_disarm(c, T_HEADER);
+  vigil__timer_arm(c, T_HANDLER);
+  c->served++;
   atomic_fetch_add_explicit(&c->loop->requests, 1, memory_order_relaxed);
   vigil_request_retain(req); /* the handler's reference */
   s->config.on_request(req, s->config.userdata);
@@ -373,12 +405,15 @@ static void finish_unread_body(vigil_conn_t *c) {
     return;
   }
   c->phase = PHASE_DRAIN;
+  vigil__timer_arm(c, T_BODY);
 }
 
 /* The request in flight is done on this connection: response ended and
  * handler finished. Move to the next one, or close. */
 static void next_request(vigil_conn_t *c) {
   detach_request(c);
+  vigil__timer_disarm(c, T_HANDLER);
+  vigil__timer_disarm(c, T_BODY);
   if (c->close_after || vigil__loop_stopping(c->loop) ||
       (c->read_eof && c->in.len == 0)) {
     begin_closing(c);
@@ -388,6 +423,7 @@ static void next_request(vigil_conn_t *c) {
   vigil__head_reset(c);
   if (c->in.len == 0) {
     vigil__conn_set_state(c, VIGIL_CONN_IDLE);
+    vigil__timer_arm(c, T_IDLE);
     /* An idle keep-alive connection keeps no buffers (1 KiB RSS target). */
     if (!c->writing) vigil__buf_free(&c->wbuf);
     if (c->out.len == 0) vigil__buf_free(&c->out);
@@ -396,6 +432,7 @@ static void next_request(vigil_conn_t *c) {
 }
 
 static void bad_input(vigil_conn_t *c, int status) {
+  vigil__timer_disarm(c, T_HEADER);
   if (c->parsing) {
     vigil__request_unref(c->parsing);
     c->parsing = NULL;
@@ -420,6 +457,8 @@ static bool step(vigil_conn_t *c) {
         if (c->read_eof) begin_closing(c);
         return false;
       }
+      /* The header timeout runs from the first byte of a head (slowloris). */
+      if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
       used = vigil__parse(c, c->in.base, c->in.len, &err);
       vigil__buf_consume(&c->in, used);
       if (err == HPE_OK) {
@@ -446,6 +485,13 @@ static bool step(vigil_conn_t *c) {
       used = vigil__parse(c, c->in.len ? c->in.base : "", c->in.len, &err);
       if (c->body_len) {
         c->body_read += c->body_len;
+        vigil__timer_arm(c, T_BODY); /* progress */
+        uint64_t limit = atomic_load(&c->req->body_limit);
+        if (c->phase == PHASE_BODY && limit && c->body_read > limit) {
+          vigil__buf_consume(&c->in, used);
+          fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
+          return false;
+        }
         if (c->phase == PHASE_BODY) {
           deliver_body(c, c->body_at, c->body_len, 0);
         } else {
@@ -464,6 +510,7 @@ static bool step(vigil_conn_t *c) {
       if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
         if (c->msg_complete) {
           c->msg_complete = false;
+          vigil__timer_disarm(c, T_BODY);
           if (c->phase == PHASE_BODY) {
             atomic_store(&c->req->body_public, BODY_DELIVERED);
             deliver_body(c, NULL, 0, 1);
@@ -472,6 +519,7 @@ static bool step(vigil_conn_t *c) {
           c->phase = PHASE_RESPONDING;
         } else if (c->phase == PHASE_BODY && c->body_paused) {
           c->phase = PHASE_BODY_PAUSED;
+          vigil__timer_disarm(c, T_BODY); /* the handler's pause, not the client's */
         }
         return err != HPE_OK;
       }
@@ -554,8 +602,15 @@ void vigil__conn_body_start(vigil_conn_t *c) {
     req->body_started = true;
     vigil__send_continue(req);
   }
+  uint64_t limit = atomic_load(&req->body_limit);
+  if (c->phase == PHASE_BODY_WAIT && limit && !req->chunked &&
+      (uint64_t)req->content_length > limit) {
+    fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
+    return;
+  }
   if (c->phase == PHASE_BODY_WAIT || c->phase == PHASE_BODY_PAUSED) {
     c->phase = PHASE_BODY;
+    vigil__timer_arm(c, T_BODY);
     vigil__conn_process(c);
   } else if (c->phase == PHASE_HIJACKED) {
     vigil__conn_process(c);
@@ -582,5 +637,34 @@ void vigil__conn_hijack_close(vigil_conn_t *c) {
 
 void vigil__conn_body_pause(vigil_conn_t *c) {
   c->body_paused = true;
-  if (c->phase == PHASE_BODY) c->phase = PHASE_BODY_PAUSED;
+  if (c->phase == PHASE_BODY) {
+    c->phase = PHASE_BODY_PAUSED;
+    vigil__timer_disarm(c, T_BODY);
+  }
+}
+
+void vigil__conn_timeout(vigil_conn_t *c, int kind) {
+  if (c->closing) return;
+  switch (kind) {
+    case T_HEADER:
+      /* A head that started and did not finish in time (slowloris). */
+      if (c->phase == PHASE_HEAD) bad_input(c, 408);
+      break;
+    case T_IDLE:
+      if (c->phase == PHASE_HEAD && c->req == NULL && c->in.len == 0)
+        close_now(c);
+      break;
+    case T_BODY:
+      if (c->phase == PHASE_BODY) fail_request(c, VIGIL_REASON_TIMED_OUT, VIGIL_TIMEOUT_BODY, 408);
+      else if (c->phase == PHASE_DRAIN) close_now(c);
+      break;
+    case T_WRITE:
+      if (c->req) atomic_store(&c->req->timeout_kind, VIGIL_TIMEOUT_WRITE);
+      vigil__conn_abort(c, VIGIL_REASON_TIMED_OUT);
+      break;
+    case T_HANDLER:
+      if (c->req && !c->req->handler_done && c->phase != PHASE_HIJACKED)
+        fail_request(c, VIGIL_REASON_TIMED_OUT, VIGIL_TIMEOUT_HANDLER, 503);
+      break;
+  }
 }

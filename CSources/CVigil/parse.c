@@ -36,6 +36,11 @@ static int on_version_complete(llhttp_t *p) {
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
+  size_t max = c->loop->server->config.max_target_bytes;
+  if (max && r->target_len + len > max) {
+    if (c->head_error == 0) c->head_error = 414;
+    return HPE_USER;
+  }
   if (vigil__buf_append(&r->strings, at, len) != 0) return HPE_USER;
   r->target_len += (uint32_t)len;
   return 0;
@@ -45,6 +50,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
   if (c->in_header_value != HS_FIELD) {
+    unsigned max = c->loop->server->config.max_headers;
+    if (max && r->nheaders >= max) {
+      if (c->head_error == 0) c->head_error = 431;
+      return HPE_USER;
+    }
     if (vigil__request_add_header(r) != 0) return HPE_USER;
     c->in_header_value = HS_FIELD;
   }
@@ -155,9 +165,11 @@ static int on_headers_complete(llhttp_t *p) {
        (r->version == 11 && c->host_count == 0 && !r->absolute_form)))
     c->head_error = 400;
   /* llhttp takes Content-Length up to 2^64-1; we keep it in an int64. */
+  uint64_t max_body = c->loop->server->config.max_body_bytes;
   if (c->head_error == 0 && (p->flags & F_CONTENT_LENGTH) &&
-      p->content_length > (uint64_t)INT64_MAX)
-    c->head_error = 413;
+      (p->content_length > (uint64_t)INT64_MAX ||
+       (max_body && p->content_length > max_body)))
+    c->head_error = 413; /* known up front: before any handler */
   if (c->head_error != 0) return HPE_USER;
   c->head_ready = true;
   if (!r->chunked && r->content_length == 0) {

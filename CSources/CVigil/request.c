@@ -23,6 +23,7 @@ vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
   req->headers = req->inline_headers;
   req->headers_cap = VIGIL_INLINE_HEADERS;
   req->resp_remaining = -1;
+  atomic_init(&req->body_limit, loop->server->config.max_body_bytes);
   pthread_mutex_init(&req->lock, NULL);
   atomic_fetch_add_explicit(&loop->live, 1, memory_order_relaxed);
   return req;
@@ -151,6 +152,16 @@ uint64_t vigil_request_connection_id(const vigil_request_t *req) {
 
 /* ------------------------------------------------------------------ */
 /* cancellation */
+
+vigil_timeout_t vigil_request_timeout(const vigil_request_t *req) {
+  return (vigil_timeout_t)atomic_load(&((vigil_request_t *)req)->timeout_kind);
+}
+
+int vigil_request_set_body_limit(vigil_request_t *req, uint64_t max_bytes) {
+  if (req == NULL) return VIGIL_EINVAL;
+  atomic_store(&req->body_limit, max_bytes);
+  return 0;
+}
 
 vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
   return (vigil_reason_t)atomic_load_explicit(

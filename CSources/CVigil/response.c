@@ -222,7 +222,9 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   req->resp_chunked = false;
   req->resp_remaining = -1;
 
-  if (user_close || !req->keep_alive || vigil__loop_stopping(loop))
+  if (user_close || !req->keep_alive || vigil__loop_stopping(loop) ||
+      (cfg->max_requests_per_connection &&
+       c->served >= cfg->max_requests_per_connection))
     c->close_after = true;
   if (!body_complete(c)) {
     /* The client asked for 100-continue and never got it: it may or may not
@@ -384,6 +386,7 @@ static void on_write(uv_write_t *wr, int status) {
     return;
   }
   c->wbuf.len = 0;
+  vigil__timer_disarm(c, T_WRITE);
   vigil__conn_flush(c);
 }
 
@@ -415,6 +418,11 @@ void vigil__conn_flush(vigil_conn_t *c) {
       }
       c->writing = true;
     }
+  }
+  /* The write timeout runs while output waits on the client, from the last
+   * progress (a completed uv_write re-arms it). */
+  if (c->writing) {
+    if (!vigil__timer_armed(c, T_WRITE)) vigil__timer_arm(c, T_WRITE);
   }
   fire_waiters(c, 0, false);
   if (!c->closing && !c->writing && c->out.len == 0) vigil__conn_output_drained(c);

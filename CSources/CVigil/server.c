@@ -31,6 +31,16 @@ void vigil_config_init(vigil_config_t *c) {
   c->drain_limit = 256 * 1024;
   c->max_header_bytes = 16 * 1024;
   c->max_chunk_ext_bytes = 1024;
+  c->max_headers = 100;
+  c->max_target_bytes = 8 * 1024;
+  c->max_body_bytes = 8 * 1024 * 1024;
+  c->max_connections = 10000;
+  c->max_requests_per_connection = 0;
+  c->header_timeout_ms = 10 * 1000;
+  c->idle_timeout_ms = 60 * 1000;
+  c->body_timeout_ms = 30 * 1000;
+  c->write_timeout_ms = 30 * 1000;
+  c->handler_timeout_ms = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -219,6 +229,7 @@ static void loop_close_handles(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
 }
 
 static void loop_maybe_exit(vigil_loop_t *loop) {
@@ -366,9 +377,11 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   uv_prepare_init(&loop->uv, &loop->prepare);
   uv_timer_init(&loop->uv, &loop->watch_timer);
   uv_timer_init(&loop->uv, &loop->grace_timer);
+  uv_timer_init(&loop->uv, &loop->tick_timer);
+  for (int k = 0; k < T_KINDS; k++) vigil__list_init(&loop->timers[k]);
   loop->async.data = loop->prepare.data = loop;
-  loop->watch_timer.data = loop->grace_timer.data = loop;
-  loop->handles_open = 4;
+  loop->watch_timer.data = loop->grace_timer.data = loop->tick_timer.data = loop;
+  loop->handles_open = 5;
   uv_prepare_start(&loop->prepare, on_prepare);
   /* The watch timer must not keep the loop from noticing it is idle, but
    * while it runs it has work: keep it referenced. */
@@ -389,6 +402,7 @@ static void loop_discard(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   uv_loop_close(&loop->uv);
 }

@@ -129,6 +129,8 @@ struct vigil_request_s {
   bool body_started;         /* vigil_request_body_start seen */
   bool done_called;          /* on_request_done delivered */
   bool handler_done;         /* the loop has run this request's OP_FINISH */
+  atomic_int timeout_kind;   /* vigil_timeout_t, set before a TIMED_OUT end */
+  _Atomic uint64_t body_limit; /* 0: none */
 };
 
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn);
@@ -188,6 +190,19 @@ void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
 void vigil__op_fail(vigil_op_t *op, int err);
 
 /* ------------------------------------------------------------------ */
+/* timer.c: deadlines. One FIFO list per kind and loop: every entry of a kind
+ * has the same duration, so appending keeps each list in deadline order and
+ * a tick looks only at the fronts: O(1) per tick at any connection count. */
+enum { T_HEADER = 0, T_IDLE, T_BODY, T_WRITE, T_HANDLER, T_KINDS };
+
+void vigil__timer_arm(vigil_conn_t *conn, int kind);
+void vigil__timer_disarm(vigil_conn_t *conn, int kind);
+void vigil__timer_disarm_all(vigil_conn_t *conn);
+bool vigil__timer_armed(const vigil_conn_t *conn, int kind);
+/* conn.c: a deadline passed. */
+void vigil__conn_timeout(vigil_conn_t *conn, int kind);
+
+/* ------------------------------------------------------------------ */
 /* The connection (conn.c). Its state machine lives in conn.c alone.
  *
  * Owner: its loop. Allocated on accept, freed in the uv_close callback of
@@ -223,6 +238,9 @@ struct vigil_conn_s {
   vigil_link_t link;         /* loop->conns */
   vigil_link_t watch_link;   /* loop->watch: probing a paused read or lingering */
   vigil_link_t dirty_link;   /* loop->dirty: output to flush this tick */
+  vigil_link_t tlink[T_KINDS]; /* loop->timers[kind] */
+  uint64_t deadline[T_KINDS];
+  uint64_t served;           /* requests dispatched on this connection */
 
   int state;                 /* vigil_conn_state_t; -1 before accept */
   vigil_phase_t phase;
@@ -336,6 +354,9 @@ struct vigil_loop_s {
   uv_prepare_t prepare;      /* end-of-tick flush */
   uv_timer_t watch_timer;    /* paused-read probes, linger deadlines */
   uv_timer_t grace_timer;    /* shutdown grace period */
+  uv_timer_t tick_timer;     /* deadlines (timer.c) */
+  vigil_link_t timers[T_KINDS];
+  bool tick_active;
   uv_tcp_t listener;
   bool listening;
 
@@ -381,6 +402,7 @@ struct vigil_server_s {
   vigil_loop_t **loops;
   atomic_uint next_loop;
   atomic_uint_fast64_t next_conn_id;
+  atomic_uint conns_open;    /* across loops, for max_connections */
   atomic_int started;
   atomic_int shutdown_requested;
   atomic_uint loops_running;

@@ -18,6 +18,8 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
     case handlerFinished
     /// The request body was malformed.
     case badRequest
+    /// The request body passed its limit (413).
+    case bodyTooLarge
 
     init?(_ c: vigil_reason_t) {
         switch c {
@@ -29,6 +31,7 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
         case VIGIL_REASON_SERVER_SHUTDOWN: self = .serverShutdown
         case VIGIL_REASON_HANDLER_FINISHED: self = .handlerFinished
         case VIGIL_REASON_BAD_REQUEST: self = .badRequest
+        case VIGIL_REASON_BODY_TOO_LARGE: self = .bodyTooLarge
         default: return nil
         }
     }
@@ -43,6 +46,7 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
         case .serverShutdown: VIGIL_REASON_SERVER_SHUTDOWN
         case .handlerFinished: VIGIL_REASON_HANDLER_FINISHED
         case .badRequest: VIGIL_REASON_BAD_REQUEST
+        case .bodyTooLarge: VIGIL_REASON_BODY_TOO_LARGE
         }
     }
 
@@ -50,6 +54,25 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
     public var isCancellation: Bool { self != .handlerFinished }
 
     public var description: String { String(cString: vigil_reason_name(cValue)) }
+}
+
+/// Which timeout ended a request whose reason is `.timedOut`.
+public enum Timeout: Sendable, Hashable {
+    /// No request body bytes for `bodyTimeout` while the handler read it.
+    case bodyRead
+    /// No progress writing the response for `writeTimeout`.
+    case write
+    /// The handler ran longer than `handlerTimeout`.
+    case handler
+
+    init?(_ c: vigil_timeout_t) {
+        switch c {
+        case VIGIL_TIMEOUT_BODY: self = .bodyRead
+        case VIGIL_TIMEOUT_WRITE: self = .write
+        case VIGIL_TIMEOUT_HANDLER: self = .handler
+        default: return nil
+        }
+    }
 }
 
 /// Thrown by body reads and response writes once the request has ended:

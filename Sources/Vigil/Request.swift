@@ -18,6 +18,13 @@ public struct Request: Sendable {
     /// Identifies the connection the request arrived on (unique per server run).
     public var connectionID: UInt64 { context.connectionID }
 
+    /// Sets this request's body limit (default: `maxBodySize`; nil: none).
+    /// Call before reading the body; a body passing it ends the request with
+    /// `.bodyTooLarge` and a 413.
+    public func setBodyLimit(_ bytes: Int?) {
+        _ = vigil_request_set_body_limit(context.raw, UInt64(max(0, bytes ?? 0)))
+    }
+
     /// Suspends until the request ends, and says why: the connection closed,
     /// was reset, a write failed, the server shut down... or, if the handler
     /// returns first, `.handlerFinished`. Returns at once if the request has
@@ -37,6 +44,9 @@ public struct CancellationHandle: Sendable {
 
     /// Why the request ended, or nil while it runs.
     public var reason: CancellationReason? { context.reason }
+
+    /// With `reason == .timedOut`: which timeout.
+    public var timeout: Timeout? { Timeout(vigil_request_timeout(context.raw)) }
 
     /// Runs `body` exactly once with the reason the request ended: at the
     /// moment it is cancelled (on the server's loop thread: keep it short), or

@@ -45,6 +45,31 @@ public final class Server: Sendable {
         public var onConnectionState: (@Sendable (UInt64, ConnectionState) -> Void)?
         /// Where handlers run.
         public var handlers: HandlerPlacement
+        /// Header lines before 431.
+        public var maxHeaders: Int = 100
+        /// Request-target bytes before 414.
+        public var maxTargetBytes: Int = 8 * 1024
+        /// Request body bytes (nil: no limit): a larger Content-Length gets
+        /// 413 before any handler; a chunked body passing it ends the request
+        /// with `.bodyTooLarge`. Per request: `Request.setBodyLimit`.
+        public var maxBodySize: Int? = 8 * 1024 * 1024
+        /// Open connections; past it new ones are closed at once.
+        public var maxConnections: Int = 10_000
+        /// Requests per connection (nil: unlimited); the last response says
+        /// `Connection: close`.
+        public var maxRequestsPerConnection: Int?
+        /// From a head's first byte to its end (408 past it). nil: none.
+        public var headerTimeout: Duration? = .seconds(10)
+        /// A keep-alive connection with no request is closed after this.
+        public var idleTimeout: Duration? = .seconds(60)
+        /// No body bytes while the handler reads the body: cancelled with
+        /// `.timedOut` (`Timeout.bodyRead`).
+        public var bodyTimeout: Duration? = .seconds(30)
+        /// No progress writing the response: `.timedOut` (`Timeout.write`).
+        public var writeTimeout: Duration? = .seconds(30)
+        /// Deadline for a handler, from the head's arrival: `.timedOut`
+        /// (`Timeout.handler`) and a 503 if nothing was sent.
+        public var handlerTimeout: Duration?
 
         public enum HandlerPlacement: Sendable {
             /// On the libuv loop thread that owns the connection (a task
@@ -149,8 +174,7 @@ public final class Server: Sendable {
         defer { running.withLock { $0 = nil } }
         onListening?(server.port)
 
-        let c = configuration.shutdownGracePeriod.components
-        let graceMs = UInt64(max(0, c.seconds)) * 1000 + UInt64(max(0, c.attoseconds)) / 1_000_000_000_000_000
+        let graceMs = milliseconds(configuration.shutdownGracePeriod)
         // The handlers' task group runs in a task of its own, which run()
         // awaits to the end: were it run()'s own group, cancelling run()
         // would cancel every handler at once and leave no grace period.
@@ -248,6 +272,16 @@ final class CServer: @unchecked Sendable {
         cfg.write_buffer_limit = configuration.writeBufferLimit
         cfg.drain_limit = configuration.drainLimit
         cfg.max_header_bytes = configuration.maxHeaderBytes
+        cfg.max_headers = UInt32(clamping: configuration.maxHeaders)
+        cfg.max_target_bytes = configuration.maxTargetBytes
+        cfg.max_body_bytes = UInt64(max(0, configuration.maxBodySize ?? 0))
+        cfg.max_connections = UInt32(clamping: configuration.maxConnections)
+        cfg.max_requests_per_connection = UInt64(max(0, configuration.maxRequestsPerConnection ?? 0))
+        cfg.header_timeout_ms = milliseconds(configuration.headerTimeout)
+        cfg.idle_timeout_ms = milliseconds(configuration.idleTimeout)
+        cfg.body_timeout_ms = milliseconds(configuration.bodyTimeout)
+        cfg.write_timeout_ms = milliseconds(configuration.writeTimeout)
+        cfg.handler_timeout_ms = milliseconds(configuration.handlerTimeout)
         let unmanaged = Unmanaged.passRetained(core)
         cfg.userdata = unmanaged.toOpaque()
         cfg.on_request = { req, ud in ServerCore.from(ud).request(req!) }
@@ -311,6 +345,14 @@ final class CServer: @unchecked Sendable {
         vigil_server_free(pointer)
         core.release()
     }
+}
+
+/// A duration in whole milliseconds, at least 1 if positive; 0 for nil.
+func milliseconds(_ d: Duration?) -> UInt64 {
+    guard let d, d > .zero else { return 0 }
+    let c = d.components
+    let ms = UInt64(c.seconds) * 1000 + UInt64(c.attoseconds) / 1_000_000_000_000_000
+    return max(1, ms)
 }
 
 /// Builds the swift-http-types head from the C request (loop thread).

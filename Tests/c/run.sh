@@ -71,8 +71,8 @@ else
     fail "libvigil.a defines other globals: $(echo $aleaked | head -c 300)"
 fi
 export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
-pc_static="$(pkg-config --static --libs vigil 2>&1)"
-pc_cflags="$(pkg-config --cflags vigil 2>&1)"
+pc_static="$(echo $(pkg-config --static --libs vigil 2>&1))"
+pc_cflags="$(echo $(pkg-config --cflags vigil 2>&1))"
 if [ "$pc_cflags" = "-I$PREFIX/include" ] && [[ " $pc_static " == *" -lvigil "* ]] &&
    [[ " $pc_static " == *" -luv "* ]] && [[ " $pc_static " == *" -lpthread "* ]]; then
     ok "pkg-config vigil: cflags '$pc_cflags', static libs '$pc_static'"

@@ -242,7 +242,7 @@ static void t_pipelined_workers(void) {
   REQUIRE(tc_send_str(&c, req) == 0, "send");
   for (int i = 1; i <= 6; i++) {
     tc_resp_t r;
-    char want[8];
+    char want[16];
     snprintf(want, sizeof want, "%d", i);
     REQUIRE(tc_read_response(&c, &r, 5000) == 0, "response %d", i);
     CHECK(r.status == 200 && body_is(&r, want), "response %d: status %d body '%s'", i, r.status,
@@ -408,6 +408,7 @@ typedef struct {
   const char *raw;
   size_t len;      /* 0: strlen(raw) */
   int status;
+  int alt_status;  /* also acceptable (0: none) */
 } bad_t;
 
 static char big_head[20000];
@@ -426,7 +427,7 @@ static const bad_t bad_cases[] = {
     {"bare CR in the head", "GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 0, 400},
     {"NUL in a header value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
      sizeof "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n" - 1, 400},
-    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0, 400},
+    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0, 505, 400},
     {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, 505},
     {"Content-Length with chunked",
      "POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -449,7 +450,8 @@ static void t_bad_one(void) {
   REQUIRE(tc_send(&c, b->raw, b->len ? b->len : strlen(b->raw)) == 0, "send");
   tc_resp_t r;
   REQUIRE(tc_read_response(&c, &r, 5000) == 0, "no response");
-  CHECK_EQ_INT(r.status, b->status);
+  CHECK(r.status == b->status || (b->alt_status && r.status == b->alt_status),
+        "status %d, expected %d", r.status, b->status);
   CHECK(tc_resp_has(&r, "Connection", "close"), "no Connection: close: %s", r.head);
   tc_resp_free(&r);
   CHECK(tc_wait_closed(&c, 3000), "connection left open");
@@ -551,18 +553,24 @@ static int trailer_child(void) {
     tc_client_t c;
     tc_resp_t r;
     if (tc_connect(&c, port) != 0) return 3;
-    /* followed by a GET on the same connection */
-    if (tc_send_str(&c, cases[i][0]) != 0 ||
-        tc_send_str(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n") != 0) {
+    if (tc_send_str(&c, cases[i][0]) != 0) {
       printf("#   trailers case %d: send failed\n", i);
       bad++;
     } else if (tc_read_response(&c, &r, 3000) != 0 || r.status != 200 ||
                !body_is(&r, cases[i][1])) {
       printf("#   trailers case %d: no or wrong response (status %d)\n", i, r.status);
       bad++;
+    } else if (tc_resp_has(&r, "Connection", "close")) {
+      /* (an unread chunked body is not drained: the core closes) */
+      if (!tc_wait_closed(&c, 3000)) {
+        printf("#   trailers case %d: Connection: close, but left open\n", i);
+        bad++;
+      }
     } else {
+      /* the connection goes on: the next request is parsed right */
       tc_resp_free(&r);
-      if (tc_read_response(&c, &r, 3000) != 0 || r.status != 200) {
+      if (tc_send_str(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n") != 0 ||
+          tc_read_response(&c, &r, 3000) != 0 || r.status != 200) {
         printf("#   trailers case %d: no response to the request after it\n", i);
         bad++;
       }
@@ -593,7 +601,8 @@ static void t_trailers(void) {
   CHECK(!WIFSIGNALED(st), "the server process died of signal %d on a chunked body with "
                           "trailer fields (parse.c: header callbacks run with c->parsing == NULL)",
         WTERMSIG(st));
-  CHECK(WIFSIGNALED(st) || WEXITSTATUS(st) == 0, "child exit status %d", WEXITSTATUS(st));
+  CHECK(WIFSIGNALED(st) || WEXITSTATUS(st) == 0,
+        "child exit status %d (1: wrong answers or a sanitizer report above)", WEXITSTATUS(st));
 }
 
 static void t_still_serving(void) {
