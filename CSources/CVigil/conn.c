@@ -29,6 +29,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LINGER_MS 500
 #define LINGER_STOPPING_MS 50
@@ -319,9 +320,11 @@ void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
 /* ------------------------------------------------------------------ */
 /* accepting */
 
-void vigil__conn_accept(vigil_loop_t *loop) {
+/* A new connection on `loop`, its handle initialised; NULL if out of
+ * memory. Listed in loop->conns from here on: close_now() frees it. */
+static vigil_conn_t *conn_new(vigil_loop_t *loop) {
   vigil_conn_t *c = calloc(1, sizeof *c);
-  if (c == NULL) return;
+  if (c == NULL) return NULL;
   c->loop = loop;
   c->state = -1;
   uv_tcp_init(&loop->uv, &c->tcp);
@@ -333,11 +336,13 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   for (int k = 0; k < T_KINDS; k++) vigil__list_init(&c->tlink[k]);
   vigil__list_push(&loop->conns, &c->link);
   atomic_fetch_add_explicit(&loop->open, 1, memory_order_relaxed);
-  unsigned open = atomic_fetch_add(&loop->server->conns_open, 1) + 1;
-  if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
-    close_now(c);
-    return;
-  }
+  atomic_fetch_add(&loop->server->conns_open, 1);
+  return c;
+}
+
+/* The connection's socket is ready: start serving it. */
+static void conn_start(vigil_conn_t *c) {
+  vigil_loop_t *loop = c->loop;
   atomic_fetch_add_explicit(&loop->accepted, 1, memory_order_relaxed);
   c->id = atomic_fetch_add(&loop->server->next_conn_id, 1);
   int len = sizeof c->peer;
@@ -346,10 +351,9 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   vigil__parser_init(c);
   vigil__head_reset(c);
   c->phase = PHASE_HEAD;
-  c->state = -1;
   vigil__conn_set_state(c, VIGIL_CONN_NEW);
   unsigned max = loop->server->config.max_connections;
-  if (loop->stopping || (max && open > max)) {
+  if (loop->stopping || (max && atomic_load(&loop->server->conns_open) > max)) {
     /* Over the limit: accepted (so it leaves the backlog) and closed at
      * once; the connections already served are not disturbed. */
     close_now(c);
@@ -357,6 +361,39 @@ void vigil__conn_accept(vigil_loop_t *loop) {
   }
   vigil__timer_arm(c, T_IDLE);
   update_reading(c);
+}
+
+void vigil__conn_accept(vigil_loop_t *loop) {
+  vigil_conn_t *c = conn_new(loop);
+  if (c == NULL) return;
+  if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
+    close_now(c);
+    return;
+  }
+  conn_start(c);
+}
+
+/* Testing hook (fuzz/): serve an already connected stream socket, such as
+ * one end of a socketpair, on loop 0 - the whole request path without a
+ * network. Takes ownership of fd. */
+struct adopt { vigil_server_t *s; int fd; };
+static void adopt_on_loop(void *ud) {
+  struct adopt *a = ud;
+  vigil_conn_t *c = conn_new(a->s->loops[0]);
+  if (c != NULL && uv_tcp_open(&c->tcp, a->fd) == 0) conn_start(c);
+  else if (c != NULL) close_now(c);
+  else close(a->fd);
+  free(a);
+}
+
+int vigil__server_adopt(vigil_server_t *s, int fd) {
+  struct adopt *a = malloc(sizeof *a);
+  if (a == NULL) return VIGIL_ENOMEM;
+  a->s = s;
+  a->fd = fd;
+  int r = vigil_server_post(s, 0, adopt_on_loop, a);
+  if (r != 0) free(a);
+  return r;
 }
 
 /* ------------------------------------------------------------------ */

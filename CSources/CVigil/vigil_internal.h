@@ -292,6 +292,8 @@ struct vigil_conn_s {
 };
 
 void vigil__conn_accept(vigil_loop_t *loop);
+/* Testing hook: serve a connected stream socket (e.g. a socketpair end). */
+int vigil__server_adopt(vigil_server_t *server, int fd);
 /* Drive the state machine: parse what is buffered, advance requests. */
 void vigil__conn_process(vigil_conn_t *conn);
 /* Close at once (no flush), ending the request in flight with `reason`. */
