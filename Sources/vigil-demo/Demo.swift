@@ -7,6 +7,7 @@
 //   GET  /cancels   the recorded times, one per line, oldest first
 //   POST /echo      200 with the request body streamed back
 //   GET  /stream?n=N  a chunked response of N short chunks
+//   GET  /stats     the core's counters, one "name value" per line
 import Dispatch
 import HTTPTypes
 import Synchronization
@@ -35,7 +36,7 @@ func queryValue(_ path: String, _ key: String) -> String? {
     return nil
 }
 
-@Sendable func handle(_ request: Request, _ response: ResponseWriter) async throws {
+@Sendable func handle(_ request: Request, _ response: ResponseWriter, _ server: Server) async throws {
     let path = request.head.path ?? "/"
     let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
     switch (request.head.method, route) {
@@ -55,6 +56,20 @@ func queryValue(_ path: String, _ key: String) -> String? {
             try response.send(
                 HTTPResponse(status: .ok, headerFields: textPlain), body: Array("timeout".utf8))
         }
+
+    case (.get, "/stats"):
+        // The core's counters, for soak tests: "name value" lines.
+        var text = ""
+        if let s = server.statistics {
+            text += "connections_accepted \(s.connectionsAccepted)\n"
+            text += "connections_open \(s.connectionsOpen)\n"
+            text += "connections_idle \(s.connectionsIdle)\n"
+            text += "requests_total \(s.requestsTotal)\n"
+            text += "requests_live \(s.requestsLive)\n"
+            text += "requests_cancelled \(s.requestsCancelled)\n"
+            text += "bad_requests \(s.badRequests)\n"
+        }
+        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
 
     case (.get, "/cancels"):
         let text = cancels.withLock { $0.map { "\($0)\n" }.joined() }
@@ -127,7 +142,7 @@ struct Demo {
             try await server.run(onListening: { port in
                 print("vigil-demo listening on \(shownHost):\(port)")
                 fflush(nil)
-            }, handle)
+            }) { request, response in try await handle(request, response, server) }
         }
         let sources = installSignalHandlers { runTask.cancel() }
         do {

@@ -102,6 +102,7 @@ done
 
 run "smoke_examples" "$LOGDIR/smoke_examples.log" "$B/tests/smoke_examples" \
     "hello=$B/examples/hello" "worker=$B/examples/worker" "echo=$B/examples/echo" \
+    "lines=$B/examples/lines" \
     "hello=$B/examples/hello-static" "hello=$B/vigil-c-bench"
 
 echo "# C suite: logs in $LOGDIR"

@@ -2,12 +2,12 @@
  * smoke_examples.c - start each example binary on a free port, talk to it,
  * stop it with SIGTERM, and expect exit status 0.
  *
- *   smoke_examples hello=PATH worker=PATH echo=PATH [hello=PATH ...]
+ *   smoke_examples hello=PATH worker=PATH echo=PATH lines=PATH [hello=PATH ...]
  *
  * The kind before '=' says which checks to run (hello: GET /, 404;
  * worker: work answered from the worker thread, a cancelled request, a
  * request in flight during SIGTERM; echo: Content-Length and chunked
- * bodies streamed back). Each example prints "...listening on
+ * bodies streamed back; lines: a hijacked line-echo session). Each example prints "...listening on
  * http://127.0.0.1:PORT..." first; it is started with port 0.
  */
 #include "tc.h"
@@ -170,6 +170,22 @@ static void t_echo(void) {
   tc_close(&c);
 }
 
+static void t_lines(void) {
+  CHECK(get(ch.port, "GET /lines HTTP/1.1\r\nHost: x\r\n\r\n", 426, NULL), "no Upgrade: 426");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, ch.port) == 0, "connect");
+  REQUIRE(tc_send_str(&c, "GET /lines HTTP/1.1\r\nHost: x\r\nUpgrade: lines\r\n"
+                          "Connection: Upgrade\r\n\r\nhi\n") == 0, "send");
+  tc_resp_t r;
+  CHECK(tc_read_response_ex(&c, &r, 3000, 1, 1) == 0 && r.status == 101, "no 101");
+  tc_resp_free(&r);
+  tc_send_str(&c, "there\nquit\n");
+  CHECK(tc_wait_closed(&c, 3000), "not closed after quit");
+  CHECK(tc_find(&c.in, 0, "> hi\n> there\nbye\n") >= 0, "session: '%s'", c.in.p ? c.in.p : "");
+  CHECK(tc_find(&c.in, 0, "HTTP/") < 0, "HTTP after the session: '%s'", c.in.p ? c.in.p : "");
+  tc_close(&c);
+}
+
 /* A request in flight when SIGTERM arrives is answered (grace period). */
 static tc_client_t inflight;
 static int inflight_ok;
@@ -215,6 +231,7 @@ int main(int argc, char **argv) {
     void (*fn)(void) = strcmp(cur_kind, "hello") == 0    ? t_hello
                        : strcmp(cur_kind, "worker") == 0 ? t_worker
                        : strcmp(cur_kind, "echo") == 0   ? t_echo
+                       : strcmp(cur_kind, "lines") == 0  ? t_lines
                                                          : NULL;
     if (fn == NULL) {
       fprintf(stderr, "unknown kind %s\n", cur_kind);
