@@ -9,6 +9,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // libuv from Debian's libuv1-dev, found through pkg-config.
@@ -41,6 +43,8 @@ let package = Package(
             dependencies: [
                 "CVigil",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Vigil"
         ),
@@ -51,7 +55,11 @@ let package = Package(
         ),
         .testTarget(
             name: "VigilTests",
-            dependencies: ["Vigil", "CVigil"],
+            dependencies: [
+                "Vigil", "CVigil",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/VigilTests"
         ),
     ]

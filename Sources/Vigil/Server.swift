@@ -1,5 +1,7 @@
 import CVigil
 import HTTPTypes
+import Logging
+import ServiceLifecycle
 
 /// An HTTP/1.1 server whose handlers are cancelled the moment their client
 /// goes away.
@@ -70,6 +72,9 @@ public final class Server: Sendable {
         /// Deadline for a handler, from the head's arrival: `.timedOut`
         /// (`Timeout.handler`) and a 503 if nothing was sent.
         public var handlerTimeout: Duration?
+        /// Where the server logs: start and stop at info, connection states
+        /// and cancellations at debug, handler errors at error.
+        public var logger = Logger(label: "vigil")
 
         public enum HandlerPlacement: Sendable {
             /// On the libuv loop thread that owns the connection (a task
@@ -133,10 +138,30 @@ public final class Server: Sendable {
 
     public let configuration: Configuration
     private let running = Locked<CServer?>(nil)
+    private let handler: Handler?
 
     public init(configuration: Configuration = .init()) {
         self.configuration = configuration
+        self.handler = nil
     }
+
+    /// A server with its handler, to run as a swift-service-lifecycle
+    /// `Service` (`run()`).
+    public init(configuration: Configuration = .init(), handler: @escaping Handler) {
+        self.configuration = configuration
+        self.handler = handler
+    }
+
+    /// Begins a graceful shutdown of the running server: stop accepting,
+    /// close idle connections, let requests in flight finish within
+    /// `shutdownGracePeriod`, then cancel them. `run` returns once done.
+    public func shutdown() {
+        let grace = milliseconds(configuration.shutdownGracePeriod)
+        running.withLock { $0?.shutdown(graceMs: grace) }
+    }
+
+    /// The bound port while `run` runs (useful with port 0), nil otherwise.
+    public var localPort: Int? { running.withLock { $0?.port } }
 
     /// The counters while `run` runs, nil otherwise.
     public var statistics: Statistics? {
@@ -164,15 +189,20 @@ public final class Server: Sendable {
     ) async throws {
         let loops = max(1, configuration.loops)
         let streams = (0..<loops).map { _ in AsyncStream.makeStream(of: RequestContext.self) }
+        let logger = configuration.logger
         let core = ServerCore(
             continuations: streams.map(\.continuation),
-            onConnectionState: configuration.onConnectionState)
+            onConnectionState: configuration.onConnectionState, logger: logger)
         let server = try CServer(configuration: configuration, core: core)
         defer { server.free() }
         try server.start()
         running.withLock { $0 = server }
         defer { running.withLock { $0 = nil } }
         onListening?(server.port)
+        logger.info(
+            "listening", metadata: ["host": "\(configuration.host)", "port": "\(server.port)",
+                                    "loops": "\(loops)"])
+        defer { logger.info("stopped", metadata: ["port": "\(server.port)"]) }
 
         let graceMs = milliseconds(configuration.shutdownGracePeriod)
         // The handlers' task group runs in a task of its own, which run()
@@ -194,7 +224,7 @@ public final class Server: Sendable {
                         await withDiscardingTaskGroup { group in
                             for await context in stream.stream {
                                 group.addTask(executorPreference: executors[i]) {
-                                    await Self.serve(context, handler)
+                                    await Self.serve(context, handler, logger)
                                 }
                             }
                         }
@@ -205,17 +235,27 @@ public final class Server: Sendable {
         await withTaskCancellationHandler {
             await serving.value
         } onCancel: {
+            logger.info("shutting down", metadata: ["grace_ms": "\(graceMs)"])
             server.shutdown(graceMs: graceMs)
         }
     }
 
-    static func serve(_ context: RequestContext, _ handler: Handler) async {
+    static func serve(_ context: RequestContext, _ handler: Handler, _ logger: Logger) async {
         context.attachCurrentTask()
         do {
             try await handler(Request(context: context), ResponseWriter(context: context))
+        } catch let error as RequestEndedError {
+            // The client went away (or the like): not the handler's fault.
+            logger.debug("request ended", metadata: ["reason": "\(error.reason)"])
+        } catch is CancellationError where context.reason?.isCancellation == true {
+            logger.debug("request cancelled", metadata: ["reason": "\(context.reason!)"])
         } catch {
             // The core answers 500 if nothing was sent yet, and cuts off a
             // started response; the server keeps serving.
+            logger.error(
+                "handler threw",
+                metadata: ["error": "\(error)", "path": "\(context.head.path ?? "")",
+                           "connection": "\(context.connectionID)"])
         }
         await context.detachTask()
         context.finishHandler()
@@ -227,12 +267,21 @@ final class ServerCore: Sendable {
     /// One per loop: requests go to the consumer of their loop.
     let continuations: [AsyncStream<RequestContext>.Continuation]
     let onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
+    let logger: Logger
     init(
         continuations: [AsyncStream<RequestContext>.Continuation],
-        onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
+        onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?,
+        logger: Logger
     ) {
         self.continuations = continuations
         self.onConnectionState = onConnectionState
+        self.logger = logger
+    }
+
+    /// Loop thread.
+    func connectionState(_ id: UInt64, _ state: Server.ConnectionState) {
+        logger.debug("connection", metadata: ["id": "\(id)", "state": "\(state)"])
+        onConnectionState?(id, state)
     }
 
     static func from(_ ud: UnsafeMutableRawPointer?) -> ServerCore {
@@ -300,9 +349,9 @@ final class CServer: @unchecked Sendable {
         cfg.on_stopped = { _, ud in
             for c in ServerCore.from(ud).continuations { c.finish() }
         }
-        if configuration.onConnectionState != nil {
+        if configuration.onConnectionState != nil || configuration.logger.logLevel <= .debug {
             cfg.on_conn_state = { id, state, ud in
-                ServerCore.from(ud).onConnectionState?(id, Server.ConnectionState(state))
+                ServerCore.from(ud).connectionState(id, Server.ConnectionState(state))
             }
         }
         var out: OpaquePointer?
@@ -389,4 +438,20 @@ func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
     }
     return HTTPRequest(
         method: method, scheme: nil, authority: authority, path: path, headerFields: fields)
+}
+
+extension Server: Service {
+    /// Runs the server built with `init(configuration:handler:)` as a
+    /// swift-service-lifecycle service: a graceful shutdown (SIGTERM through
+    /// a `ServiceGroup`) becomes `shutdown()`, task cancellation too.
+    public func run() async throws {
+        // Without a handler there is nothing to serve: init(configuration:)
+        // servers use run(onListening:_:).
+        guard let handler else { throw VigilError.invalidArgument }
+        try await withGracefulShutdownHandler {
+            try await run(onListening: nil, handler)
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+    }
 }

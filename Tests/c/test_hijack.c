@@ -16,6 +16,8 @@ typedef struct {
   int finished;
   int use_hijack_close;   /* "/lines?close": vigil_hijack_close, then finish */
   int id;
+  int in_body;            /* inside on_body: on_done must not free */
+  int done;               /* on_done ran */
 } session_t;
 
 #define MAXREC 64
@@ -91,9 +93,22 @@ static void on_request(vigil_request_t *req, void *ud) {
   }
 }
 
+static void on_body_session(vigil_request_t *req, session_t *s, const char *data, size_t len,
+                            int end);
+
+/* vigil_request_finish inside on_body runs on_request_done right away, in
+ * the middle of on_body: the session is freed by whichever runs last. */
 static void on_body(vigil_request_t *req, const char *data, size_t len, int end, void *ud) {
   session_t *s = vigil_request_get_data(req);
   if (s == NULL) return;
+  s->in_body = 1;
+  on_body_session(req, s, data, len, end);
+  s->in_body = 0;
+  if (s->done) free(s);
+}
+
+static void on_body_session(vigil_request_t *req, session_t *s, const char *data, size_t len,
+                            int end) {
   if (s->finished == -1) { /* /midbody */
     if (end) {
       vigil_response_send(req, 200, NULL, 0, "read", 4);
@@ -102,6 +117,7 @@ static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
     }
     return;
   }
+  if (s->finished) return;
   for (size_t i = 0; i < len && !s->finished; i++) {
     if (data[i] != '\n') {
       if (s->len < sizeof s->line) s->line[s->len++] = data[i];
@@ -117,7 +133,7 @@ static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
     }
     s->len = 0;
   }
-  if (end) {
+  if (end && !s->finished) {
     atomic_store(&recs[s->id].ended, 1);
     end_session(req, s);
   }
@@ -134,7 +150,8 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   if (s) {
     if (!s->finished || s->finished == -1) vigil_request_finish(req);
     vigil_request_set_data(req, NULL);
-    free(s);
+    s->done = 1;
+    if (!s->in_body) free(s);
   }
 }
 

@@ -35,6 +35,8 @@ typedef struct {
   size_t len;
   int overflow;   /* the current line is longer than `line`: dropped */
   int finished;   /* vigil_request_finish called */
+  int in_body;    /* on_body is running */
+  int done;       /* on_request_done ran: free when on_body returns */
 } session_t;
 
 static const char SWITCH[] =
@@ -93,10 +95,8 @@ static void on_line(vigil_request_t *req, session_t *s, const char *line, size_t
   vigil_hijack_write(req, out, (size_t)n, NULL, NULL);
 }
 
-static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
-                    void *userdata) {
-  session_t *s = vigil_request_get_data(req);
-  if (s == NULL) return; /* not a hijacked request: bodies are ignored */
+static void on_bytes(vigil_request_t *req, session_t *s, const char *data, size_t len,
+                     int end) {
   for (size_t i = 0; i < len && !s->finished; i++) {
     if (data[i] == '\n') {
       if (!s->overflow) on_line(req, s, s->line, s->len);
@@ -111,14 +111,30 @@ static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
   if (end) end_session(req, s); /* the client half-closed */
 }
 
+static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
+                    void *userdata) {
+  session_t *s = vigil_request_get_data(req);
+  if (s == NULL) return; /* not a hijacked request: bodies are ignored */
+  /* vigil_request_finish() called from here runs on_request_done at once,
+   * before on_body returns: the session must outlive this call. */
+  s->in_body = 1;
+  on_bytes(req, s, data, len, end);
+  s->in_body = 0;
+  if (s->done) free(s);
+}
+
 static void on_request_done(vigil_request_t *req, vigil_reason_t reason, void *userdata) {
   session_t *s = vigil_request_get_data(req);
   if (s == NULL) return;
   if (reason != VIGIL_REASON_HANDLER_FINISHED)
     fprintf(stderr, "lines: session ended: %s\n", vigil_reason_name(reason));
-  if (!s->finished) vigil_request_finish(req); /* client left first */
+  if (!s->finished) { /* the client left first */
+    s->finished = 1;
+    vigil_request_finish(req);
+  }
   vigil_request_set_data(req, NULL);
-  free(s);
+  s->done = 1;
+  if (!s->in_body) free(s);
 }
 
 int main(int argc, char **argv) {
