@@ -153,13 +153,13 @@ vigil-c-install: vigil-c-lib
 # Built against the library in the tree (no install needed).
 $(BUILD_C)/examples-local/%: examples/c/%.c include/vigil.h $(BUILD_C)/$(VIGIL_SONAME)
 	@mkdir -p $(@D)
-	$(CC) -O2 $(VC_WARN) -pthread -I include -o $@ $< -L$(BUILD_C) -lvigil \
+	$(CC) -O2 -Wall -Wextra -pthread -I include -o $@ $< -L$(BUILD_C) -lvigil \
 	  -Wl,-rpath,$(abspath $(BUILD_C))
 
 # The benchmark harness (Benchmarks/run.sh) runs
 # .build-c/vigil-c-bench --host H --port N.
 $(BUILD_C)/vigil-c-bench: examples/c/hello.c include/vigil.h $(BUILD_C)/libvigil.a
-	$(CC) -O2 $(VC_WARN) -pthread -I include -o $@ $< $(BUILD_C)/libvigil.a \
+	$(CC) -O2 -Wall -Wextra -pthread -I include -o $@ $< $(BUILD_C)/libvigil.a \
 	  $(VC_UV_LIBS) -lpthread
 
 # ---------------------------------------------------------------------------
@@ -177,13 +177,13 @@ vigil-c-test-build: \
 # --libs vigil), plus an rpath because the prefix is not in ld.so's path.
 $(BUILD_C)/examples/%: examples/c/%.c $(VC_TPREFIX)/lib/pkgconfig/vigil.pc
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $$($(VC_TPKG) --cflags --libs vigil) -Wl,-rpath,$(VC_TPREFIX)/lib
+	$(CC) -Wall -Wextra -o $@ $< $$($(VC_TPKG) --cflags --libs vigil) -Wl,-rpath,$(VC_TPREFIX)/lib
 
 # hello linked statically against libvigil.a, with what
 # `pkg-config --static` says it needs (Libs.private, Requires.private).
 $(BUILD_C)/examples/hello-static: examples/c/hello.c $(VC_TPREFIX)/lib/pkgconfig/vigil.pc
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $$($(VC_TPKG) --cflags vigil) $(VC_TPREFIX)/lib/libvigil.a \
+	$(CC) -Wall -Wextra -o $@ $< $$($(VC_TPKG) --cflags vigil) $(VC_TPREFIX)/lib/libvigil.a \
 	  $$($(VC_TPKG) --static --libs vigil | sed 's/\(^\| \)-lvigil\( \|$$\)/ /')
 
 $(BUILD_C)/tests/%: Tests/c/%.c Tests/c/tc.h $(VC_TPREFIX)/lib/pkgconfig/vigil.pc
@@ -194,6 +194,9 @@ $(BUILD_C)/tests/%: Tests/c/%.c Tests/c/tc.h $(VC_TPREFIX)/lib/pkgconfig/vigil.p
 $(BUILD_C)/tests/smoke_examples: Tests/c/smoke_examples.c Tests/c/tc.h
 	@mkdir -p $(@D)
 	$(CC) $(VC_TESTCFLAGS) -o $@ $<
+
+# Keep them between runs (make would delete them as intermediate files).
+.SECONDARY: $(VC_ASANOBJS)
 
 $(VC_ASANDIR)/obj/vigil/%.o: CSources/CVigil/%.c $(VC_HDRS)
 	@mkdir -p $(@D)

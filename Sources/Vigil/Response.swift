@@ -119,28 +119,41 @@ extension RequestContext {
     }
 }
 
-/// Lays the fields out as `vigil_header_t`s pointing into one byte buffer
-/// that lives for the duration of `body`.
+/// Lays the fields out as `vigil_header_t`s in one temporary (stack when
+/// small) allocation: the structs first, then the name and value bytes they
+/// point at. Valid for the duration of `body`; the C side copies.
 func withCHeaders<R>(_ fields: HTTPFields, _ body: (UnsafeBufferPointer<vigil_header_t>) -> R) -> R {
-    if fields.isEmpty {
+    let count = fields.count
+    if count == 0 {
         return body(UnsafeBufferPointer(start: nil, count: 0))
     }
-    var bytes: [UInt8] = []
-    var spans: [(Int, Int, Int, Int)] = []
-    spans.reserveCapacity(fields.count)
-    for field in fields {
-        let n = bytes.count
-        bytes.append(contentsOf: field.name.rawName.utf8)
-        let v = bytes.count
-        bytes.append(contentsOf: field.value.utf8)
-        spans.append((n, v - n, v, bytes.count - v))
-    }
-    return bytes.withUnsafeBufferPointer { buf in
-        let base = UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self)
-        let headers = spans.map { s in
-            vigil_header_t(
-                name: base + s.0, name_len: s.1, value: base + s.2, value_len: s.3)
+    var bytes = 0
+    for field in fields { bytes += field.name.rawName.utf8.count + field.value.utf8.count }
+    let headerBytes = count * MemoryLayout<vigil_header_t>.stride
+    return withUnsafeTemporaryAllocation(
+        byteCount: headerBytes + bytes, alignment: MemoryLayout<vigil_header_t>.alignment
+    ) { raw in
+        let headers = raw.baseAddress!.bindMemory(to: vigil_header_t.self, capacity: count)
+        var text = raw.baseAddress! + headerBytes
+        var i = 0
+        for field in fields {
+            var name = field.name.rawName
+            var value = field.value
+            let n = name.withUTF8 { u in
+                UnsafeMutableRawPointer(text).copyMemory(from: u.baseAddress!, byteCount: u.count)
+                return u.count
+            }
+            let v = value.withUTF8 { u -> Int in
+                if u.count > 0 {
+                    UnsafeMutableRawPointer(text + n).copyMemory(from: u.baseAddress!, byteCount: u.count)
+                }
+                return u.count
+            }
+            let base = UnsafeRawPointer(text).assumingMemoryBound(to: CChar.self)
+            headers[i] = vigil_header_t(name: base, name_len: n, value: base + n, value_len: v)
+            text += n + v
+            i += 1
         }
-        return headers.withUnsafeBufferPointer(body)
+        return body(UnsafeBufferPointer(start: headers, count: count))
     }
 }

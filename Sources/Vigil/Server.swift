@@ -188,10 +188,10 @@ public final class Server: Sendable {
         _ handler: @escaping Handler
     ) async throws {
         let loops = max(1, configuration.loops)
-        let streams = (0..<loops).map { _ in AsyncStream.makeStream(of: RequestContext.self) }
+        let queues = (0..<loops).map { _ in RequestQueue() }
         let logger = configuration.logger
         let core = ServerCore(
-            continuations: streams.map(\.continuation),
+            queues: queues,
             onConnectionState: configuration.onConnectionState, logger: logger)
         let server = try CServer(configuration: configuration, core: core)
         defer { server.free() }
@@ -219,12 +219,14 @@ public final class Server: Sendable {
             // One consumer per loop, each on its loop's executor (or the
             // global one), adding that loop's handlers to its task group.
             await withDiscardingTaskGroup { perLoop in
-                for (i, stream) in streams.enumerated() {
+                for (i, queue) in queues.enumerated() {
                     perLoop.addTask(executorPreference: executors[i]) {
                         await withDiscardingTaskGroup { group in
-                            for await context in stream.stream {
-                                group.addTask(executorPreference: executors[i]) {
-                                    await Self.serve(context, handler, logger)
+                            while let batch = await queue.next() {
+                                for context in batch {
+                                    group.addTask(executorPreference: executors[i]) {
+                                        await Self.serve(context, handler, logger)
+                                    }
                                 }
                             }
                         }
@@ -265,15 +267,15 @@ public final class Server: Sendable {
 /// Receives the C callbacks of one `run()`.
 final class ServerCore: Sendable {
     /// One per loop: requests go to the consumer of their loop.
-    let continuations: [AsyncStream<RequestContext>.Continuation]
+    let queues: [RequestQueue]
     let onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?
     let logger: Logger
     init(
-        continuations: [AsyncStream<RequestContext>.Continuation],
+        queues: [RequestQueue],
         onConnectionState: (@Sendable (UInt64, Server.ConnectionState) -> Void)?,
         logger: Logger
     ) {
-        self.continuations = continuations
+        self.queues = queues
         self.onConnectionState = onConnectionState
         self.logger = logger
     }
@@ -292,7 +294,7 @@ final class ServerCore: Sendable {
     func request(_ raw: OpaquePointer) {
         let context = RequestContext(raw: raw, head: makeHead(raw))
         vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
-        if case .terminated = continuations[Int(vigil_request_loop(raw))].yield(context) {
+        if !queues[Int(vigil_request_loop(raw))].push(context) {
             // run() is over: no task will take it.
             context.finishHandler()
         }
@@ -347,7 +349,7 @@ final class CServer: @unchecked Sendable {
             if let r = CancellationReason(reason), r.isCancellation { context.cancel(r) }
         }
         cfg.on_stopped = { _, ud in
-            for c in ServerCore.from(ud).continuations { c.finish() }
+            for q in ServerCore.from(ud).queues { q.finish() }
         }
         if configuration.onConnectionState != nil || configuration.logger.logLevel <= .debug {
             cfg.on_conn_state = { id, state, ud in

@@ -17,8 +17,9 @@ FAILED=0
 LOGDIR="$B/logs"
 mkdir -p "$LOGDIR"
 
-ok()   { PASSED=$((PASSED + 1)); echo "ok - $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+CHECKS=0
+ok()   { PASSED=$((PASSED + 1)); CHECKS=$((CHECKS + 1)); echo "ok $CHECKS - $*"; }
+fail() { FAILED=$((FAILED + 1)); CHECKS=$((CHECKS + 1)); echo "not ok $CHECKS - $*"; }
 
 # run LABEL LOG CMD...: run a test program, echo its output, add its counts.
 # A program that ends without a summary line, or exits non-zero without a
@@ -32,6 +33,7 @@ run() {
     cat "$log"
     local line p f
     line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)"
+    echo "# --- $label: end"
     if [ -z "$line" ]; then
         fail "$label ended without a summary (exit status $rc)"
         return

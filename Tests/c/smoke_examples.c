@@ -60,7 +60,7 @@ static int spawn(child_t *ch, const char *path, int dashdash_port) {
   line[n] = '\0';
   const char *at = strstr(line, "127.0.0.1:");
   if (at == NULL) {
-    printf("#   %s printed no port: '%s'\n", path, line);
+    tc_note("%s printed no port: '%s'", path, line);
     return -1;
   }
   ch->port = atoi(at + 10);
@@ -98,10 +98,10 @@ static int get(int port, const char *req, int status, const char *body) {
   tc_resp_t r;
   int ok = tc_roundtrip(port, req, &r) == 0;
   if (!ok) {
-    printf("#   no response to: %.40s\n", req);
+    tc_note("no response to: %.40s", req);
   } else if (r.status != status || (body && (r.body.len != strlen(body) ||
                                               memcmp(r.body.p, body, r.body.len) != 0))) {
-    printf("#   %.30s: status %d body '%.60s'\n", req, r.status, r.body.p ? r.body.p : "");
+    tc_note("%.30s: status %d body '%.60s'", req, r.status, r.body.p ? r.body.p : "");
     ok = 0;
   }
   tc_resp_free(&r);
@@ -207,8 +207,7 @@ static void t_stop(void) {
   }
   tc_buf_t err = {0};
   drain_stderr(&ch, &err);
-  if (err.len) printf("#   stderr: %s", err.p);
-  if (err.len && err.p[err.len - 1] != '\n') printf("\n");
+  if (err.len) tc_note("stderr: %s", err.p);
   tc_buf_free(&err);
   close(ch.out);
   close(ch.err);

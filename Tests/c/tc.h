@@ -81,15 +81,40 @@ static TC_UNUSED int tc_summary(void) {
   return tc_failed ? 1 : 0;
 }
 
-static TC_UNUSED void tc_fail_at(const char *file, int line, const char *fmt, ...) {
-  va_list ap;
-  tc_cur_failed = 1;
-  printf("#   %s:%d: ", file, line);
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
+/* Diagnostics: "#   message", with CR, LF and other control bytes escaped
+ * so that each stays one line. */
+static TC_UNUSED void tc_vnote(const char *prefix, const char *fmt, va_list ap) {
+  char msg[2048];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && msg[n - 1] == '\n') msg[--n] = '\0'; /* a trailing newline */
+  printf("#   %s", prefix);
+  for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+    if (*p == '\n') fputs("\\n", stdout);
+    else if (*p == '\r') fputs("\\r", stdout);
+    else if (*p < 0x20 || *p == 0x7f) printf("\\x%02x", *p);
+    else putchar(*p);
+  }
   printf("\n");
   fflush(stdout);
+}
+
+static TC_UNUSED __attribute__((format(printf, 1, 2))) void tc_note(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  tc_vnote("", fmt, ap);
+  va_end(ap);
+}
+
+static TC_UNUSED __attribute__((format(printf, 3, 4))) void tc_fail_at(const char *file, int line,
+                                                                       const char *fmt, ...) {
+  char where[512];
+  va_list ap;
+  tc_cur_failed = 1;
+  snprintf(where, sizeof where, "%s:%d: ", file, line);
+  va_start(ap, fmt);
+  tc_vnote(where, fmt, ap);
+  va_end(ap);
 }
 
 /* CHECK(cond, "fmt", ...): record a failure and go on. */
@@ -433,7 +458,7 @@ static TC_UNUSED int tc_stats_settled(vigil_server_t *s, int ms) {
   int ok = TC_WAIT_UNTIL((vigil_server_stats(s, &st),
                           st.requests_live == 0 && st.connections_open == 0), ms);
   if (!ok)
-    printf("#   stats: connections_open=%llu requests_live=%llu\n",
+    tc_note("stats: connections_open=%llu requests_live=%llu",
            (unsigned long long)st.connections_open,
            (unsigned long long)st.requests_live);
   return ok;
@@ -445,12 +470,12 @@ static TC_UNUSED int tc_server_start(vigil_server_t **out, vigil_config_t *cfg) 
   cfg->port = 0;
   int r = vigil_server_new(out, cfg);
   if (r != 0) {
-    printf("#   vigil_server_new: %s\n", vigil_strerror(r));
+    tc_note("vigil_server_new: %s", vigil_strerror(r));
     return -1;
   }
   r = vigil_server_start(*out);
   if (r != 0) {
-    printf("#   vigil_server_start: %s\n", vigil_strerror(r));
+    tc_note("vigil_server_start: %s", vigil_strerror(r));
     vigil_server_free(*out);
     *out = NULL;
     return -1;

@@ -556,16 +556,16 @@ static int trailer_child(void) {
     tc_resp_t r;
     if (tc_connect(&c, port) != 0) return 3;
     if (tc_send_str(&c, cases[i][0]) != 0) {
-      printf("#   trailers case %d: send failed\n", i);
+      tc_note("trailers case %d: send failed", i);
       bad++;
     } else if (tc_read_response(&c, &r, 3000) != 0 || r.status != 200 ||
                !body_is(&r, cases[i][1])) {
-      printf("#   trailers case %d: no or wrong response (status %d)\n", i, r.status);
+      tc_note("trailers case %d: no or wrong response (status %d)", i, r.status);
       bad++;
     } else if (tc_resp_has(&r, "Connection", "close")) {
       /* (an unread chunked body is not drained: the core closes) */
       if (!tc_wait_closed(&c, 3000)) {
-        printf("#   trailers case %d: Connection: close, but left open\n", i);
+        tc_note("trailers case %d: Connection: close, but left open", i);
         bad++;
       }
     } else {
@@ -573,7 +573,7 @@ static int trailer_child(void) {
       tc_resp_free(&r);
       if (tc_send_str(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n") != 0 ||
           tc_read_response(&c, &r, 3000) != 0 || r.status != 200) {
-        printf("#   trailers case %d: no response to the request after it\n", i);
+        tc_note("trailers case %d: no response to the request after it", i);
         bad++;
       }
     }

@@ -24,6 +24,10 @@ typedef struct {
   atomic_int worker_reason;      /* vigil_request_reason seen by the worker */
   atomic_int off_loop;           /* the worker is not the loop thread */
   atomic_int write_cb_calls;
+  atomic_int write_cb_errors;    /* ... with a negative status */
+  atomic_int write_cb_seq;       /* event number of the last write callback */
+  atomic_int done_seq;           /* event number of on_request_done */
+  atomic_int finish_in_done;     /* on_done gives the handler reference back */
   double t_cancel_us;            /* when on_cancel ran (cancellations) */
   double t_woke_us;              /* when the worker woke up */
   /* return codes the worker or handler got */
@@ -32,6 +36,7 @@ typedef struct {
 
 static rec_t recs[MAXREC];
 static atomic_int next_rec;
+static atomic_int event_seq; /* orders callbacks across requests */
 static pthread_t loop_thread;
 static atomic_int loop_thread_known;
 
@@ -43,7 +48,9 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   int id = rec_of(req);
   if (id < 0) return;
   atomic_store(&recs[id].done_reason, (int)reason);
+  atomic_store(&recs[id].done_seq, atomic_fetch_add(&event_seq, 1) + 1);
   atomic_fetch_add(&recs[id].done_calls, 1);
+  if (atomic_load(&recs[id].finish_in_done)) vigil_request_finish(req);
 }
 
 /* ------------------------------------------------------------------ */
@@ -89,7 +96,10 @@ static void on_cancel(vigil_request_t *req, vigil_reason_t reason, void *ud) {
 }
 
 static void count_write_cb(vigil_request_t *req, int status, void *ud) {
-  atomic_fetch_add(&recs[(int)(intptr_t)ud].write_cb_calls, 1);
+  rec_t *r = &recs[(int)(intptr_t)ud];
+  atomic_store(&r->write_cb_seq, atomic_fetch_add(&event_seq, 1) + 1);
+  if (status < 0) atomic_fetch_add(&r->write_cb_errors, 1);
+  atomic_fetch_add(&r->write_cb_calls, 1);
 }
 
 /* Wait up to j->ms for a cancellation; 1 if cancelled. */
@@ -248,6 +258,16 @@ static void on_request(vigil_request_t *req, void *ud) {
     r->rc[6] = vigil_response_end(req);
     vigil_request_release(req);
     atomic_store(&r->worker_done, 1);
+  } else if (starts(t, tl, "/big")) {
+    /* 8 MiB streamed at once to a client that does not read: most write
+     * completions stay pending (backpressure) */
+    static char chunk[1 << 20];
+    r->rc[0] = vigil_response_start(req, 200, NULL, 0, -1);
+    for (int i = 0; i < 8; i++)
+      r->rc[1] |= vigil_response_write(req, chunk, sizeof chunk, count_write_cb,
+                                       (void *)(intptr_t)id);
+    atomic_store(&r->finish_in_done, 1); /* hold the request until it ends */
+    atomic_store(&r->worker_done, 1);
   } else if (starts(t, tl, "/badhdr")) {
     int i = 0;
     vigil_header_t h;
@@ -378,7 +398,7 @@ static void cancel_case(const char *how, vigil_reason_t want) {
   CHECK_EQ_INT(atomic_load(&x->done_reason), want);
   CHECK(atomic_load(&x->cancel_on_loop) == 1, "cancel callback not on the loop thread");
   if (atomic_load(&x->worker_done))
-    printf("#   %s: cancel callback %.0f us after the close, worker awake %.0f us after\n",
+    tc_note("%s: cancel callback %.0f us after the close, worker awake %.0f us after",
            how, x->t_cancel_us - t0, x->t_woke_us - t0);
   CHECK(x->t_cancel_us - t0 < 1e6, "cancellation not prompt");
   if (strcmp(how, "half") == 0) {
@@ -478,6 +498,36 @@ static void t_bad_headers(void) {
   CHECK(x->rc[17] == 0, "a valid response after the refusals failed");
 }
 
+static void t_write_callbacks_on_reset(void) {
+  int id = atomic_load(&next_rec);
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  int small = 4096;
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  REQUIRE(tc_send_str(&c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n") == 0, "send");
+  rec_t *x = &recs[id];
+  REQUIRE(TC_WAIT_UNTIL(atomic_load(&x->worker_done), 3000), "handler not called");
+  tc_sleep_ms(100);
+  int before = atomic_load(&x->write_cb_calls);
+  CHECK(before < 8, "all 8 MiB taken without the client reading? (%d completions)", before);
+  tc_close_rst(&c);
+  CHECK(TC_WAIT_UNTIL(atomic_load(&x->write_cb_calls) == 8 && atomic_load(&x->done_calls) == 1,
+                      3000),
+        "write callbacks %d of 8, on_request_done %d", atomic_load(&x->write_cb_calls),
+        atomic_load(&x->done_calls));
+  CHECK_EQ_INT(x->rc[0], 0);
+  CHECK_EQ_INT(x->rc[1], 0);
+  CHECK_EQ_INT(atomic_load(&x->write_cb_errors), 8 - before);
+  CHECK_EQ_INT(atomic_load(&x->done_reason), VIGIL_REASON_RESET);
+  tc_sleep_ms(20);
+  CHECK_EQ_INT(atomic_load(&x->write_cb_calls), 8); /* exactly once each */
+  /* vigil.h: on_request_done "is the last callback for req" */
+  CHECK(atomic_load(&x->done_seq) > atomic_load(&x->write_cb_seq),
+        "%d write callback(s) (VIGIL_ECANCELED) ran after on_request_done, documented as the "
+        "last callback (conn.c vigil__conn_abort: request_end before fail_waiters)",
+        8 - before);
+}
+
 static void t_concurrent_workers(void) {
   enum { N = 24 };
   tc_client_t c[N];
@@ -498,7 +548,7 @@ static void t_concurrent_workers(void) {
         r.body.len == strlen(want) && memcmp(r.body.p, want, r.body.len) == 0)
       good++;
     else
-      printf("#   client %d: no or bad response\n", i);
+      tc_note("client %d: no or bad response", i);
     tc_resp_free(&r);
     tc_close(&c[i]);
   }
@@ -552,6 +602,7 @@ int main(void) {
   RUN(t_send_twice_inline, "vigil_response_send twice returns VIGIL_EALREADY (loop thread)");
   RUN(t_send_twice_worker, "vigil_response_send twice returns VIGIL_EALREADY (worker thread)");
   RUN(t_bad_headers, "CR/LF/NUL in header values and bad names give VIGIL_EINVAL");
+  RUN(t_write_callbacks_on_reset, "pending write callbacks fire once with VIGIL_ECANCELED on RST, before on_request_done");
   RUN(t_concurrent_workers, "24 concurrent requests answered from worker threads");
   RUN(t_stats_settle, "stats: requests_live and connections_open back to 0");
   RUN(t_half_close_finish, "half_close FINISH: a FIN does not cancel, the answer is sent");

@@ -38,6 +38,7 @@ static int is(const char *s, size_t len, const char *lit) {
 }
 
 static void on_request(vigil_request_t *req, void *userdata) {
+  (void)userdata;
   size_t mlen, tlen;
   const char *method = vigil_request_method(req, &mlen);
   const char *target = vigil_request_target(req, &tlen);
@@ -77,11 +78,13 @@ static void on_request(vigil_request_t *req, void *userdata) {
  * take more body. (After a cancellation status is VIGIL_ECANCELED and the
  * request is over: nothing to do.) */
 static void on_written(vigil_request_t *req, int status, void *userdata) {
+  (void)userdata;
   if (status == 0) vigil_request_body_start(req);
 }
 
 static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
                     void *userdata) {
+  (void)userdata;
   if (len > 0 && vigil_response_write(req, data, len, on_written, NULL) == 0)
     vigil_request_body_pause(req);
   if (end) {
@@ -92,6 +95,7 @@ static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
 
 static void on_request_done(vigil_request_t *req, vigil_reason_t reason,
                             void *userdata) {
+  (void)userdata;
   /* Everything here runs on the loop thread, and our handlers finish
    * synchronously, so a reason other than "handler finished" means the
    * request ended before we finished it (client closed or reset, malformed

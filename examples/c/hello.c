@@ -25,6 +25,7 @@ static const char NOT_FOUND[] = "Not Found\n";
 
 /* on_request runs on a loop thread: answer at once, in the callback. */
 static void on_request(vigil_request_t *req, void *userdata) {
+  (void)userdata;
   static const vigil_header_t headers[] = {
       {"Content-Type", 12, "text/plain", 10},
   };

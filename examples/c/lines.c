@@ -53,6 +53,7 @@ static void end_session(vigil_request_t *req, session_t *s) {
 }
 
 static void on_request(vigil_request_t *req, void *userdata) {
+  (void)userdata;
   static const vigil_header_t text[] = {{"Content-Type", 12, "text/plain", 10}};
   size_t tlen, ulen = 0;
   const char *target = vigil_request_target(req, &tlen);
@@ -113,6 +114,7 @@ static void on_bytes(vigil_request_t *req, session_t *s, const char *data, size_
 
 static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
                     void *userdata) {
+  (void)userdata;
   session_t *s = vigil_request_get_data(req);
   if (s == NULL) return; /* not a hijacked request: bodies are ignored */
   /* vigil_request_finish() called from here runs on_request_done at once,
@@ -124,6 +126,7 @@ static void on_body(vigil_request_t *req, const char *data, size_t len, int end,
 }
 
 static void on_request_done(vigil_request_t *req, vigil_reason_t reason, void *userdata) {
+  (void)userdata;
   session_t *s = vigil_request_get_data(req);
   if (s == NULL) return;
   if (reason != VIGIL_REASON_HANDLER_FINISHED)

@@ -66,6 +66,7 @@ static double ms_since(const struct timespec *t0) {
  * worker and return. */
 static void on_cancel(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   job_t *job = ud;
+  (void)req;
   if (reason != VIGIL_REASON_HANDLER_FINISHED) {
     pthread_mutex_lock(&job->mu);
     job->cancelled = 1;
@@ -141,6 +142,7 @@ static unsigned query_ms(const char *target, size_t len) {
 }
 
 static void on_request(vigil_request_t *req, void *userdata) {
+  (void)userdata;
   size_t tlen;
   const char *target = vigil_request_target(req, &tlen);
   if (!(tlen >= 5 && memcmp(target, "/work", 5) == 0 && (tlen == 5 || target[5] == '?'))) {
