@@ -9,7 +9,7 @@ LLHTTP_DIR := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 DEBS := libuv1-dev node-llhttp pkg-config
 
-.PHONY: deps run build test test-swift test-asan test-tsan test-c lib install bench fuzz clean
+.PHONY: deps run build test test-swift test-asan test-tsan bench clean
 
 # Install the Debian packages that are missing (apt-get update first).
 deps:
@@ -30,8 +30,8 @@ run: build
 	.build/release/vigil-demo --host $(HOST) --port $(PORT)
 
 # Every test: Swift tests, then under AddressSanitizer and ThreadSanitizer,
-# then the C API tests.
-test: deps test-swift test-asan test-tsan test-c
+# then the C API tests (mk/c.mk), then 60 s of fuzzing (mk/fuzz.mk).
+test: deps test-swift test-asan test-tsan test-c fuzz-smoke
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -44,7 +44,13 @@ test-asan: deps
 test-tsan: deps
 	TSAN_OPTIONS="halt_on_error=1" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
+# Benchmarks: comparison servers, wrk load, cancellation latency, idle RSS
+# (Benchmarks/README.md). Installs wrk and golang-go itself.
+bench: deps
+	bash Benchmarks/run.sh
+
 -include mk/c.mk
+-include mk/fuzz.mk
 
 clean:
-	rm -rf .build .build-asan .build-tsan $(BUILD_C)
+	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz

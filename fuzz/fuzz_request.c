@@ -904,6 +904,24 @@ static void wait_stats(fserver_t *fs, uint64_t accepted_before) {
          (unsigned long long)fs->seen, (unsigned long long)fs->done, fs->in_flight);
 }
 
+/* Known core bug (fuzz/README.md): a chunked body with a trailer field
+ * makes llhttp call on_header_field after the head was dispatched, and
+ * parse.c dereferences the NULL c->parsing (a SEGV in a normal build).
+ * Until it is fixed, non-strict runs skip streams where a last-chunk line
+ * ("0", "00", "0;ext") is followed by anything but the final CRLF, so the
+ * fuzzer can look for other bugs. */
+static int has_trailer_shape(const uint8_t *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] != '0' || (i > 0 && s[i - 1] != '\n')) continue;
+    size_t k = i;
+    while (k < n && s[k] == '0') k++;
+    if (k < n && s[k] == ';')
+      while (k < n && s[k] != '\r' && s[k] != '\n') k++;
+    if (k + 2 < n && s[k] == '\r' && s[k + 1] == '\n' && s[k + 2] != '\r') return 1;
+  }
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint64_t runs;
   static int fd_base = -1;
@@ -929,6 +947,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ncut++;
   }
   cuts[ncut++] = inlen;
+
+  if (!strict && has_trailer_shape(in, inlen)) return 0;
 
   cur_in = in;
   cur_inlen = inlen;

@@ -127,7 +127,6 @@ includedir=$${prefix}/include
 
 Name: vigil
 Description: HTTP/1.1 server core over libuv that notices at once when a client goes away
-URL: https://github.com/vigil-http/vigil
 Version: $(VIGIL_VERSION)
 Requires.private: libuv
 Cflags: -I$${includedir}
@@ -171,7 +170,8 @@ vigil-c-test-build: \
   $(BUILD_C)/vigil-c-bench \
   $(patsubst %,$(BUILD_C)/tests/%,$(VC_TESTS)) \
   $(BUILD_C)/tests/smoke_examples \
-  $(patsubst %,$(VC_ASANDIR)/%,$(VC_TESTS))
+  $(patsubst %,$(VC_ASANDIR)/%,$(VC_TESTS)) \
+  $(patsubst %,$(VC_ASANDIR)/examples/%,$(VC_EXAMPLES))
 
 # The examples exactly as a user builds them: cc x.c $(pkg-config --cflags
 # --libs vigil), plus an rpath because the prefix is not in ld.so's path.
@@ -205,6 +205,11 @@ $(VC_ASANDIR)/obj/vigil/%.o: CSources/CVigil/%.c $(VC_HDRS)
 $(VC_ASANDIR)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(@D)
 	$(CC) $(VC_CPPFLAGS) $(VC_WARN) $(VC_SANFLAGS) -c -o $@ $<
+
+$(VC_ASANDIR)/examples/%: examples/c/%.c include/vigil.h $(VC_ASANOBJS)
+	@mkdir -p $(@D)
+	$(CC) -Wall -Wextra -pthread $(VC_SANFLAGS) -I include -o $@ $< $(VC_ASANOBJS) \
+	  $(VC_UV_LIBS) -lpthread
 
 $(VC_ASANDIR)/%: Tests/c/%.c Tests/c/tc.h $(VC_ASANOBJS)
 	$(CC) $(VC_TESTCFLAGS) $(VC_SANFLAGS) -I include -o $@ $< $(VC_ASANOBJS) \

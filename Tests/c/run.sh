@@ -5,7 +5,8 @@
 #   2. every Tests/c/test_* program linked against the installed libvigil.so;
 #   3. the same programs built from the sources with ASan+UBSan, with
 #      LeakSanitizer on (a leak or sanitizer report fails the program);
-#   4. the examples, smoke-tested (start, requests, SIGTERM, exit 0).
+#   4. the examples, smoke-tested (start, requests, SIGTERM, exit 0), as
+#      built against the installed package and built with the sanitizers.
 # Prints each program's lines, then one last line "N passed, M failed" for
 # the whole suite; exits non-zero if anything failed.
 set -u -o pipefail
@@ -106,6 +107,14 @@ run "smoke_examples" "$LOGDIR/smoke_examples.log" "$B/tests/smoke_examples" \
     "hello=$B/examples/hello" "worker=$B/examples/worker" "echo=$B/examples/echo" \
     "lines=$B/examples/lines" \
     "hello=$B/examples/hello-static" "hello=$B/vigil-c-bench"
+
+# The examples again, built with the sanitizers: a leak or a sanitizer
+# report at exit turns their exit status non-zero.
+A="$B/asan/examples"
+ASAN_OPTIONS="detect_leaks=1:exitcode=23${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+    run "smoke_examples (ASan+UBSan+LSan examples)" "$LOGDIR/smoke_examples.asan.log" \
+    "$B/tests/smoke_examples" "hello=$A/hello" "worker=$A/worker" "echo=$A/echo" "lines=$A/lines"
 
 echo "# C suite: logs in $LOGDIR"
 echo "$PASSED passed, $FAILED failed"

@@ -42,6 +42,7 @@ static int spawn(child_t *ch, const char *path, int dashdash_port) {
       execl(path, path, "0", (char *)NULL);
     _exit(127);
   }
+  tc_child_pid = ch->pid;
   close(o[1]);
   close(e[1]);
   ch->out = o[0];
@@ -77,8 +78,10 @@ static int stop(child_t *ch) {
   if (w == 0) {
     kill(ch->pid, SIGKILL);
     waitpid(ch->pid, &st, 0);
+    tc_child_pid = 0;
     return -1;
   }
+  tc_child_pid = 0;
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
   return WEXITSTATUS(st);
 }

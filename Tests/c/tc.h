@@ -39,11 +39,14 @@ static int tc_cur_failed;
 static const char *tc_cur_name;
 static unsigned tc_test_timeout_s = 30;
 
+static volatile pid_t tc_child_pid; /* a child process to kill on timeout */
+
 static void tc_on_alarm(int sig) {
   (void)sig;
   static const char msg[] = "# watchdog: a test did not finish in time\n";
   ssize_t w = write(1, msg, sizeof msg - 1);
   (void)w;
+  if (tc_child_pid > 0) kill(tc_child_pid, SIGKILL);
   _exit(3);
 }
 

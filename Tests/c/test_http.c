@@ -590,10 +590,12 @@ static void t_trailers(void) {
   pid_t pid = fork();
   REQUIRE(pid >= 0, "fork");
   if (pid == 0) _exit(trailer_child());
+  tc_child_pid = pid;
   int st = 0;
   uint64_t end = tc_now_ms() + 15000;
   pid_t w;
   while ((w = waitpid(pid, &st, WNOHANG)) == 0 && tc_now_ms() < end) tc_sleep_ms(5);
+  tc_child_pid = 0;
   if (w == 0) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
