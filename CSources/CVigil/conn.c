@@ -424,6 +424,8 @@ static void dispatch(vigil_conn_t *c) {
 
 static void deliver_body(vigil_conn_t *c, const char *data, size_t len, int end) {
   vigil_server_t *s = c->loop->server;
+  /* on_request_done is the last callback a request gets. */
+  if (c->req == NULL || c->req->done_called) return;
   if (s->config.on_body) s->config.on_body(c->req, data, len, end, s->config.userdata);
 }
 
@@ -512,6 +514,12 @@ static bool step(vigil_conn_t *c) {
 
     case PHASE_BODY:
     case PHASE_DRAIN:
+      if (c->phase == PHASE_BODY && c->req->handler_done) {
+        /* The handler finished while its body was flowing: what is left
+         * is drained (a little) or the connection closes. */
+        finish_unread_body(c);
+        return true;
+      }
       /* A parser paused after a body span may complete the message without
        * another byte (the span was the last of a Content-Length body), so
        * it runs even on an empty buffer. */
@@ -637,7 +645,8 @@ void vigil__conn_body_start(vigil_conn_t *c) {
   c->body_paused = false;
   if (!req->body_started) {
     req->body_started = true;
-    vigil__send_continue(req);
+    /* Not on a hijacked connection: its bytes are the handler's now. */
+    if (c->phase != PHASE_HIJACKED) vigil__send_continue(req);
   }
   uint64_t limit = atomic_load(&req->body_limit);
   if (c->phase == PHASE_BODY_WAIT && limit && !req->chunked &&

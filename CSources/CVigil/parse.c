@@ -49,6 +49,9 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
+  /* Trailers of a chunked body: the head went to the handler already and
+   * is immutable now (other threads read it). They are dropped. */
+  if (r == NULL) return 0;
   if (c->in_header_value != HS_FIELD) {
     unsigned max = c->loop->server->config.max_headers;
     if (max && r->nheaders >= max) {
@@ -66,6 +69,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_field_complete(llhttp_t *p) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
+  if (r == NULL) return 0; /* a trailer: dropped */
   if (c->in_header_value != HS_FIELD) {
     /* An empty header name (": x"): llhttp 8.1 lets it through. */
     if (c->head_error == 0) c->head_error = 400;
@@ -79,6 +83,7 @@ static int on_header_field_complete(llhttp_t *p) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
+  if (r == NULL) return 0; /* a trailer: dropped */
   if (c->in_header_value != HS_VALUE || r->nheaders == 0) {
     if (c->head_error == 0) c->head_error = 400;
     return HPE_USER;
@@ -105,6 +110,7 @@ static bool valid_host(const char *v, size_t n) {
 static int on_header_value_complete(llhttp_t *p) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
+  if (r == NULL) return 0; /* a trailer: dropped */
   vigil_hdr_index_t *h = &r->headers[r->nheaders - 1];
   c->in_header_value = HS_NONE;
   if (h->name_len == 4 &&
