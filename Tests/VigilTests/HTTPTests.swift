@@ -244,4 +244,37 @@ final class HTTPTests: XCTestCase {
         XCTAssertEqual(v5, "path=/six")
         try await server.stop()
     }
+
+    /// Found by the fuzzer: trailers after a chunked body arrive when the
+    /// head already went to the handler; they are dropped, not a crash.
+    func testChunkedTrailersAreDropped() async throws {
+        let server = try await TestServer.start(Self.handler)
+        let client = try server.client()
+        try await client.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        let rs = try await client.readResponses(2)
+        XCTAssertEqual(rs[0].bodyString, "abc")
+        XCTAssertEqual(rs[1].bodyString, "path=/after")
+        try await server.stop()
+    }
+
+    /// Found by the fuzzer: a handler that starts reading the body and
+    /// returns at once gets no body callback after it finished, and the next
+    /// request is served.
+    func testHandlerReturningMidBodyKeepsServing() async throws {
+        let server = try await TestServer.start { request, response in
+            if request.head.path == "/started" {
+                var it = request.body.makeAsyncIterator()
+                _ = try await it.next()
+            }
+            try await response.write(HTTPResponse(status: .ok), body: request.head.path ?? "")
+        }
+        let client = try server.client()
+        try await client.send("POST /started HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+        let first = try await client.readResponse()
+        XCTAssertEqual(first.bodyString, "/started")
+        try await client.send("defGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        let second = try await client.readResponse()
+        XCTAssertEqual(second.bodyString, "/next")
+        try await server.stop()
+    }
 }

@@ -235,4 +235,23 @@ final class SemanticsTests: XCTestCase {
         XCTAssertEqual(r?.1, true)
         try await server.stop()
     }
+
+    /// Found by the fuzzer: hijacking a request that expects 100-continue
+    /// sends no "100 Continue" into the hijacked stream.
+    func testHijackWithExpectContinueSendsNoInterimResponse() async throws {
+        let server = try await TestServer.start { request, _ in
+            let conn = try request.hijack()
+            var got: [UInt8] = []
+            for try await chunk in conn {
+                got += chunk
+                if got.count >= 3 { break }
+            }
+            try await conn.write(got)
+        }
+        let client = try server.client()
+        try await client.send("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc")
+        let back = try await client.read(until: { $0.count >= 3 })
+        XCTAssertEqual(String(decoding: back, as: UTF8.self), "abc")
+        try await server.stop()
+    }
 }
