@@ -170,8 +170,8 @@ typedef struct vigil_config_s {
 
   vigil_half_close_t half_close;
   /* Unconsumed bytes buffered per connection before reading pauses (64 KiB).
-   * While paused the socket is probed every few ms, so a disconnect is still
-   * seen. */
+   * While paused the socket's TCP state is probed every 50 ms, so a
+   * disconnect is still seen. */
   size_t read_buffer_limit;
   /* Output bytes queued per connection before vigil_response_write delays
    * its completion callback (backpressure, 64 KiB). */
@@ -228,7 +228,9 @@ VIGIL_EXPORT int vigil_server_new(vigil_server_t **out,
 
 /* Bind, listen and start the loop threads. Returns once listening, or a
  * negative error (e.g. -98 EADDRINUSE); on error nothing is left running.
- * Call once, from the thread that owns the server object. */
+ * Call once, from the thread that owns the server object. If SIGPIPE is at
+ * its default disposition, this sets it to ignored for the process: a write
+ * to a client that reset must be an error (EPIPE), not a kill. */
 VIGIL_EXPORT int vigil_server_start(vigil_server_t *server);
 
 /* The bound port (useful with port 0), or a negative error before start. */
@@ -318,12 +320,20 @@ VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
 
 /* Request body flow control; any thread. The body is not read until you call
  * vigil_request_body_start() (which also sends `100 Continue` when the client
- * asked for it), so a body nobody wants is never read (Go's
- * TestHandlerFinishSkipBigContentLengthRead). vigil_request_body_pause()
- * stops delivery (a few chunks already on their way may still arrive);
- * bytes stay buffered in the core and the socket read stays armed up to
- * read_buffer_limit. Returns 0, VIGIL_EALREADY once the body ended or the
- * request finished, or VIGIL_ECANCELED. */
+ * asked for it and no response was started yet: call it before
+ * vigil_response_start, or the client may wait for its 100), so a body
+ * nobody wants is never read (Go's TestHandlerFinishSkipBigContentLengthRead).
+ * vigil_request_body_pause() stops delivery (a few chunks already on their
+ * way may still arrive); bytes stay buffered in the core and the socket read
+ * stays armed up to read_buffer_limit. Returns 0, VIGIL_EALREADY when the
+ * request has no body (vigil_request_has_body), the body ended or the
+ * request finished, or VIGIL_ECANCELED.
+ *
+ * Re-entrancy: called on the loop thread (from a callback), these functions
+ * and vigil_request_finish() run at once, and may run other callbacks
+ * before they return: vigil_request_finish() inside on_body runs
+ * on_request_done before it returns, so do not touch state that
+ * on_request_done frees after calling it. */
 VIGIL_EXPORT int vigil_request_body_start(vigil_request_t *req);
 VIGIL_EXPORT int vigil_request_body_pause(vigil_request_t *req);
 
@@ -369,7 +379,10 @@ typedef struct vigil_header_s {
   size_t value_len;
 } vigil_header_t;
 
-/* Start the response. `content_length` >= 0 sends Content-Length; -1 streams
+/* Start the response (status 200..999; for 101 Switching Protocols,
+ * vigil_request_hijack() and write the status line with
+ * vigil_hijack_write(), as Go's Hijack does). `content_length` >= 0 sends
+ * Content-Length; -1 streams
  * the body (chunked for HTTP/1.1, until close for HTTP/1.0). The core adds
  * Date, and Connection when it decides to close. A `Connection: close`
  * header of yours closes the connection after this response. Names and

@@ -52,7 +52,11 @@ const char *vigil_strerror(int err) {
     case VIGIL_EALREADY: return "already done (response started or ended, or request finished)";
     case VIGIL_ESHUTDOWN: return "server stopped";
     case VIGIL_EBUSY: return "not possible in the current state";
-    default: return uv_strerror(err);
+    default: {
+      /* uv_strerror allocates (and leaks) for codes it does not know. */
+      static _Thread_local char buf[96];
+      return uv_strerror_r(err, buf, sizeof buf);
+    }
   }
 }
 

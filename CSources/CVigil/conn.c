@@ -85,6 +85,7 @@ static void close_now(vigil_conn_t *c) {
     /* Only a hijacked connection closes with its request attached: the
      * request ends with the connection (no-op if it already ended). */
     vigil_request_t *req = c->req;
+    vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
     c->req = NULL;
     req->conn = NULL;
     vigil__request_end(req, c->read_eof ? VIGIL_REASON_CLIENT_CLOSED
@@ -114,12 +115,14 @@ void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
   /* Mark closing first: the callbacks below may call back into the API,
    * and must find this connection gone. */
   close_now(c);
+  /* Write completions first: on_request_done is the request's last
+   * callback, and users free per-request state there. */
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
   if (req != NULL) {
     req->conn = NULL;
     vigil__request_end(req, reason);
     vigil__request_unref(req);
   }
-  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
 }
 
 static void begin_closing(vigil_conn_t *c) {
@@ -141,9 +144,9 @@ static void fail_request(vigil_conn_t *c, vigil_reason_t reason, int timeout,
   req->conn = NULL;
   bool unanswered = req->resp_state == RESP_NONE;
   if (timeout) atomic_store(&req->timeout_kind, timeout);
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED); /* before the last callback */
   vigil__request_end(req, reason);
   vigil__request_unref(req);
-  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
   if (c->closing) return;
   if (unanswered && status) vigil__conn_error_response(c, status);
   c->close_after = true;
@@ -676,7 +679,7 @@ void vigil__conn_hijack(vigil_conn_t *c) {
 }
 
 void vigil__conn_hijack_close(vigil_conn_t *c) {
-  if (c->phase != PHASE_HIJACKED) return;
+  if (c->phase != PHASE_HIJACKED) return; /* closing already */
   if (c->req != NULL) vigil__request_end(c->req, VIGIL_REASON_HANDLER_FINISHED);
   begin_closing(c);
 }

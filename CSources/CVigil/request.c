@@ -244,6 +244,9 @@ static int body_call(vigil_request_t *req, int type) {
   if (reason != VIGIL_REASON_NONE)
     return reason == VIGIL_REASON_HANDLER_FINISHED ? VIGIL_EALREADY
                                                    : VIGIL_ECANCELED;
+  if (!vigil_request_has_body(req) &&
+      atomic_load(&req->resp_public) != RESP_HIJACKED)
+    return VIGIL_EALREADY; /* no body: nothing will come */
   return submit_simple(req, type);
 }
 

@@ -445,9 +445,10 @@ static int op_error_for(vigil_request_t *req) {
 static void run_finish(vigil_request_t *req) {
   vigil_conn_t *c = req->conn;
   req->handler_done = true;
-  if (c != NULL && c->phase == PHASE_HIJACKED) {
-    /* The handler is done with a connection it took: close it. */
-    vigil__conn_hijack_close(c);
+  if (atomic_load(&req->resp_public) == RESP_HIJACKED) {
+    /* The handler is done with a connection it took: close it (if
+     * vigil_hijack_close did not already). Never an HTTP answer here. */
+    if (c != NULL) vigil__conn_hijack_close(c);
     c = NULL;
   } else if (c != NULL) {
     if (req->resp_state == RESP_NONE) {
