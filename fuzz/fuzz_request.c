@@ -325,7 +325,7 @@ static void check_head(vigil_request_t *req) {
                  (tl > 8 && strncasecmp(t, "https://", 8) == 0) ||
                  ieq(m, ml, "CONNECT");
   size_t n = vigil_request_header_count(req);
-  int hosts = 0, cls = 0, tes = 0;
+  int hosts = 0, cls = 0, tes = 0, te_nonempty = 0;
   const char *clv = NULL;
   size_t clvl = 0;
   for (size_t i = 0; i < n; i++) {
@@ -344,11 +344,19 @@ static void check_head(vigil_request_t *req) {
     }
     if (ieq(name, nl, "host")) hosts++;
     if (ieq(name, nl, "content-length")) { cls++; clv = val; clvl = vl; }
-    if (ieq(name, nl, "transfer-encoding")) tes++;
+    if (ieq(name, nl, "transfer-encoding")) {
+      tes++;
+      for (size_t k = 0; k < vl; k++)
+        if (val[k] != ' ' && val[k] != '\t') te_nonempty = 1;
+    }
   }
   if (hosts > 1) fail("handler got %d Host headers", hosts);
   if (v == 11 && hosts == 0 && !absolute) fail("handler got HTTP/1.1 without Host");
   if (cls > 1) fail("handler got %d Content-Length headers", cls);
+  /* Known core bug (fuzz/README.md): llhttp 8.1 ignores an empty
+   * Transfer-Encoding value, so "Transfer-Encoding: " (with or without a
+   * Content-Length) reaches the handler. Tolerated unless strict. */
+  if (tes && !te_nonempty && !strict) tes = 0;
   if (cls && tes) fail("handler got both Content-Length and Transfer-Encoding");
   int64_t cl = vigil_request_content_length(req);
   if (tes && cl != -1) fail("Transfer-Encoding without chunked framing (cl %lld)", (long long)cl);
@@ -540,7 +548,6 @@ static void on_request(vigil_request_t *req, void *ud) {
 static void on_body(vigil_request_t *req, const char *data, size_t len, int end, void *ud) {
   fserver_t *fs = ud;
   st_t *st = vigil_request_get_data(req);
-  if (st == NULL && !strict) return; /* known core bug, see fuzz/README.md */
   if (st == NULL) fail("%s: on_body after on_request_done", fs->name);
   if (st->done) fail("%s: on_body after on_request_done", fs->name);
   if (st->body_end) fail("%s: on_body after end", fs->name);
@@ -834,9 +841,6 @@ static void check_output(const char *o, size_t n) {
       if (cls || tes) fail("response %d: 1xx with framing headers", idx);
       if (status == 101) {
         /* our hijack: the rest is the client's bytes echoed */
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (!strict && n - p >= sizeof cont - 1 && memcmp(o + p, cont, sizeof cont - 1) == 0)
-          p += sizeof cont - 1; /* known core bug, see fuzz/README.md */
         size_t raw = n - p;
         if (raw && memmem(cur_in, cur_inlen, o + p, raw) == NULL)
           fail("hijacked stream: %zu bytes that the client never sent in one run", raw);
@@ -928,24 +932,6 @@ static void wait_stats(fserver_t *fs, uint64_t accepted_before) {
          (unsigned long long)fs->seen, (unsigned long long)fs->done, fs->in_flight);
 }
 
-/* Known core bug (fuzz/README.md): a chunked body with a trailer field
- * makes llhttp call on_header_field after the head was dispatched, and
- * parse.c dereferences the NULL c->parsing (a SEGV in a normal build).
- * Until it is fixed, non-strict runs skip streams where a last-chunk line
- * ("0", "00", "0;ext") is followed by anything but the final CRLF, so the
- * fuzzer can look for other bugs. */
-static int has_trailer_shape(const uint8_t *s, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] != '0' || (i > 0 && s[i - 1] != '\n')) continue;
-    size_t k = i;
-    while (k < n && s[k] == '0') k++;
-    if (k < n && s[k] == ';')
-      while (k < n && s[k] != '\r' && s[k] != '\n') k++;
-    if (k + 2 < n && s[k] == '\r' && s[k + 1] == '\n' && s[k + 2] != '\r') return 1;
-  }
-  return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint64_t runs;
   static int fd_base = -1;
@@ -971,8 +957,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ncut++;
   }
   cuts[ncut++] = inlen;
-
-  if (!strict && has_trailer_shape(in, inlen)) return 0;
 
   cur_in = in;
   cur_inlen = inlen;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz/run.sh BIN SECONDS [libFuzzer args...]
-# Fuzz for SECONDS over a scratch copy of fuzz/corpus/ (the committed corpus
-# is never written to). Crash/timeout reproducers go to
+# Fuzz for SECONDS over a scratch copy of fuzz/corpus/ and fuzz/repro/ (the
+# committed files are never written to). Crash/timeout reproducers go to
 # .build-fuzz/artifacts/. Prints the final stats, including execs/s; exits
 # with libFuzzer's status (non-zero on a crash, a leak or an invariant
 # violation).
@@ -13,6 +13,8 @@ mkdir -p "$OUT/artifacts"
 SCRATCH="$(mktemp -d "$OUT/corpus.XXXXXX")"
 trap 'rm -rf "$SCRATCH"' EXIT
 cp "$ROOT"/fuzz/corpus/* "$SCRATCH"/
+# The reproducers of past findings run first too, as regression inputs.
+for f in "$ROOT"/fuzz/repro/*; do [ -f "$f" ] && cp "$f" "$SCRATCH/repro-$(basename "$f")"; done
 # detect_leaks: LeakSanitizer runs after inputs whose mallocs and frees do
 # not balance, and at exit. The servers live for the whole process and stay
 # reachable from globals, so they are not reported; each input must leave

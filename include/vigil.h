@@ -213,6 +213,13 @@ typedef struct vigil_config_s {
   uint64_t body_timeout_ms;    /* no body progress while the handler reads it (30 s) */
   uint64_t write_timeout_ms;   /* no progress writing the response (30 s) */
   uint64_t handler_timeout_ms; /* head arrived to handler finished (0: none): 503 */
+  /* TCP_USER_TIMEOUT on each connection (0: the kernel's default, about 15
+   * minutes): how long sent data may stay unacknowledged - or a client keep
+   * a zero window - before the kernel gives up on the peer. The read that is
+   * always armed then fails with ETIMEDOUT: VIGIL_REASON_READ_FAILED. This
+   * is how a client that vanished without FIN or RST (cable, crash of its
+   * host) is noticed. */
+  uint64_t tcp_user_timeout_ms;
 } vigil_config_t;
 
 /* Fill `config` with the defaults above (host 127.0.0.1, port 8080). */

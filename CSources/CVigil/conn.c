@@ -351,6 +351,12 @@ static void conn_start(vigil_conn_t *c) {
   int len = sizeof c->peer;
   uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
   uv_tcp_nodelay(&c->tcp, 1);
+  uint64_t uto = loop->server->config.tcp_user_timeout_ms;
+  int fd;
+  if (uto && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+    unsigned v = uto > 0xffffffffu ? 0xffffffffu : (unsigned)uto;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+  }
   vigil__parser_init(c);
   vigil__head_reset(c);
   c->phase = PHASE_HEAD;

@@ -72,6 +72,11 @@ public final class Server: Sendable {
         /// Deadline for a handler, from the head's arrival: `.timedOut`
         /// (`Timeout.handler`) and a 503 if nothing was sent.
         public var handlerTimeout: Duration?
+        /// TCP_USER_TIMEOUT (nil: the kernel's ~15 min): how long a peer may
+        /// leave data unacknowledged, or keep a zero window, before the
+        /// kernel drops it; the request then ends with `.readFailed`. Notices
+        /// clients that vanished without FIN or RST.
+        public var tcpUserTimeout: Duration?
         /// Where the server logs: start and stop at info, connection states
         /// and cancellations at debug, handler errors at error.
         public var logger = Logger(label: "vigil")
@@ -333,6 +338,7 @@ final class CServer: @unchecked Sendable {
         cfg.body_timeout_ms = milliseconds(configuration.bodyTimeout)
         cfg.write_timeout_ms = milliseconds(configuration.writeTimeout)
         cfg.handler_timeout_ms = milliseconds(configuration.handlerTimeout)
+        cfg.tcp_user_timeout_ms = milliseconds(configuration.tcpUserTimeout)
         let unmanaged = Unmanaged.passRetained(core)
         cfg.userdata = unmanaged.toOpaque()
         cfg.on_request = { req, ud in ServerCore.from(ud).request(req!) }

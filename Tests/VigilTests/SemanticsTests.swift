@@ -254,4 +254,27 @@ final class SemanticsTests: XCTestCase {
         XCTAssertEqual(String(decoding: back, as: UTF8.self), "abc")
         try await server.stop()
     }
+
+    /// "read failed": a client that keeps a zero window (it never reads) past
+    /// TCP_USER_TIMEOUT is dropped by the kernel; the always-armed read sees
+    /// ETIMEDOUT. (This is also how a vanished peer is noticed.)
+    func testReadFailedReasonFromUserTimeout() async throws {
+        let ended = Signal<CancellationReason?>()
+        let server = try await TestServer.start({ config in
+            config.tcpUserTimeout = .milliseconds(300)
+            config.writeTimeout = nil
+        }) { request, response in
+            let out = try await response.start(HTTPResponse(status: .ok))
+            do {
+                for _ in 0..<100_000 { try await out.write([UInt8](repeating: 0x72, count: 65536)) }
+            } catch {}
+            ended.fire(request.cancellation.reason)
+        }
+        let client = try server.client()
+        client.setReceiveBuffer(4096)
+        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let why = await ended.wait(timeout: 10)
+        XCTAssertEqual(why, .readFailed)
+        try await server.stop()
+    }
 }

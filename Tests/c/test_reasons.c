@@ -1,0 +1,186 @@
+/*
+ * test_reasons.c - the reasons the other C tests do not reach: "write
+ * failed", "body too large" and "read failed", each over loopback, as seen
+ * by on_request_done and vigil_request_on_cancel.
+ */
+#include <vigil.h>
+
+#include "tc.h"
+
+static atomic_int done_reason;  /* from on_request_done */
+static atomic_int cb_reason;    /* from vigil_request_on_cancel */
+static atomic_int worker_stop;
+static pthread_t worker;
+static atomic_int worker_running;
+
+static void on_cancel_cb(vigil_request_t *req, vigil_reason_t reason, void *ud) {
+  (void)req;
+  (void)ud;
+  atomic_store(&cb_reason, (int)reason);
+}
+
+static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
+  (void)ud;
+  atomic_store(&done_reason, (int)reason);
+  if (reason != VIGIL_REASON_HANDLER_FINISHED) {
+    atomic_store(&worker_stop, 1);
+    /* Cancelled: the handler reference is ours to give back, unless the
+     * worker thread still uses it (it finishes it itself). */
+    if (!atomic_load(&worker_running)) vigil_request_finish(req);
+  }
+}
+
+static void reset_state(void) {
+  atomic_store(&done_reason, VIGIL_REASON_NONE);
+  atomic_store(&cb_reason, VIGIL_REASON_NONE);
+  atomic_store(&worker_stop, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* write failed: with the "finish" half-close policy the core stops reading
+ * after the client's FIN, so an RST after it is learnt from a write. */
+
+static void *trickle(void *arg) {
+  vigil_request_t *req = arg;
+  while (!atomic_load(&worker_stop)) {
+    if (vigil_response_write(req, "tick\n", 5, NULL, NULL) != 0) break;
+    tc_sleep_ms(10);
+  }
+  atomic_store(&worker_running, 0);
+  vigil_request_finish(req);
+  return NULL;
+}
+
+static void on_request_trickle(vigil_request_t *req, void *ud) {
+  (void)ud;
+  vigil_request_on_cancel(req, on_cancel_cb, NULL);
+  vigil_response_start(req, 200, NULL, 0, -1);
+  atomic_store(&worker_running, 1);
+  pthread_create(&worker, NULL, trickle, req);
+}
+
+static void test_write_failed(void) {
+  reset_state();
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.half_close = VIGIL_HALF_CLOSE_FINISH;
+  cfg.on_request = on_request_trickle;
+  cfg.on_request_done = on_done;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  tc_send_str(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  shutdown(c.fd, SHUT_WR);
+  TC_WAIT_UNTIL((tc_read_some(&c, 50), c.in.len > 20), 3000);
+  tc_sleep_ms(100); /* the loop has read the FIN: no read is armed now */
+  tc_close_rst(&c);
+  CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 5000),
+        "request ended");
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_WRITE_FAILED);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_WRITE_FAILED);
+  pthread_join(worker, NULL);
+  CHECK(tc_stats_settled(s, 3000), "nothing left");
+  vigil_server_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* body too large: a chunked body passing max_body_bytes */
+
+static void on_request_body(vigil_request_t *req, void *ud) {
+  (void)ud;
+  vigil_request_on_cancel(req, on_cancel_cb, NULL);
+  vigil_request_body_start(req);
+}
+
+static void on_body_discard(vigil_request_t *req, const char *d, size_t n, int end,
+                            void *ud) {
+  (void)d;
+  (void)n;
+  (void)ud;
+  if (end) {
+    vigil_response_send(req, 200, NULL, 0, "all", 3);
+    vigil_request_finish(req);
+  }
+}
+
+static void test_body_too_large(void) {
+  reset_state();
+  atomic_store(&worker_running, 0);
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.max_body_bytes = 100;
+  cfg.on_request = on_request_body;
+  cfg.on_body = on_body_discard;
+  cfg.on_request_done = on_done;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  char chunk[300];
+  memset(chunk, 'z', sizeof chunk);
+  tc_send_str(&c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n");
+  tc_send(&c, chunk, sizeof chunk);
+  tc_send_str(&c, "\r\n0\r\n\r\n");
+  tc_resp_t r;
+  CHECK(tc_read_response(&c, &r, 5000) == 0, "a response");
+  CHECK_EQ_INT(r.status, 413);
+  CHECK(tc_resp_has(&r, "connection", "close"), "Connection: close");
+  tc_resp_free(&r);
+  CHECK(tc_wait_closed(&c, 3000), "closed");
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_BODY_TOO_LARGE);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_BODY_TOO_LARGE);
+  tc_close(&c);
+  CHECK(tc_stats_settled(s, 3000), "nothing left");
+  vigil_server_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* read failed: a client that never reads keeps a zero window; past
+ * TCP_USER_TIMEOUT the kernel drops it and the armed read gets ETIMEDOUT */
+
+static void on_request_flood(vigil_request_t *req, void *ud) {
+  (void)ud;
+  static char block[65536];
+  vigil_request_on_cancel(req, on_cancel_cb, NULL);
+  vigil_response_start(req, 200, NULL, 0, -1);
+  for (int i = 0; i < 64; i++) vigil_response_write(req, block, sizeof block, NULL, NULL);
+}
+
+static void test_read_failed(void) {
+  reset_state();
+  atomic_store(&worker_running, 0);
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.tcp_user_timeout_ms = 300;
+  cfg.write_timeout_ms = 0;
+  cfg.on_request = on_request_flood;
+  cfg.on_request_done = on_done;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  memset(&c, 0, sizeof c);
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  int small = 4096;
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  tc_send_str(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  /* Never read. */
+  CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 10000),
+        "request ended");
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_READ_FAILED);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_READ_FAILED);
+  tc_close(&c);
+  CHECK(tc_stats_settled(s, 3000), "nothing left");
+  vigil_server_free(s);
+}
+
+int main(void) {
+  tc_init();
+  RUN(test_write_failed, "write failed: FIN, then RST seen by a write");
+  RUN(test_body_too_large, "body too large: chunked body over max_body_bytes gets 413");
+  RUN(test_read_failed, "read failed: zero window past TCP_USER_TIMEOUT");
+  return tc_summary();
+}
