@@ -34,7 +34,6 @@ def main():
 
     # well-formed
     seed("get", "GET / HTTP/1.1\r\n" + H + "\r\n")
-    seed("get-finish", "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH)
     seed("get-split", "GET /index HTTP/1.1\r\n" + H + "User-Agent: x\r\n\r\n",
          0, (3, 40, 90, 200))
     seed("pipelined-gets", ("GET / HTTP/1.1\r\n" + H + "\r\n") * 3 +
@@ -76,10 +75,22 @@ def main():
          "y" * 20, FINISH | NOWAIT)
     seed("unread-body", "POST /ignore HTTP/1.1\r\n" + H + "Content-Length: 2000\r\n\r\n" +
          "z" * 2000 + "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH, (10, 100))
-    seed("odd-responses", "GET /partial HTTP/1.1\r\n" + H + "\r\n", FINISH)
-    seed("odd-responses2", "GET /noresp HTTP/1.1\r\n" + H + "\r\nGET /204 HTTP/1.1\r\n" +
-         H + "\r\nGET /304 HTTP/1.1\r\n" + H + "\r\nGET /unended HTTP/1.1\r\n" + H +
-         "\r\n", FINISH)
+    seed("odd-responses", "GET /noresp HTTP/1.1\r\n" + H + "\r\nGET /204 HTTP/1.1\r\n" +
+         H + "\r\nGET /304 HTTP/1.1\r\n" + H + "\r\nGET /partial HTTP/1.1\r\n" + H +
+         "\r\nGET /unended HTTP/1.1\r\n" + H + "\r\n", FINISH)
+    # backpressure: pipelined bytes behind a deferred answer pass
+    # read_buffer_limit (1 KiB in the harness), so reading pauses
+    seed("pipelined-backpressure", "GET /defer HTTP/1.1\r\n" + H + "\r\n" +
+         ("GET /thread HTTP/1.1\r\n" + H + "X-Pad: " + "p" * 60 + "\r\n\r\n") * 30, FINISH)
+    seed("chunked-over-limit", "POST /limit HTTP/1.1\r\n" + H +
+         "Transfer-Encoding: chunked\r\n\r\n10\r\n" + "a" * 16 + "\r\n8\r\n" + "b" * 8 +
+         "\r\n0\r\n\r\n", FINISH, (120,))
+    seed("chunked-drain-over-limit", "POST /ignore HTTP/1.1\r\n" + H +
+         "Transfer-Encoding: chunked\r\n\r\n" + ("200\r\n" + "d" * 512 + "\r\n") * 4 +
+         "0\r\n\r\nGET / HTTP/1.1\r\n" + H + "\r\n", FINISH)
+    seed("pause-chunked", "POST /pause HTTP/1.1\r\n" + H +
+         "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n4\r\nefgh\r\n0\r\n\r\n",
+         FINISH, (90, 110, 130))
     seed("late-body", "POST /late-body HTTP/1.1\r\n" + H + "Content-Length: 3\r\n\r\nabc"
          "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH, (130,))
     seed("absolute-form", "GET http://example.com/x HTTP/1.1\r\n\r\n")

@@ -62,6 +62,7 @@ static void on_close(uv_handle_t *h) {
   vigil__buf_free(&c->in);
   vigil__buf_free(&c->out);
   vigil__buf_free(&c->wbuf);
+  free(c->ureq);
   vigil__list_remove(&c->link);
   atomic_fetch_sub_explicit(&loop->open, 1, memory_order_relaxed);
   atomic_fetch_sub(&loop->server->conns_open, 1);
@@ -171,8 +172,13 @@ static void on_shutdown(uv_shutdown_t *sr, int status) {
 void vigil__conn_output_drained(vigil_conn_t *c) {
   if (c->phase != PHASE_CLOSING || c->shutdown_sent || c->closing) return;
   c->shutdown_sent = true;
-  c->sreq.data = c;
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+  if (c->ureq == NULL) c->ureq = malloc(sizeof *c->ureq);
+  if (c->ureq == NULL) {
+    close_now(c);
+    return;
+  }
+  c->ureq->shutdown.data = c;
+  if (uv_shutdown(&c->ureq->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
     close_now(c);
 }
 

@@ -170,6 +170,7 @@ struct vigil_op_s {
   void *userdata;
   bool user_close;           /* the user's headers asked for Connection: close */
   bool user_date;            /* the user supplied Date */
+  bool on_stack;             /* run in place by its caller: not freed */
   size_t head_len;           /* serialized user header lines at data[0..head_len) */
   size_t body_len;           /* body bytes at data[head_len..] */
   uint64_t grace_ms;         /* OP_SHUTDOWN */
@@ -253,8 +254,14 @@ struct vigil_conn_s {
    * uv_write in flight (wbuf, written from wbuf_off). */
   vigil_buf_t out;
   vigil_buf_t wbuf;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
+  /* The uv_write in flight, or the final uv_shutdown: never both (shutdown
+   * waits for the output to drain). Allocated on first need and kept until
+   * close: most responses leave by uv_try_write and never need one, and an
+   * idle connection should stay small (issue: 1 KiB per idle connection). */
+  union vigil_conn_req {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+  } *ureq;
   bool writing;
   vigil_link_t waiters;      /* vigil_write_waiter_t: write completions owed */
 
