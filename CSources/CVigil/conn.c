@@ -35,8 +35,6 @@
 #define LINGER_STOPPING_MS 50
 #define READ_CHUNK 4096
 
-void vigil__conn_output_drained(vigil_conn_t *c);
-bool vigil__loop_stopping(vigil_loop_t *loop);
 
 /* The observable state (Go's ConnState), its gauges and its callback. */
 void vigil__conn_set_state(vigil_conn_t *c, int state) {

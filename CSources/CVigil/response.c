@@ -14,8 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-bool vigil__loop_stopping(vigil_loop_t *loop);
-void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op);
 
 /* ------------------------------------------------------------------ */
 /* ops */
@@ -434,8 +432,6 @@ void vigil__conn_mark_dirty(vigil_conn_t *c) {
   if (!c->closing && !vigil__list_linked(&c->dirty_link))
     vigil__list_push(&c->loop->dirty, &c->dirty_link);
 }
-
-void vigil__conn_output_drained(vigil_conn_t *c);
 
 static void on_write(uv_write_t *wr, int status) {
   vigil_conn_t *c = wr->data;

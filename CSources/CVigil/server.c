@@ -280,10 +280,8 @@ static void loop_begin_shutdown(vigil_loop_t *loop, uint64_t grace_ms) {
   loop_maybe_exit(loop);
 }
 
-bool vigil__loop_stopping(vigil_loop_t *loop);
 bool vigil__loop_stopping(vigil_loop_t *loop) { return loop->stopping; }
 
-void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op);
 void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op) {
   loop_begin_shutdown(loop, op->grace_ms);
 }

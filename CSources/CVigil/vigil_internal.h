@@ -69,6 +69,8 @@ typedef struct {
 
 #define VIGIL_INLINE_HEADERS 12
 
+/* A vigil_request_on_cancel registration. Owner: req->cancel_regs until it
+ * runs (run_regs frees it), or request_free. */
 typedef struct vigil_cancel_reg_s {
   struct vigil_cancel_reg_s *next;
   vigil_cancel_cb cb;
@@ -225,6 +227,8 @@ typedef enum {
   PHASE_CLOSING        /* no more requests: flush, shutdown, linger, close */
 } vigil_phase_t;
 
+/* A write completion owed (vigil_response_write / vigil_hijack_write with a
+ * callback). Owner: conn->waiters; fire_waiters calls and frees it. */
 typedef struct {
   vigil_link_t link;
   vigil_write_cb cb;
@@ -394,6 +398,10 @@ struct vigil_loop_s {
   atomic_uint_fast64_t idle, hijacked; /* gauges, kept by conn_set_state */
 };
 
+bool vigil__loop_stopping(vigil_loop_t *loop);
+void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op);
+/* response.c -> conn.c: the output queue is empty. */
+void vigil__conn_output_drained(vigil_conn_t *conn);
 void vigil__loop_ref(vigil_loop_t *loop);
 void vigil__loop_unref(vigil_loop_t *loop);
 bool vigil__on_loop_thread(const vigil_loop_t *loop);
