@@ -41,7 +41,7 @@ final class LifecycleTests: XCTestCase {
 
     /// Once shutdown starts, new connections are refused and idle ones close.
     func testShutdownClosesIdleConnections() async throws {
-        let server = try await TestServer.start { _, response in
+        let server = try await TestServer.start({ $0.logger.logLevel = .debug }) { _, response in
             try await response.write(HTTPResponse(status: .ok), body: "ok")
         }
         let idle = try server.client()

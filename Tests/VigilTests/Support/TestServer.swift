@@ -17,6 +17,9 @@ final class TestServer: Sendable {
     ) async throws -> TestServer {
         var config = Server.Configuration(host: "127.0.0.1", port: 0)
         config.shutdownGracePeriod = .milliseconds(200)
+        // Quiet by default; a test may turn it up (debug logs connection
+        // states and exercises that path).
+        config.logger.logLevel = .warning
         configure(&config)
         let server = Server(configuration: config)
         let (portStream, cont) = AsyncStream.makeStream(of: Int.self)
