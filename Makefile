@@ -39,7 +39,8 @@ test-swift: deps
 	$(SWIFT) test --skip-build
 
 test-asan: deps
-	$(SWIFT) test --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS="suppressions=$(CURDIR)/Tests/lsan.supp" \
+	  $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 test-tsan: deps
 	TSAN_OPTIONS="halt_on_error=1" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan

@@ -139,6 +139,11 @@ typedef struct {
   /* loop thread only */
   int in_flight;          /* requests between on_request and on_request_done */
   uint64_t seen, done;    /* per server, over the whole run */
+  /* The methods of the requests dispatched on the current input, in order
+   * (1 = HEAD): the checker needs them to know which responses have no
+   * body. Written by the loop thread, read once the connection is gone. */
+  int ndisp;
+  unsigned char is_head[8192];
 } fserver_t;
 
 static fserver_t servers[2];
@@ -415,6 +420,7 @@ static void on_request(vigil_request_t *req, void *ud) {
   size_t ml;
   const char *m = vigil_request_method(req, &ml);
   st->is_head = ieq(m, ml, "HEAD");
+  if (fs->ndisp < (int)sizeof fs->is_head) fs->is_head[fs->ndisp++] = (unsigned char)st->is_head;
   vigil_request_set_data(req, st);
   if (vigil_request_on_cancel(req, on_cancel, st) != 0) abort();
   int has_body = vigil_request_has_body(req);
@@ -770,9 +776,10 @@ static void wait_drained(int fd, int *eof) {
 /* ------------------------------------------------------------------ */
 /* the output checker */
 
-static void check_output(const char *o, size_t n) {
+static void check_output(const fserver_t *fs, const char *o, size_t n) {
   size_t p = 0;
   int idx = 0;
+  int final = 0; /* non-1xx responses so far */
   cur_out = o, cur_outlen = n;
   while (p < n) {
     idx++;
@@ -849,17 +856,24 @@ static void check_output(const char *o, size_t n) {
       if (status != 100) fail("response %d: unexpected status %d", idx, status);
       continue;
     }
+    /* The k-th final response answers the k-th dispatched request; those
+     * past the dispatched ones are the core's answers to bad input. */
+    int for_head = final < fs->ndisp && fs->is_head[final];
+    final++;
+    if (xhead && !for_head) fail("response %d: X-Head on a response to a non-HEAD request", idx);
     if (date != 1) fail("response %d (status %d): %d Date headers", idx, status, date);
     if (cls > 1 || tes > 1) fail("response %d: repeated framing headers", idx);
     if (cls && tes) fail("response %d: both Content-Length and Transfer-Encoding", idx);
     if (tes && !te_chunked) fail("response %d: Transfer-Encoding other than chunked", idx);
     if (status >= 400 && status != 500 && !close)
       fail("response %d: error status %d without Connection: close", idx, status);
-    int nobody = xhead || status == 204 || status == 304;
+    int nobody = for_head || status == 204 || status == 304;
     if ((status == 204 || status == 304) && (cls || tes))
       fail("response %d: %d with framing headers", idx, status);
     if (nobody) {
       /* no body bytes, whatever the framing headers say (HEAD) */
+      if (for_head && close && status >= 400 && !strict)
+        p = n; /* known core bug (fuzz/README.md): error bodies on HEAD */
     } else if (tes) {
       for (;;) {
         ln = o + p;
@@ -965,6 +979,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   vigil_stats_t before;
   vigil_server_stats(fs->srv, &before);
+  fs->ndisp = 0; /* the previous connection is closed: no loop access now */
 
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -1001,8 +1016,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   close(sv[0]);
 
-  check_output(obuf, olen);
+  /* counters first: once the connection is gone every dispatch happened */
+  cur_out = obuf, cur_outlen = olen;
   wait_stats(fs, before.connections_accepted);
+  check_output(fs, obuf, olen);
 
   if (++runs % 1024 == 0 || fd_base < 0) {
     int n = fd_count();
