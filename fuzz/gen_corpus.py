@@ -63,6 +63,8 @@ def main():
          "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH)
     seed("head", "HEAD / HTTP/1.1\r\n" + H + "\r\nHEAD /stream HTTP/1.1\r\n" + H + "\r\n",
          FINISH)
+    seed("head-noresp", "HEAD / HTTP/1.1\r\n" + H + "\r\nHEAD /noresp HTTP/1.1\r\n" + H +
+         "\r\nGET / HTTP/1.1\r\n" + H + "\r\n", FINISH)
     seed("http10-keepalive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
          "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", FINISH)
     seed("hijack", "GET /hijack HTTP/1.1\r\n" + H +

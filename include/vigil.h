@@ -270,7 +270,8 @@ typedef void (*vigil_task_cb)(void *userdata);
 VIGIL_EXPORT int vigil_server_post(vigil_server_t *server, unsigned loop,
                                    vigil_task_cb fn, void *userdata);
 
-/* The loop a request belongs to (its connection's). */
+/* The loop a request belongs to (its connection's), for vigil_server_post:
+ * 0 .. loops-1. Any thread. */
 VIGIL_EXPORT unsigned vigil_request_loop(const vigil_request_t *req);
 
 typedef struct vigil_stats_s {

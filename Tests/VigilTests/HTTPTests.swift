@@ -277,4 +277,30 @@ final class HTTPTests: XCTestCase {
         XCTAssertEqual(second.bodyString, "/next")
         try await server.stop()
     }
+
+    /// Two loops (one SO_REUSEPORT listener each): many connections with
+    /// pipelined requests are all answered, handlers running on both loops.
+    func testTwoLoopsServeEveryConnection() async throws {
+        let server = try await TestServer.start({ $0.loops = 2 }) { request, response in
+            try await response.write(HTTPResponse(status: .ok), body: request.head.path ?? "")
+        }
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for c in 0..<8 {
+                group.addTask {
+                    let client = try server.client(timeout: 20)
+                    var wire = ""
+                    for i in 0..<200 { wire += "GET /\(c)/\(i) HTTP/1.1\r\nHost: x\r\n\r\n" }
+                    try await client.send(wire)
+                    let rs = try await client.readResponses(200)
+                    return zip(rs, 0..<200).filter { $0.0.bodyString == "/\(c)/\($0.1)" }.count
+                }
+            }
+            var total = 0
+            for try await n in group { total += n }
+            XCTAssertEqual(total, 8 * 200)
+        }
+        let stats = await server.waitForStats { $0.requestsLive == 0 }
+        XCTAssertEqual(stats?.requestsTotal, 1600)
+        try await server.stop()
+    }
 }
