@@ -25,6 +25,9 @@
  *               the stream (n = bits 0-2)
  *   rest        the byte stream the client sends
  *
+ * VIGIL_FUZZ_STRICT=1 in the environment turns the tolerated known core
+ * bugs (fuzz/README.md) back into failures.
+ *
  * What is checked (abort() on any violation; libFuzzer saves the input):
  *   - sanitizers (ASan, UBSan, LSan) on the core, llhttp and this file;
  *   - no hang: the exchange must end within CLIENT_DEADLINE_MS of the
@@ -35,7 +38,9 @@
  *     Content-Length and Transfer-Encoding, exact Content-Length bodies,
  *     well-formed chunked bodies; only the last response may be cut short
  *     (a cancelled or truncated response is closed, never continued);
- *   - every non-1xx response has a Date header;
+ *   - every non-1xx response has a Date header; responses to HEAD (the
+ *     handler logs each dispatched request's method; the k-th final
+ *     response answers the k-th request), 204 and 304 carry no body;
  *   - a 4xx/5xx other than the handler-less 500 carries Connection: close,
  *     and any response with Connection: close is the last thing sent;
  *   - a hijacked stream (after our 101) echoes a contiguous run of the

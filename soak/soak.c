@@ -13,10 +13,23 @@
  *   abort    half a request (a partial head, or a POST body cut short), then
  *            an RST
  *
+ * First every connection is opened and answers one GET; when all --conns
+ * are open and answered at once they are held idle for a second
+ * (peak_open_answered_conns), then the random traffic starts.
+ *
  * A connection that finished gets/burst/echo goes on with another scenario
- * (keep-alive), closes itself, or asks the server to close (Connection:
- * close on its last request). Closed slots reconnect after a few ms, so the
- * number of open connections stays at --conns.
+ * (keep-alive), half-closes and waits for the server to close, or asks the
+ * server to close (Connection: close on its last request). Closed slots
+ * reconnect after 20..60 ms, so the number of open connections stays at
+ * --conns.
+ *
+ * The budget (--requests) counts requests *answered*: a complete response,
+ * or a /wait the server cancelled and closed after our FIN. At exactly
+ * --conns 10000 the demo server is at its max_connections (10 000): a new
+ * connection that reaches it before it has processed one of our closes is
+ * accepted and closed at once. Such a connection (closed before a single
+ * byte came back) is counted as "refused" and its slot retries; its
+ * requests count as sent, not answered.
  *
  *   soak --port P [--conns 10000] [--requests 1000000] [--time 480]
  *        [--seed N]                       run; exit 0 if no error was seen
@@ -89,6 +102,7 @@ typedef struct {
   int fin_sent;
   int got_bytes;           /* any byte received on this connection */
   int want_out;            /* EPOLLOUT registered */
+  int warm;                /* answered its ramp-up GET and still open */
   /* echo */
   uint32_t eseed;
   size_t elen, eoff;
@@ -110,6 +124,11 @@ static uint16_t port;
 static uint64_t target_requests = 1000000;
 static uint64_t t_start, t_deadline;
 static int stopping;      /* budget reached: no new scenarios */
+/* Ramp-up: every connection sends one GET and then idles until all
+ * --conns of them have been answered; they are held together for a second
+ * (all open at once, each known to be served), then the traffic starts. */
+static int ramping = 1;
+static int warm_now;
 
 static struct {
   uint64_t sent, responses, connects, connect_fail, refused, peak_open, open;
@@ -120,6 +139,7 @@ static struct {
       err_stall, err_parse, err_reset;
   uint64_t eaddrnotavail;
   uint64_t reached_all_open_ms;
+  uint64_t peak_warm;
 } st;
 
 static int verbose_errors = 20;
@@ -350,23 +370,41 @@ static void conn_close(conn_t *c, int rst) {
   }
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
+  if (c->warm) {
+    c->warm = 0;
+    warm_now--;
+  }
   if (c->state == C_OPEN || c->state == C_DRAINING) st.open--;
   c->fd = -1;
   c->state = C_FREE;
   c->wlen = c->woff = 0;
   /* Reconnect a little later: the server sees the close first, so the
    * number it counts stays under its max_connections. */
-  c->timer = stopping ? 0 : now_ms() + rnd_in(2, 10);
+  c->timer = stopping ? 0 : now_ms() + rnd_in(20, 60);
 }
 
 /* The scenario's requests are all answered. */
 static void scenario_done(conn_t *c) {
+  if (ramping) {
+    if (!c->warm) {
+      c->warm = 1;
+      warm_now++;
+      if ((uint64_t)warm_now > st.peak_warm) st.peak_warm = (uint64_t)warm_now;
+    }
+    return; /* idle until the ramp-up is over */
+  }
   switch (c->after) {
     case AFTER_CONTINUE:
       if (!stopping) start_scenario(c);
       break;
     case AFTER_CLIENT_CLOSE:
-      conn_close(c, 0);
+      /* FIN, then wait for the server's EOF: it has then seen our close
+       * (and will not count this connection against max_connections when
+       * the slot reconnects) */
+      shutdown(c->fd, SHUT_WR);
+      c->fin_sent = 1;
+      c->progress = now_ms();
+      c->state = C_DRAINING;
       break;
     case AFTER_SERVER_CLOSE:
       /* our last request said Connection: close: wait for the EOF */
@@ -566,6 +604,9 @@ static void on_eof(conn_t *c, int reset) {
       /* closed before a single byte: the server was at max_connections
        * (it had not yet seen one of our closes); try again */
       st.refused++;
+      conn_close(c, 0);
+      c->timer = stopping ? 0 : now_ms() + rnd_in(50, 150);
+      return;
     } else {
       err(c, reset ? &st.err_reset : &st.err_early_close,
           "server closed with %d answers owed (%s)", c->owed, reset ? "reset" : "eof");
@@ -625,6 +666,16 @@ static void on_event(conn_t *c, uint32_t ev) {
       set_out(c, 0);
       if (stopping) {
         conn_close(c, 0);
+        return;
+      }
+      if (ramping) {
+        c->scen = S_GETS;
+        c->after = AFTER_CONTINUE;
+        c->is_echo_resp = 0;
+        c->rounds = 0;
+        c->owed = 1;
+        put_get(c, 1);
+        flush(c);
         return;
       }
       start_scenario(c);
@@ -757,15 +808,36 @@ int main(int argc, char **argv) {
     last_sweep = now;
     if (now - last_report >= 10000) {
       last_report = now;
-      printf("soak: %5.1f s  open %llu  sent %llu  responses %llu  errors %llu  refused %llu\n",
+      printf("soak: %5.1f s  open %llu  sent %llu  answered %llu  errors %llu  refused %llu\n",
              (now - t_start) / 1000.0, (unsigned long long)st.open, (unsigned long long)st.sent,
-             (unsigned long long)st.responses, (unsigned long long)st.errors,
-             (unsigned long long)st.refused);
+             (unsigned long long)(st.responses + st.wait_closed_ok),
+             (unsigned long long)st.errors, (unsigned long long)st.refused);
       fflush(stdout);
     }
-    if (!stopping && (st.sent >= target_requests || now >= t_deadline)) {
+    if (ramping) {
+      static uint64_t hold_until;
+      if (warm_now >= nconns && !hold_until) {
+        st.reached_all_open_ms = now - t_start;
+        hold_until = now + 1000;
+        printf("soak: all %d connections open and answered after %.1f s; holding 1 s\n", nconns,
+               (now - t_start) / 1000.0);
+        fflush(stdout);
+      }
+      if ((hold_until && now >= hold_until) || now - t_start > 60000) {
+        if (!hold_until)
+          printf("soak: ramp-up incomplete after 60 s: %d of %d connections answered\n",
+                 warm_now, nconns);
+        ramping = 0;
+        for (int i = 0; i < nconns; i++) {
+          conn_t *c = &conns[i];
+          if (c->state == C_OPEN && c->owed == 0 && c->woff == c->wlen) start_scenario(c);
+        }
+      }
+    }
+    uint64_t answered = st.responses + st.wait_closed_ok;
+    if (!stopping && (answered >= target_requests || now >= t_deadline)) {
       stopping = 1;
-      timed_out = now >= t_deadline && st.sent < target_requests;
+      timed_out = now >= t_deadline && answered < target_requests;
       stop_at = now;
     }
     if (stopping) {
@@ -799,9 +871,11 @@ int main(int argc, char **argv) {
   printf("target_requests %llu\n", (unsigned long long)target_requests);
   printf("requests_sent %llu\n", (unsigned long long)st.sent);
   printf("responses %llu\n", (unsigned long long)st.responses);
+  printf("requests_answered %llu\n", (unsigned long long)(st.responses + st.wait_closed_ok));
   printf("requests_per_s %.0f\n", st.sent / secs);
   printf("target_conns %d\n", nconns);
   printf("peak_open_conns %llu\n", (unsigned long long)st.peak_open);
+  printf("peak_open_answered_conns %llu\n", (unsigned long long)st.peak_warm);
   printf("all_open_after_ms %llu\n", (unsigned long long)st.reached_all_open_ms);
   printf("connects %llu\n", (unsigned long long)st.connects);
   printf("connect_failures %llu\n", (unsigned long long)st.connect_fail);

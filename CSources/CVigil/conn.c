@@ -579,6 +579,13 @@ static bool step(vigil_conn_t *c) {
           c->phase = PHASE_BODY_PAUSED;
           vigil__timer_disarm(c, T_BODY); /* the handler's pause, not the client's */
         }
+        if (err == HPE_OK && c->in.len == 0 && c->read_eof) {
+          /* Everything buffered is parsed, the message is incomplete, and
+           * the client sent its FIN (found by the fuzzer: a body resumed
+           * after the FIN was seen waited forever). */
+          vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+          return false;
+        }
         return err != HPE_OK;
       }
       /* A malformed body (bad chunk size, missing CRLF, oversized chunk
