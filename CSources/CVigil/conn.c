@@ -142,12 +142,13 @@ static void fail_request(vigil_conn_t *c, vigil_reason_t reason, int timeout,
   c->req = NULL;
   req->conn = NULL;
   bool unanswered = req->resp_state == RESP_NONE;
+  bool is_head = req->is_head;
   if (timeout) atomic_store(&req->timeout_kind, timeout);
   vigil__conn_fail_waiters(c, VIGIL_ECANCELED); /* before the last callback */
   vigil__request_end(req, reason);
   vigil__request_unref(req);
   if (c->closing) return;
-  if (unanswered && status) vigil__conn_error_response(c, status);
+  if (unanswered && status) vigil__conn_error_response(c, status, is_head);
   c->close_after = true;
   begin_closing(c);
 }
@@ -490,7 +491,7 @@ static void bad_input(vigil_conn_t *c, int status) {
     c->parsing = NULL;
   }
   c->in.len = 0;
-  vigil__conn_error_response(c, status);
+  vigil__conn_error_response(c, status, false);
   c->close_after = true;
   begin_closing(c);
 }
@@ -591,7 +592,7 @@ static bool step(vigil_conn_t *c) {
       /* A malformed body (bad chunk size, missing CRLF, oversized chunk
        * extension): the connection cannot be trusted any more. */
       if (c->req && c->req->resp_state == RESP_NONE && c->phase == PHASE_BODY) {
-        vigil__conn_error_response(c, 400);
+        vigil__conn_error_response(c, 400, c->req->is_head);
         vigil__conn_flush(c);
       }
       vigil__conn_abort(c, VIGIL_REASON_BAD_REQUEST);

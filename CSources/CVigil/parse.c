@@ -25,6 +25,7 @@ static int on_message_begin(llhttp_t *p) {
   c->in_header_value = HS_NONE;
   c->host_count = 0;
   c->version_seen = false;
+  c->te_seen = false;
   return 0;
 }
 
@@ -113,6 +114,9 @@ static int on_header_value_complete(llhttp_t *p) {
   if (r == NULL) return 0; /* a trailer: dropped */
   vigil_hdr_index_t *h = &r->headers[r->nheaders - 1];
   c->in_header_value = HS_NONE;
+  if (h->name_len == 17 &&
+      strncasecmp(r->strings.base + h->name_off, "transfer-encoding", 17) == 0)
+    c->te_seen = true;
   if (h->name_len == 4 &&
       strncasecmp(r->strings.base + h->name_off, "host", 4) == 0) {
     c->host_count++;
@@ -145,6 +149,14 @@ static int on_headers_complete(llhttp_t *p) {
   }
   r->keep_alive = llhttp_should_keep_alive(p) != 0;
   r->chunked = (p->flags & F_CHUNKED) != 0;
+  /* llhttp 8.1 lets an empty Transfer-Encoding through and frames the body
+   * by Content-Length (found by the fuzzer). RFC 9112 6.3: a request with
+   * Transfer-Encoding not ending in chunked gets 400 - and TE with CL is
+   * the classic smuggling pair. */
+  if (c->te_seen && !r->chunked && c->head_error == 0) {
+    c->head_error = 400;
+    return HPE_USER;
+  }
   r->content_length =
       r->chunked ? -1
                  : ((p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0);

@@ -251,11 +251,18 @@ static int body_call(vigil_request_t *req, int type) {
 }
 
 int vigil_request_body_start(vigil_request_t *req) {
+  if (req == NULL) return VIGIL_EINVAL;
+  /* On the loop thread the op runs inline and may end the request (a body
+   * over its limit): on_request_done may then give back the caller's last
+   * reference. Hold one across the call (found by the fuzzer). */
+  vigil_request_retain(req);
   int r = body_call(req, OP_BODY_START);
   if (r == 0 && atomic_load(&req->resp_public) != RESP_HIJACKED) {
+    /* Unless the loop delivered the whole body already (DELIVERED). */
     int expected = BODY_UNTOUCHED;
     atomic_compare_exchange_strong(&req->body_public, &expected, BODY_STARTED);
   }
+  vigil__request_unref(req);
   return r;
 }
 

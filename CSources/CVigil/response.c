@@ -387,7 +387,7 @@ void vigil__response_internal_error(vigil_request_t *req) {
   vigil__conn_mark_dirty(c);
 }
 
-void vigil__conn_error_response(vigil_conn_t *c, int status) {
+void vigil__conn_error_response(vigil_conn_t *c, int status, bool is_head) {
   char head[256];
   const char *text = vigil__status_text(status);
   size_t dl;
@@ -395,7 +395,8 @@ void vigil__conn_error_response(vigil_conn_t *c, int status) {
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n%s",
-                   status, text, strlen(text), (int)dl, d, text);
+                   status, text, strlen(text), (int)dl, d,
+                   is_head ? "" : text); /* a response to HEAD has no body */
   vigil__buf_append(&c->out, head, (size_t)n);
   atomic_fetch_add_explicit(&c->loop->bad, 1, memory_order_relaxed);
   vigil__conn_mark_dirty(c);

@@ -279,6 +279,7 @@ struct vigil_conn_s {
   int head_error;            /* HTTP status to answer, 0 if fine */
   int host_count;
   bool version_seen;         /* parse.c: the request line carried a version */
+  bool te_seen;              /* parse.c: a Transfer-Encoding line was seen */
   bool first_line_done;      /* parse.c: the request line has ended */
   size_t chunk_ext_bytes;
   int in_header_value;       /* parse.c: which header part is being assembled */
@@ -337,7 +338,7 @@ int vigil__parse_error_status(vigil_conn_t *conn, llhttp_errno_t err);
 void vigil__conn_mark_dirty(vigil_conn_t *conn);
 void vigil__conn_flush(vigil_conn_t *conn);
 /* Answer with an error status written by the core, then close. */
-void vigil__conn_error_response(vigil_conn_t *conn, int status);
+void vigil__conn_error_response(vigil_conn_t *conn, int status, bool is_head);
 /* Fail every waiter with err (connection gone). */
 void vigil__conn_fail_waiters(vigil_conn_t *conn, int err);
 void vigil__response_internal_error(vigil_request_t *req);
