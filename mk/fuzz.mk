@@ -8,7 +8,8 @@
 #                                 .build-fuzz/artifacts/
 #   make fuzz-smoke               the 60 s run `make test` calls
 #   make fuzz-build               only build .build-fuzz/fuzz_request
-#   make fuzz-repro FUZZ_INPUT=f  run one input (a crash file) once
+#   make fuzz-repro FUZZ_INPUT=f  replay one input (a crash file) FUZZ_RUNS
+#                                 times (1; timing-dependent ones need more)
 #
 # libFuzzer needs clang: Swift's toolchain clang (/opt/swift/usr/bin/clang)
 # ships it; otherwise a `clang` on PATH (Debian: apt-get install clang).
@@ -17,6 +18,7 @@
 LLHTTP_DIR   ?= /usr/share/llhttp
 LLHTTP_INC   ?= /usr/share/include/llhttp
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?= 1
 FUZZ_OUT     ?= .build-fuzz
 FUZZ_CC      ?= $(firstword $(wildcard /opt/swift/usr/bin/clang) clang)
 # lld when the compiler has one next to it (quieter and faster than gold
@@ -46,7 +48,7 @@ fuzz-build: deps fuzz-check-cc
 
 fuzz-repro: fuzz-build
 	@test -n "$(FUZZ_INPUT)" || { echo "usage: make fuzz-repro FUZZ_INPUT=crash-file"; exit 2; }
-	ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BIN) -runs=1 $(FUZZ_INPUT)
+	ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BIN) -runs=$(FUZZ_RUNS) $(FUZZ_INPUT)
 
 # Fail early, with a hint, if the compiler cannot build a libFuzzer target.
 fuzz-check-cc:

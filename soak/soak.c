@@ -593,7 +593,6 @@ static char rbuf[1 << 16];
 static void on_eof(conn_t *c, int reset) {
   if (c->p == P_BODY_EOF && c->owed > 0) response_done(c);
   if (c->state == C_FREE) return;
-  if (reset) st.err_reset += 0; /* counted below when unexpected */
   if (c->scen == S_WAITFIN && c->fin_sent) {
     st.wait_closed_ok++;
   } else if (c->state == C_DRAINING) {
