@@ -9,7 +9,7 @@ LLHTTP_DIR := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 DEBS := libuv1-dev node-llhttp pkg-config
 
-.PHONY: deps run build test test-swift test-asan test-tsan bench clean
+.PHONY: deps run build test test-swift test-asan test-tsan test-demo bench clean
 
 # Install the Debian packages that are missing (apt-get update first).
 deps:
@@ -30,8 +30,9 @@ run: build
 	.build/release/vigil-demo --host $(HOST) --port $(PORT)
 
 # Every test: Swift tests, then under AddressSanitizer and ThreadSanitizer,
-# then the C API tests (mk/c.mk), then 60 s of fuzzing (mk/fuzz.mk).
-test: deps test-swift test-asan test-tsan test-c fuzz-smoke
+# then the C API tests (mk/c.mk), the demo as `make run` builds it (routes,
+# SIGTERM/SIGINT), then 60 s of fuzzing (mk/fuzz.mk).
+test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -41,6 +42,9 @@ test-swift: deps
 test-asan: deps
 	LSAN_OPTIONS="suppressions=$(CURDIR)/Tests/lsan.supp" \
 	  $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+test-demo: build
+	bash Tests/demo_smoke.sh .build/release/vigil-demo
 
 test-tsan: deps
 	TSAN_OPTIONS="halt_on_error=1" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan

@@ -156,6 +156,9 @@ struct Demo {
             print("vigil-demo: \(error)")
             exit(1)
         }
-        _ = sources
+        // Keep the signal sources alive until here: an optimized build may
+        // otherwise release them after their last use, and SIGTERM would do
+        // nothing.
+        withExtendedLifetime(sources) {}
     }
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Tests/demo_smoke.sh BIN - the demo server as `make run` starts it: every
+# route answers as the README says, and SIGTERM and SIGINT stop it (exit 0)
+# within a bounded time. Only 127.0.0.1; prints "N passed, M failed".
+set -u
+BIN="${1:-.build/release/vigil-demo}"
+PASSED=0; FAILED=0
+ok()   { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+
+# request PORT RAW: send a raw request, print the whole answer (bounded).
+request() {
+  local port="$1" raw="$2"
+  timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$port"'; printf "%b" "$0" >&3; cat <&3' "$raw" 2>/dev/null
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start() {
+  PORT=$(free_port)
+  "$BIN" --host 127.0.0.1 --port "$PORT" >/dev/null 2>&1 &
+  PID=$!
+  for _ in $(seq 1 100); do
+    request "$PORT" 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' | grep -q "Hello, World!" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+stops_on() {
+  local sig="$1"
+  kill -"$sig" "$PID"
+  for _ in $(seq 1 50); do
+    if ! kill -0 "$PID" 2>/dev/null; then
+      wait "$PID"; local rc=$?
+      [ "$rc" = 0 ] && ok "SIG$sig stops the demo (exit 0)" || fail "SIG$sig: exit status $rc"
+      return
+    fi
+    sleep 0.1
+  done
+  fail "SIG$sig did not stop the demo within 5 s"
+  kill -9 "$PID" 2>/dev/null
+}
+
+if start; then ok "demo serves GET /"; else fail "demo did not start"; fi
+a=$(request "$PORT" 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\necho me')
+[[ "$a" == *"echo me"* ]] && ok "POST /echo" || fail "POST /echo: $a"
+a=$(request "$PORT" 'GET /stream?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+[[ "$a" == *"chunk 2"* && "$a" == *"Transfer-Encoding: chunked"* ]] && ok "GET /stream?n=3" || fail "GET /stream: $a"
+timeout 0.3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'; printf "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n" >&3; sleep 0.2' 2>/dev/null
+sleep 0.2
+a=$(request "$PORT" 'GET /cancels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+[[ "$a" =~ [0-9]{18,} ]] && ok "GET /wait cancelled by the client's close, time in /cancels" || fail "GET /cancels: $a"
+stops_on TERM
+if start; then stops_on INT; else fail "demo did not restart"; fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
