@@ -198,6 +198,47 @@ static TC_UNUSED void tc_buf_free(tc_buf_t *b) {
 }
 
 /* ------------------------------------------------------------------ */
+/* worker threads the tests start, joined at the end of a test */
+
+#define TC_MAXTHREADS 256
+static pthread_t tc_threads[TC_MAXTHREADS];
+static int tc_nthreads;
+static pthread_mutex_t tc_threads_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Start a worker thread (aborts if it cannot: the test would be void). */
+static TC_UNUSED void tc_spawn(void *(*fn)(void *), void *arg) {
+  pthread_mutex_lock(&tc_threads_mu);
+  if (tc_nthreads >= TC_MAXTHREADS ||
+      pthread_create(&tc_threads[tc_nthreads], NULL, fn, arg) != 0)
+    abort();
+  tc_nthreads++;
+  pthread_mutex_unlock(&tc_threads_mu);
+}
+
+static TC_UNUSED void tc_join_workers(void) {
+  pthread_mutex_lock(&tc_threads_mu);
+  int n = tc_nthreads;
+  pthread_t copy[TC_MAXTHREADS];
+  memcpy(copy, tc_threads, sizeof(pthread_t) * (size_t)n);
+  tc_nthreads = 0;
+  pthread_mutex_unlock(&tc_threads_mu);
+  for (int i = 0; i < n; i++) pthread_join(copy[i], NULL);
+}
+
+/* CLOCK_REALTIME `ms` from now, for pthread_cond_timedwait. */
+static TC_UNUSED struct timespec tc_deadline_in(unsigned ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
+}
+
+/* ------------------------------------------------------------------ */
 /* the client */
 
 typedef struct {

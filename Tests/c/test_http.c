@@ -39,11 +39,6 @@ static const vigil_header_t TEXT[] = {{"Content-Type", 12, "text/plain", 10}};
 /* ------------------------------------------------------------------ */
 /* delayed answers from worker threads */
 
-#define MAXTHREADS 256
-static pthread_t threads[MAXTHREADS];
-static int nthreads;
-static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
-
 typedef struct {
   vigil_request_t *req;
   unsigned ms;
@@ -57,16 +52,6 @@ static void *delayed_worker(void *arg) {
   vigil_request_finish(d->req);
   free(d);
   return NULL;
-}
-
-static void join_workers(void) {
-  pthread_mutex_lock(&threads_mu);
-  int n = nthreads;
-  pthread_t copy[MAXTHREADS];
-  memcpy(copy, threads, sizeof(pthread_t) * (size_t)n);
-  nthreads = 0;
-  pthread_mutex_unlock(&threads_mu);
-  for (int i = 0; i < n; i++) pthread_join(copy[i], NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -104,11 +89,7 @@ static void on_request(vigil_request_t *req, void *ud) {
       if (strncmp(q + 1, "d=", 2) == 0) d->ms = (unsigned)atoi(q + 3);
     }
     snprintf(d->body, sizeof d->body, "%.60s", tmp + 3);
-    pthread_mutex_lock(&threads_mu);
-    if (nthreads >= MAXTHREADS || pthread_create(&threads[nthreads], NULL, delayed_worker, d) != 0)
-      abort();
-    nthreads++;
-    pthread_mutex_unlock(&threads_mu);
+    tc_spawn(delayed_worker, d);
   } else if (starts(t, tl, "/echo")) {
     r->kind = K_ECHO;
     /* body_start before the response starts, so that 100-continue is sent */
@@ -580,7 +561,7 @@ static int trailer_child(void) {
     tc_resp_free(&r);
     tc_close(&c);
   }
-  join_workers();
+  tc_join_workers();
   vigil_server_free(server);
   return bad ? 1 : 0;
 }
@@ -709,7 +690,7 @@ static void t_accessors(void) {
 }
 
 static void t_two_loops(void) {
-  join_workers();
+  tc_join_workers();
   vigil_server_free(server);
   REQUIRE(start_server(2) > 0, "server with 2 loops");
   enum { N = 12 };
@@ -733,7 +714,7 @@ static void t_two_loops(void) {
 }
 
 static void t_stats(void) {
-  join_workers();
+  tc_join_workers();
   CHECK(tc_stats_settled(server, 3000), "stats did not settle");
 }
 
@@ -775,7 +756,7 @@ int main(void) {
   RUN(t_stats, "stats: requests_live and connections_open back to 0");
   RUN(t_two_loops, "two loops: 12 connections x 3 requests");
   RUN(t_stats, "stats back to 0 (two loops)");
-  join_workers();
+  tc_join_workers();
   vigil_server_free(server);
   return tc_summary();
 }

@@ -45,21 +45,6 @@ typedef struct {
   int cancelled;
 } job_t;
 
-#define MAXTHREADS 64
-static pthread_t threads[MAXTHREADS];
-static int nthreads;
-static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void join_workers(void) {
-  pthread_mutex_lock(&threads_mu);
-  int n = nthreads;
-  pthread_t copy[MAXTHREADS];
-  memcpy(copy, threads, sizeof(pthread_t) * (size_t)n);
-  nthreads = 0;
-  pthread_mutex_unlock(&threads_mu);
-  for (int i = 0; i < n; i++) pthread_join(copy[i], NULL);
-}
-
 static void job_unref(job_t *j) {
   if (atomic_fetch_sub(&j->refs, 1) != 1) return;
   pthread_mutex_destroy(&j->mu);
@@ -82,14 +67,7 @@ static void on_cancel(vigil_request_t *req, vigil_reason_t reason, void *ud) {
 static void *hold_worker(void *arg) {
   job_t *j = arg;
   rec_t *r = &recs[j->id];
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += j->ms / 1000;
-  until.tv_nsec += (long)(j->ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  struct timespec until = tc_deadline_in(j->ms);
   pthread_mutex_lock(&j->mu);
   while (!j->cancelled && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
   }
@@ -138,11 +116,7 @@ static void on_request(vigil_request_t *req, void *ud) {
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     vigil_request_on_cancel(req, on_cancel, j);
-    pthread_mutex_lock(&threads_mu);
-    if (nthreads >= MAXTHREADS || pthread_create(&threads[nthreads], NULL, hold_worker, j) != 0)
-      abort();
-    nthreads++;
-    pthread_mutex_unlock(&threads_mu);
+    tc_spawn(hold_worker, j);
     return;
   }
   if (tl == 5 && memcmp(t, "/keep", 5) == 0) {
@@ -278,7 +252,7 @@ static void t_counters(void) {
   CHECK_EQ_INT(st.requests_live, 1);
   tc_close_rst(&c[0]);
   CHECK(TC_WAIT_UNTIL(atomic_load(&recs[id].worker_done), 3000), "worker not cancelled");
-  join_workers();
+  tc_join_workers();
   for (int i = 1; i < 3; i++) tc_close(&c[i]);
   CHECK(tc_stats_settled(s, 3000), "counters did not settle");
   vigil_server_stats(s, &st);
@@ -322,7 +296,7 @@ static void t_graceful(void) {
   CHECK_EQ_INT(atomic_load(&stopped_calls), 1);
   CHECK_EQ_INT(atomic_load(&recs[id].cancel_reason), VIGIL_REASON_HANDLER_FINISHED);
   CHECK_EQ_INT(recs[id].send_rc, 0);
-  join_workers();
+  tc_join_workers();
   vigil_stats_t st;
   vigil_server_stats(s, &st);
   CHECK(st.connections_open == 0 && st.requests_live == 0, "open %llu live %llu",
@@ -357,7 +331,7 @@ static void t_grace_runs_out(void) {
   CHECK(tc_wait_closed(&c, 2000), "connection not closed");
   CHECK(c.in.len == 0, "got a response: %.60s", c.in.p);
   CHECK_EQ_INT(vigil_server_wait(s), 0);
-  join_workers();
+  tc_join_workers();
   tc_close(&c);
   vigil_server_free(s);
 }
@@ -406,7 +380,7 @@ static void t_free_with_connections(void) {
     CHECK(recs[id].send_rc == VIGIL_ESHUTDOWN || recs[id].send_rc == VIGIL_ECANCELED,
           "send after free: %d (%s)", recs[id].send_rc, vigil_strerror(recs[id].send_rc));
   }
-  join_workers();
+  tc_join_workers();
   atomic_store(&release_after_server_free, 0);
   CHECK(tc_wait_closed(&idle, 2000), "idle connection left open");
   CHECK(tc_wait_closed(&midhead, 2000), "mid-head connection left open");
@@ -609,7 +583,7 @@ static void t_handler_timeout(void) {
   CHECK(TC_WAIT_UNTIL(atomic_load(&recs[id].worker_done), 3000), "worker not cancelled");
   CHECK_EQ_INT(atomic_load(&recs[id].cancel_reason), VIGIL_REASON_TIMED_OUT);
   CHECK(recs[id].send_rc == VIGIL_ECANCELED, "send after the timeout: %d", recs[id].send_rc);
-  join_workers();
+  tc_join_workers();
   tc_close(&c);
   CHECK(tc_stats_settled(s, 2000), "stats did not settle");
   vigil_server_free(s);

@@ -104,14 +104,7 @@ static void count_write_cb(vigil_request_t *req, int status, void *ud) {
 
 /* Wait up to j->ms for a cancellation; 1 if cancelled. */
 static int job_wait(job_t *j) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += j->ms / 1000;
-  until.tv_nsec += (long)(j->ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  struct timespec until = tc_deadline_in(j->ms);
   pthread_mutex_lock(&j->mu);
   while (!j->cancelled && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
   }
