@@ -33,7 +33,6 @@
 
 #define LINGER_MS 500
 #define LINGER_STOPPING_MS 50
-#define READ_CHUNK 4096
 
 
 /* The observable state (Go's ConnState), its gauges and its callback. */
@@ -51,13 +50,60 @@ void vigil__conn_set_state(vigil_conn_t *c, int state) {
 }
 
 /* ------------------------------------------------------------------ */
+/* input: the unparsed bytes are c->in.base[c->in_off .. c->in.len), and
+ * c->in.len == 0 whenever none are left (so `c->in.len == 0` means "nothing
+ * pending"). Consuming moves in_off: a batch of pipelined requests is parsed
+ * in place, not moved down after each one.
+ *
+ * Reads go into the loop's slab. When nothing was pending, c->in *borrows*
+ * the slab for the time of on_read (parsed in place: a keep-alive request
+ * costs no copy and no allocation); what is left unparsed when on_read
+ * returns is copied into a buffer of the connection's own (in_unborrow),
+ * since the next read of any connection overwrites the slab. */
+
+static inline const char *in_data(const vigil_conn_t *c) {
+  return c->in.base + c->in_off;
+}
+
+static inline size_t in_pending(const vigil_conn_t *c) {
+  return c->in.len - c->in_off;
+}
+
+static void in_consume(vigil_conn_t *c, size_t n) {
+  c->in_off += n;
+  if (c->in_off >= c->in.len) c->in_off = c->in.len = 0;
+}
+
+static bool in_borrowed(const vigil_conn_t *c) {
+  return c->in.base == c->loop->slab;
+}
+
+static void in_free(vigil_conn_t *c) {
+  if (in_borrowed(c)) c->in.base = NULL, c->in.len = c->in.cap = 0;
+  else vigil__buf_free(&c->in);
+  c->in_off = 0;
+}
+
+/* End of on_read: give the slab back, keeping what is unparsed. */
+static int in_unborrow(vigil_conn_t *c) {
+  if (!in_borrowed(c)) return 0;
+  size_t n = in_pending(c);
+  const char *rest = in_data(c);
+  c->in.base = NULL;
+  c->in.len = c->in.cap = 0;
+  c->in_off = 0;
+  if (n == 0 || c->closing) return 0;
+  return vigil__buf_append(&c->in, rest, n);
+}
+
+/* ------------------------------------------------------------------ */
 /* closing */
 
 static void on_close(uv_handle_t *h) {
   vigil_conn_t *c = h->data;
   vigil_loop_t *loop = c->loop;
   vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
-  vigil__buf_free(&c->in);
+  in_free(c);
   vigil__buf_free(&c->out);
   vigil__buf_free(&c->wbuf);
   free(c->ureq);
@@ -190,20 +236,20 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   vigil_conn_t *c = h->data;
   vigil_loop_t *loop = c->loop;
   size_t limit = loop->server->config.read_buffer_limit;
+  size_t room = sizeof loop->slab;
   (void)suggested;
-  if (c->phase == PHASE_CLOSING || c->in.len == 0) {
-    /* Nothing pending: read into the loop's shared slab, so an idle
-     * connection owns no read buffer at all. */
-    *buf = uv_buf_init(loop->slab, sizeof loop->slab);
-    return;
+  /* Always the shared slab (on_read parses it in place or appends it to
+   * what is pending): an idle connection owns no read buffer at all. With
+   * bytes pending, read no further than read_buffer_limit. */
+  if (c->phase != PHASE_CLOSING && c->in.len > 0) {
+    size_t pending = in_pending(c);
+    if (pending >= limit) {
+      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    if (limit - pending < room) room = limit - pending;
   }
-  size_t room = c->in.len < limit ? limit - c->in.len : 0;
-  if (room > READ_CHUNK * 16) room = READ_CHUNK * 16;
-  if (room == 0 || vigil__buf_reserve(&c->in, room) != 0) {
-    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-    return;
-  }
-  *buf = uv_buf_init(c->in.base + c->in.len, (unsigned)(c->in.cap - c->in.len));
+  *buf = uv_buf_init(loop->slab, (unsigned)room);
 }
 
 /* After EOF libuv says only "EOF"; an RST that arrived behind data can look
@@ -248,7 +294,6 @@ static void on_fin(vigil_conn_t *c) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   vigil_conn_t *c = s->data;
-  vigil_loop_t *loop = c->loop;
   if (nread == 0 || c->closing) return;
   if (nread < 0) {
     if (c->phase == PHASE_CLOSING) {
@@ -272,24 +317,34 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->phase == PHASE_CLOSING) return; /* discarded while lingering */
-  if (buf->base == loop->slab) {
+  if (c->in.len == 0) {
+    in_free(c); /* an emptied buffer of our own: the slab serves instead */
+    c->in.base = buf->base; /* borrow the slab: parsed in place */
+    c->in.len = c->in.cap = (size_t)nread;
+    c->in_off = 0;
+  } else {
+    if (c->in_off > 0) { /* compact before growing */
+      memmove(c->in.base, in_data(c), in_pending(c));
+      c->in.len -= c->in_off;
+      c->in_off = 0;
+    }
     if (vigil__buf_append(&c->in, buf->base, (size_t)nread) != 0) {
       vigil__conn_abort(c, VIGIL_REASON_READ_FAILED);
       return;
     }
-  } else {
-    c->in.len += (size_t)nread;
   }
   if (c->state == VIGIL_CONN_NEW || c->state == VIGIL_CONN_IDLE)
     vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
   vigil__timer_disarm(c, T_IDLE);
   vigil__conn_process(c);
+  /* on_close runs later (uv_close defers it): c is still ours here. */
+  if (in_unborrow(c) != 0) vigil__conn_abort(c, VIGIL_REASON_READ_FAILED);
 }
 
 static void update_reading(vigil_conn_t *c) {
   if (c->closing || c->read_eof) return;
   size_t limit = c->loop->server->config.read_buffer_limit;
-  bool want = c->phase == PHASE_CLOSING || c->in.len < limit;
+  bool want = c->phase == PHASE_CLOSING || in_pending(c) < limit;
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
       c->reading = true;
@@ -480,7 +535,7 @@ static void next_request(vigil_conn_t *c) {
     /* An idle keep-alive connection keeps no buffers (1 KiB RSS target). */
     if (!c->writing) vigil__buf_free(&c->wbuf);
     if (c->out.len == 0) vigil__buf_free(&c->out);
-    vigil__buf_free(&c->in);
+    in_free(c);
   }
 }
 
@@ -490,7 +545,7 @@ static void bad_input(vigil_conn_t *c, int status) {
     vigil__request_unref(c->parsing);
     c->parsing = NULL;
   }
-  c->in.len = 0;
+  in_consume(c, in_pending(c));
   vigil__conn_error_response(c, status, false);
   c->close_after = true;
   begin_closing(c);
@@ -512,8 +567,8 @@ static bool step(vigil_conn_t *c) {
       }
       /* The header timeout runs from the first byte of a head (slowloris). */
       if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
-      used = vigil__parse(c, c->in.base, c->in.len, &err);
-      vigil__buf_consume(&c->in, used);
+      used = vigil__parse(c, in_data(c), in_pending(c), &err);
+      in_consume(c, used);
       if (err == HPE_OK) {
         /* Head incomplete: wait for more, unless no more will come. */
         if (c->read_eof) begin_closing(c);
@@ -541,13 +596,13 @@ static bool step(vigil_conn_t *c) {
         if (c->read_eof) vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
         return false;
       }
-      used = vigil__parse(c, c->in.len ? c->in.base : "", c->in.len, &err);
+      used = vigil__parse(c, c->in.len ? in_data(c) : "", in_pending(c), &err);
       if (c->body_len) {
         c->body_read += c->body_len;
         vigil__timer_arm(c, T_BODY); /* progress */
         uint64_t limit = atomic_load(&c->req->body_limit);
         if (c->phase == PHASE_BODY && limit && c->body_read > limit) {
-          vigil__buf_consume(&c->in, used);
+          in_consume(c, used);
           fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
           return false;
         }
@@ -557,14 +612,14 @@ static bool step(vigil_conn_t *c) {
           c->drained += c->body_len;
           if (c->drained > c->loop->server->config.drain_limit) {
             /* A chunked body larger than we drain: stop and close. */
-            vigil__buf_consume(&c->in, used);
+            in_consume(c, used);
             c->close_after = true;
             c->phase = PHASE_RESPONDING;
             return true;
           }
         }
       }
-      vigil__buf_consume(&c->in, used);
+      in_consume(c, used);
       if (c->closing) return false;
       if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
         if (c->msg_complete) {
@@ -620,10 +675,10 @@ static bool step(vigil_conn_t *c) {
     case PHASE_HIJACKED:
       if (c->body_paused || c->req == NULL) return false;
       if (c->in.len > 0) {
-        size_t n = c->in.len;
-        deliver_body(c, c->in.base, n, 0);
+        size_t n = in_pending(c);
+        deliver_body(c, in_data(c), n, 0);
         if (c->closing) return false;
-        vigil__buf_consume(&c->in, n);
+        in_consume(c, n);
         return true;
       }
       if (c->read_eof && !c->hijack_eof) {

@@ -94,18 +94,27 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* uri-host [ ":" port ]: reg-name characters (unreserved, sub-delims,
+ * pct-encoded), or an IP-literal in []. A table: this runs on every
+ * request. */
+static const bool host_char[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1,
+    ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1,
+    [','] = 1, [';'] = 1, ['='] = 1, [':'] = 1, ['['] = 1, [']'] = 1,
+    ['%'] = 1, ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1,
+};
+
 static bool valid_host(const char *v, size_t n) {
-  /* uri-host [ ":" port ]: reg-name characters, or an IP-literal in []. */
   if (n == 0) return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)v[i];
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-        (ch >= '0' && ch <= '9'))
-      continue;
-    if (strchr("-._~!$&'()*+,;=:[]%", ch) && ch != 0) continue;
-    return false;
-  }
+  for (size_t i = 0; i < n; i++)
+    if (!host_char[(unsigned char)v[i]]) return false;
   return true;
+}
+
+static bool name_eq(vigil_request_t *r, const vigil_hdr_index_t *h,
+                    const char *name, size_t len) {
+  return h->name_len == len &&
+         strncasecmp(r->strings.base + h->name_off, name, len) == 0;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
@@ -114,25 +123,20 @@ static int on_header_value_complete(llhttp_t *p) {
   if (r == NULL) return 0; /* a trailer: dropped */
   vigil_hdr_index_t *h = &r->headers[r->nheaders - 1];
   c->in_header_value = HS_NONE;
-  if (h->name_len == 17 &&
-      strncasecmp(r->strings.base + h->name_off, "transfer-encoding", 17) == 0)
+  if (name_eq(r, h, "transfer-encoding", 17)) {
     c->te_seen = true;
-  if (h->name_len == 4 &&
-      strncasecmp(r->strings.base + h->name_off, "host", 4) == 0) {
+  } else if (name_eq(r, h, "host", 4)) {
     c->host_count++;
     if (!valid_host(r->strings.base + h->value_off, h->value_len) &&
         c->head_error == 0)
       c->head_error = 400;
+  } else if (name_eq(r, h, "expect", 6)) {
+    /* Honoured for HTTP/1.1 only (on_headers_complete). */
+    if (h->value_len == 12 &&
+        strncasecmp(r->strings.base + h->value_off, "100-continue", 12) == 0)
+      r->expect_continue = true;
   }
   return 0;
-}
-
-static bool header_is(vigil_request_t *r, const vigil_hdr_index_t *h,
-                      const char *name, const char *value) {
-  size_t nl = strlen(name), vl = strlen(value);
-  return h->name_len == nl && h->value_len == vl &&
-         strncasecmp(r->strings.base + h->name_off, name, nl) == 0 &&
-         strncasecmp(r->strings.base + h->value_off, value, vl) == 0;
 }
 
 static int on_headers_complete(llhttp_t *p) {
@@ -171,10 +175,7 @@ static int on_headers_complete(llhttp_t *p) {
       (r->target_len > 7 && strncasecmp(t, "http://", 7) == 0) ||
       (r->target_len > 8 && strncasecmp(t, "https://", 8) == 0) ||
       p->method == HTTP_CONNECT;
-  for (uint32_t i = 0; i < r->nheaders; i++) {
-    if (r->version == 11 && header_is(r, &r->headers[i], "expect", "100-continue"))
-      r->expect_continue = true;
-  }
+  if (r->version != 11) r->expect_continue = false; /* RFC 9110 10.1.1 */
   /* RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without
    * Host, and to any request with more than one Host line (absolute-form
    * targets may omit it: the target names the host). */
@@ -258,37 +259,72 @@ void vigil__head_reset(vigil_conn_t *c) {
   c->version_seen = false;
 }
 
+/* Byte classes for the head checks below. */
+enum { HC_PLAIN = 0, HC_LEAD, HC_CR, HC_LF, HC_BAD };
+static const unsigned char head_class[256] = {
+    [0x00 ... 0x08] = HC_BAD, ['\t'] = HC_LEAD, ['\n'] = HC_LF,
+    [0x0b ... 0x0c] = HC_BAD, ['\r'] = HC_CR, [0x0e ... 0x1f] = HC_BAD,
+    [0x7f] = HC_BAD,
+    [' '] = HC_LEAD, [':'] = HC_LEAD, /* with HTAB: bad at a line start */
+};
+
 /* The header block checks llhttp 8.1 strict still lets through, run over
  * every byte of the head: bare LF (and so "\r\n\n" ending the block), bare
  * CR, a line starting with SP/HTAB (obs-fold, CVE-2024-27982), a line
- * starting with ':' (empty name), control bytes, and the size limit. */
+ * starting with ':' (empty name), control bytes, and the size limit. The
+ * first offending byte decides the status; past max_header_bytes, 431.
+ * This runs on every request: the middle of a line is skipped through a
+ * table, only line ends and line starts take the slow path. */
 static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
+  if (c->head_error != 0) return;
   size_t limit = c->loop->server->config.max_header_bytes;
-  for (size_t i = 0; i < len && c->head_error == 0; i++) {
-    unsigned char ch = (unsigned char)data[i];
-    if (++c->head_bytes > limit) {
-      c->head_error = 431;
-      break;
+  size_t room = c->head_bytes < limit ? limit - c->head_bytes : 0;
+  const unsigned char *s = (const unsigned char *)data, *p = s;
+  const unsigned char *end = s + (len < room ? len : room);
+  int last = c->head_last;
+  bool line_start = c->head_line_start;
+  int err = 0;
+  while (p < end) {
+    if (!line_start && last != '\r') {
+      const unsigned char *q = p;
+      while (q < end && head_class[*q] <= HC_LEAD) q++;
+      if (q > p) {
+        last = q[-1];
+        p = q;
+        if (p == end) break;
+      }
     }
-    if (ch == '\n') {
-      if (c->head_last != '\r') c->head_error = 400;
+    unsigned char ch = *p;
+    int cls = head_class[ch];
+    if (cls == HC_LF) {
+      if (last != '\r') {
+        err = 400;
+        break;
+      }
       /* HTTP/0.9 ("GET /" and no version): llhttp would wait for headers
        * that never come. The request line ended: it must have had one. */
-      if (!c->first_line_done && c->head_bytes > 2) {
+      if (!c->first_line_done && c->head_bytes + (size_t)(p - s) + 1 > 2) {
         c->first_line_done = true;
-        if (!c->version_seen && c->head_error == 0) c->head_error = 400;
+        if (!c->version_seen) {
+          err = 400;
+          break;
+        }
       }
-      c->head_line_start = 1;
-    } else {
-      if (c->head_last == '\r') c->head_error = 400;
-      else if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
-        c->head_error = 400;
-      else if (c->head_line_start && (ch == ' ' || ch == '\t' || ch == ':'))
-        c->head_error = 400;
-      if (ch != '\r') c->head_line_start = 0;
+      line_start = true;
+    } else if (last == '\r' || cls == HC_BAD || (line_start && cls == HC_LEAD)) {
+      err = 400;
+      break;
+    } else if (cls != HC_CR) {
+      line_start = false;
     }
-    c->head_last = ch;
+    last = ch;
+    p++;
   }
+  c->head_bytes += (size_t)(p - s);
+  c->head_last = last;
+  c->head_line_start = line_start;
+  if (err != 0) c->head_error = err;
+  else if (len > room) c->head_error = 431;
 }
 
 size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,

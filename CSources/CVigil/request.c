@@ -8,13 +8,28 @@
  * finished" and vice versa. */
 #include "vigil_internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#define REQUEST_RESET_FROM offsetof(vigil_request_t, refs)
+
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
-  vigil_request_t *req = calloc(1, sizeof *req);
-  if (req == NULL) return NULL;
+  /* Loop thread only (the parser's on_message_begin): the pool is ours. */
+  vigil_request_t *req = loop->req_pool;
+  if (req != NULL) {
+    loop->req_pool = req->pool_next;
+    loop->req_pool_n--;
+    req->strings.len = 0;
+  } else {
+    req = malloc(sizeof *req);
+    if (req == NULL) return NULL;
+    memset(req, 0, REQUEST_RESET_FROM);
+    pthread_mutex_init(&req->lock, NULL);
+  }
+  req->pool_next = NULL;
+  memset((char *)req + REQUEST_RESET_FROM, 0, sizeof *req - REQUEST_RESET_FROM);
   atomic_init(&req->refs, 1); /* the connection's */
   vigil__loop_ref(loop);
   req->loop = loop;
@@ -24,9 +39,14 @@ vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
   req->headers_cap = VIGIL_INLINE_HEADERS;
   req->resp_remaining = -1;
   atomic_init(&req->body_limit, loop->server->config.max_body_bytes);
-  pthread_mutex_init(&req->lock, NULL);
   atomic_fetch_add_explicit(&loop->live, 1, memory_order_relaxed);
   return req;
+}
+
+static void request_destroy(vigil_request_t *req) {
+  vigil__buf_free(&req->strings);
+  pthread_mutex_destroy(&req->lock);
+  free(req);
 }
 
 static void request_free(vigil_request_t *req) {
@@ -38,11 +58,28 @@ static void request_free(vigil_request_t *req) {
     r = next;
   }
   if (req->headers != req->inline_headers) free(req->headers);
-  vigil__buf_free(&req->strings);
-  pthread_mutex_destroy(&req->lock);
-  free(req);
+  /* Back to the pool only on the loop thread, which alone touches it. The
+   * last reference dropped there (acq_rel above) orders every other
+   * thread's use of this request before the reuse. */
+  if (vigil__on_loop_thread(loop) && loop->req_pool_n < VIGIL_REQ_POOL_MAX &&
+      req->strings.cap <= VIGIL_REQ_POOL_STRINGS_MAX) {
+    req->pool_next = loop->req_pool;
+    loop->req_pool = req;
+    loop->req_pool_n++;
+  } else {
+    request_destroy(req);
+  }
   atomic_fetch_sub_explicit(&loop->live, 1, memory_order_relaxed);
   vigil__loop_unref(loop);
+}
+
+void vigil__request_pool_free(vigil_loop_t *loop) {
+  while (loop->req_pool) {
+    vigil_request_t *req = loop->req_pool;
+    loop->req_pool = req->pool_next;
+    request_destroy(req);
+  }
+  loop->req_pool_n = 0;
 }
 
 void vigil__request_unref(vigil_request_t *req) {
@@ -226,6 +263,18 @@ int vigil_request_on_cancel(vigil_request_t *req, vigil_cancel_cb cb,
 /* handler-side calls, forwarded to the loop */
 
 static int submit_simple(vigil_request_t *req, int type) {
+  if (vigil__on_loop_thread(req->loop)) {
+    /* The handler's thread is the loop's (a C callback, or a Swift handler
+     * on the loop executor): run it now, from the stack, no allocation. */
+    vigil_op_t op;
+    memset(&op, 0, sizeof op);
+    op.type = type;
+    op.req = req;
+    op.on_stack = true;
+    vigil_request_retain(req);
+    vigil__op_run(req->loop, &op);
+    return 0;
+  }
   vigil_op_t *op;
   int r = vigil__op_new(&op, type, req, NULL, 0, NULL, 0);
   if (r != 0) return r;

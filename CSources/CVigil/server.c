@@ -53,6 +53,7 @@ void vigil__loop_ref(vigil_loop_t *loop) {
 void vigil__loop_unref(vigil_loop_t *loop) {
   if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
     return;
+  vigil__request_pool_free(loop);
   pthread_mutex_destroy(&loop->qlock);
   free(loop);
 }

@@ -61,13 +61,21 @@ static inline bool vigil__list_linked(const vigil_link_t *n) { return n->next !=
  *   - the handler, from on_request until vigil_request_finish;
  *   - each queued op (vigil_op_t.req), until the loop ran it;
  *   - the user, through vigil_request_retain.
- * Freed by vigil__request_unref when refs drops to 0, on whatever thread
- * dropped it; it then drops its reference on the loop. */
+ * Released by vigil__request_unref when refs drops to 0, on whatever thread
+ * dropped it; it then drops its reference on the loop. Released on its
+ * loop's thread it goes back to the loop's pool (up to VIGIL_REQ_POOL_MAX,
+ * with its strings buffer, lock and header array kept), so that a request
+ * costs no malloc in steady state; elsewhere it is freed. The pool is the
+ * loop's, loop thread only, and freed with the loop. */
 typedef struct {
   uint32_t name_off, name_len, value_off, value_len;
 } vigil_hdr_index_t;
 
 #define VIGIL_INLINE_HEADERS 12
+/* Requests kept per loop for reuse, and the largest strings buffer kept
+ * with one (a request with a bigger head gives its buffer back). */
+#define VIGIL_REQ_POOL_MAX 256
+#define VIGIL_REQ_POOL_STRINGS_MAX 4096
 
 /* A vigil_request_on_cancel registration. Owner: req->cancel_regs until it
  * runs (run_regs frees it), or request_free. */
@@ -81,6 +89,16 @@ enum { RESP_NONE = 0, RESP_STARTED = 1, RESP_ENDED = 2, RESP_HIJACKED = 3 };
 enum { BODY_UNTOUCHED = 0, BODY_STARTED = 1, BODY_DELIVERED = 2 };
 
 struct vigil_request_s {
+  /* ---- kept while the request waits in its loop's pool (request.c):
+   * set up at the first allocation, not cleared between requests. */
+  /* Guards cancel_regs and regs_fired (vigil_request_on_cancel races the
+   * loop ending the request). */
+  pthread_mutex_t lock;
+  vigil_buf_t strings;       /* target, then header names and values;
+                                emptied (not freed) for the next request */
+  vigil_request_t *pool_next; /* loop->req_pool */
+
+  /* ---- zeroed for each request, from here to the end (REQUEST_RESET_FROM). */
   atomic_uint refs;
   vigil_loop_t *loop;        /* immutable; holds a loop reference */
   _Atomic(void *) data;      /* vigil_request_set_data */
@@ -95,14 +113,11 @@ struct vigil_request_s {
    * all of the body gone through). */
   atomic_int body_public;
 
-  /* Guards cancel_regs and regs_fired (vigil_request_on_cancel races the
-   * loop ending the request). */
-  pthread_mutex_t lock;
-  vigil_cancel_reg_t *cancel_regs;
+  vigil_cancel_reg_t *cancel_regs; /* guarded by lock */
   int regs_fired;
 
-  /* ---- head: written by the loop before on_request, immutable after. */
-  vigil_buf_t strings;       /* target, then header names and values */
+  /* ---- head: written by the loop before on_request, immutable after
+   * (with `strings` above). */
   uint32_t target_len;
   uint32_t nheaders;
   uint32_t headers_cap;
@@ -137,6 +152,8 @@ struct vigil_request_s {
 
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn);
 void vigil__request_unref(vigil_request_t *req);
+/* The loop is being freed: free its pooled requests. */
+void vigil__request_pool_free(vigil_loop_t *loop);
 /* Loop thread: end the request with `reason` if it has none yet; runs
  * on_request_done and the registered cancel callbacks. Returns true if this
  * call set the reason. */
@@ -251,8 +268,11 @@ struct vigil_conn_s {
   vigil_phase_t phase;
   llhttp_t parser;
 
-  /* Unconsumed input, kept for the next parse or (later) a hijacker. */
+  /* Unconsumed input, kept for the next parse or (later) a hijacker:
+   * in.base[in_off .. in.len). May borrow the loop's slab during on_read
+   * (conn.c, "input"). */
   vigil_buf_t in;
+  size_t in_off;
 
   /* Output not yet handed to the kernel, and the buffer of the single
    * uv_write in flight (wbuf, written from wbuf_off). */
@@ -384,6 +404,8 @@ struct vigil_loop_s {
   vigil_link_t watch;
   vigil_link_t dirty;
   vigil_op_t *tasks_head, *tasks_tail; /* OP_TASKs posted from this thread */
+  vigil_request_t *req_pool; /* released requests for reuse (request.c) */
+  unsigned req_pool_n;
   bool stopping;
   bool grace_over;
   bool watch_active;
