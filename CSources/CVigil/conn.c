@@ -80,7 +80,7 @@ static bool in_borrowed(const vigil_conn_t *c) {
 
 static void in_free(vigil_conn_t *c) {
   if (in_borrowed(c)) c->in.base = NULL, c->in.len = c->in.cap = 0;
-  else vigil__buf_free(&c->in);
+  else vigil__loop_buf_put(c->loop, &c->in);
   c->in_off = 0;
 }
 
@@ -93,6 +93,7 @@ static int in_unborrow(vigil_conn_t *c) {
   c->in.len = c->in.cap = 0;
   c->in_off = 0;
   if (n == 0 || c->closing) return 0;
+  vigil__loop_buf_get(c->loop, &c->in);
   return vigil__buf_append(&c->in, rest, n);
 }
 
@@ -104,8 +105,8 @@ static void on_close(uv_handle_t *h) {
   vigil_loop_t *loop = c->loop;
   vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
   in_free(c);
-  vigil__buf_free(&c->out);
-  vigil__buf_free(&c->wbuf);
+  vigil__loop_buf_put(loop, &c->out);
+  vigil__loop_buf_put(loop, &c->wbuf);
   free(c->ureq);
   vigil__list_remove(&c->link);
   atomic_fetch_sub_explicit(&loop->open, 1, memory_order_relaxed);
@@ -533,8 +534,8 @@ static void next_request(vigil_conn_t *c) {
     vigil__conn_set_state(c, VIGIL_CONN_IDLE);
     vigil__timer_arm(c, T_IDLE);
     /* An idle keep-alive connection keeps no buffers (1 KiB RSS target). */
-    if (!c->writing) vigil__buf_free(&c->wbuf);
-    if (c->out.len == 0) vigil__buf_free(&c->out);
+    if (!c->writing) vigil__loop_buf_put(c->loop, &c->wbuf);
+    if (c->out.len == 0) vigil__loop_buf_put(c->loop, &c->out);
     in_free(c);
   }
 }

@@ -268,6 +268,16 @@ static const unsigned char head_class[256] = {
     [' '] = HC_LEAD, [':'] = HC_LEAD, /* with HTAB: bad at a line start */
 };
 
+/* No byte of w below 0x20 or equal to 0x7f: eight mid-line bytes at once
+ * (exact as a yes/no, the classic has-less/has-zero bit tricks). HTAB
+ * also says no, and takes the byte path. */
+static inline bool word_plain(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  uint64_t below = (w - ones * 0x20) & ~w & high;
+  uint64_t del = w ^ (ones * 0x7f);
+  return (below | ((del - ones) & ~del & high)) == 0;
+}
+
 /* The header block checks llhttp 8.1 strict still lets through, run over
  * every byte of the head: bare LF (and so "\r\n\n" ending the block), bare
  * CR, a line starting with SP/HTAB (obs-fold, CVE-2024-27982), a line
@@ -287,7 +297,17 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   while (p < end) {
     if (!line_start && last != '\r') {
       const unsigned char *q = p;
-      while (q < end && head_class[*q] <= HC_LEAD) q++;
+      while (q < end) {
+        uint64_t w;
+        if (end - q >= 8 && (memcpy(&w, q, 8), word_plain(w))) {
+          q += 8;
+          continue;
+        }
+        /* Something to look at in the next 8 bytes (or fewer are left). */
+        const unsigned char *stop = end - q > 8 ? q + 8 : end;
+        while (q < stop && head_class[*q] <= HC_LEAD) q++;
+        if (q < stop) break;
+      }
       if (q > p) {
         last = q[-1];
         p = q;

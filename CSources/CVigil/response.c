@@ -310,6 +310,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   size_t dl = 0;
   const char *date = user_date ? NULL : vigil__loop_date(loop, &dl);
   vigil_buf_t *out = &c->out;
+  vigil__loop_buf_get(loop, out);
   int r = vigil__buf_reserve(out, 9 + 4 + tl + 2 + head_len + dl + 160);
   if (r != 0) return r;
   char *p = out->base + out->len;
@@ -507,8 +508,8 @@ void vigil__conn_flush(vigil_conn_t *c) {
   if (!c->closing && !c->writing && c->out.len == 0) {
     if (c->req == NULL && c->phase == PHASE_HEAD && c->in.len == 0) {
       /* Idle keep-alive connection: it keeps no buffers. */
-      vigil__buf_free(&c->out);
-      vigil__buf_free(&c->wbuf);
+      vigil__loop_buf_put(c->loop, &c->out);
+      vigil__loop_buf_put(c->loop, &c->wbuf);
     }
     vigil__conn_output_drained(c);
   }

@@ -54,13 +54,33 @@ void vigil__loop_unref(vigil_loop_t *loop) {
   if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
     return;
   vigil__request_pool_free(loop);
+  while (loop->nspare > 0) vigil__buf_free(&loop->spare[--loop->nspare]);
   pthread_mutex_destroy(&loop->qlock);
   free(loop);
 }
 
+void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b) {
+  if (b->base != NULL && b->cap <= VIGIL_SPARE_BUF_MAX &&
+      loop->nspare < VIGIL_SPARE_BUFS) {
+    b->len = 0;
+    loop->spare[loop->nspare++] = *b;
+    b->base = NULL;
+    b->cap = 0;
+    return;
+  }
+  vigil__buf_free(b);
+}
+
+void vigil__loop_buf_get(vigil_loop_t *loop, vigil_buf_t *b) {
+  if (b->base == NULL && loop->nspare > 0) *b = loop->spare[--loop->nspare];
+}
+
+/* The loop this thread runs, while it runs it. A thread-local, not a
+ * thread id in the loop: the check runs several times per request. */
+static _Thread_local const vigil_loop_t *current_loop;
+
 bool vigil__on_loop_thread(const vigil_loop_t *loop) {
-  return atomic_load_explicit(&loop->thread_running, memory_order_acquire) &&
-         pthread_equal(pthread_self(), loop->thread_id);
+  return current_loop == loop;
 }
 
 /* ------------------------------------------------------------------ */
@@ -409,14 +429,13 @@ static void loop_discard(vigil_loop_t *loop) {
 static void loop_thread(void *arg) {
   vigil_loop_t *loop = arg;
   vigil_server_t *s = loop->server;
-  loop->thread_id = pthread_self();
-  atomic_store_explicit(&loop->thread_running, 1, memory_order_release);
-  /* Ops queued before thread_running was set were queued (not run inline):
+  current_loop = loop;
+  /* Ops queued before this thread started were queued (not run inline):
    * the async handle is already pending for them. */
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   int r = uv_loop_close(&loop->uv);
   (void)r;
-  atomic_store_explicit(&loop->thread_running, 0, memory_order_release);
+  current_loop = NULL;
   if (atomic_fetch_sub(&s->loops_running, 1) == 1 && s->config.on_stopped)
     s->config.on_stopped(s, s->config.userdata);
 }

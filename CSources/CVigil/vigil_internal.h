@@ -97,6 +97,11 @@ struct vigil_request_s {
   vigil_buf_t strings;       /* target, then header names and values;
                                 emptied (not freed) for the next request */
   vigil_request_t *pool_next; /* loop->req_pool */
+  /* Not cleared either: written before they are read (add_header zeroes
+   * each entry it takes, dispatch copies the peer). 320 bytes of memset
+   * per request otherwise. */
+  vigil_hdr_index_t inline_headers[VIGIL_INLINE_HEADERS];
+  struct sockaddr_storage peer;
 
   /* ---- zeroed for each request, from here to the end (REQUEST_RESET_FROM). */
   atomic_uint refs;
@@ -122,7 +127,6 @@ struct vigil_request_s {
   uint32_t nheaders;
   uint32_t headers_cap;
   vigil_hdr_index_t *headers; /* points at inline_headers or a heap array */
-  vigil_hdr_index_t inline_headers[VIGIL_INLINE_HEADERS];
   const char *method;        /* static string from llhttp */
   uint8_t method_id;
   uint8_t version;           /* 10 or 11 */
@@ -134,7 +138,6 @@ struct vigil_request_s {
   bool upgrade;              /* Upgrade header or CONNECT (for hijack) */
   int64_t content_length;    /* -1 chunked */
   uint64_t conn_id;
-  struct sockaddr_storage peer;
 
   /* ---- loop thread only. */
   vigil_conn_t *conn;        /* NULL once detached from its connection */
@@ -374,6 +377,8 @@ const char *vigil__status_text(int status);
  * loop thread runs; after it exits only the queue fields, the counters and
  * the refcount are touched. Freed by vigil__loop_unref at zero. */
 #define VIGIL_SLAB_SIZE (64 * 1024)
+#define VIGIL_SPARE_BUFS 32
+#define VIGIL_SPARE_BUF_MAX (8 * 1024)
 
 struct vigil_loop_s {
   atomic_uint refs;
@@ -382,8 +387,6 @@ struct vigil_loop_s {
 
   uv_loop_t uv;
   uv_thread_t thread;
-  pthread_t thread_id;       /* for "am I on the loop thread" */
-  atomic_int thread_running;
   uv_async_t async;
   uv_prepare_t prepare;      /* end-of-tick flush */
   uv_timer_t watch_timer;    /* paused-read probes, linger deadlines */
@@ -406,6 +409,11 @@ struct vigil_loop_s {
   vigil_op_t *tasks_head, *tasks_tail; /* OP_TASKs posted from this thread */
   vigil_request_t *req_pool; /* released requests for reuse (request.c) */
   unsigned req_pool_n;
+  /* Buffers given back by connections going idle (an idle connection owns
+   * none), for the next one that needs one: no malloc/free per keep-alive
+   * response. At most VIGIL_SPARE_BUFS of at most VIGIL_SPARE_BUF_MAX. */
+  vigil_buf_t spare[VIGIL_SPARE_BUFS];
+  unsigned nspare;
   bool stopping;
   bool grace_over;
   bool watch_active;
@@ -433,6 +441,11 @@ void vigil__loop_unwatch(vigil_conn_t *conn);
 /* Called by conn.c when a connection was freed (shutdown bookkeeping). */
 void vigil__loop_conn_closed(vigil_loop_t *loop);
 const char *vigil__loop_date(vigil_loop_t *loop, size_t *len);
+/* Loop thread: b (empty) gives its memory to the loop's spares, or frees
+ * it; b ends with none. */
+void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b);
+/* Loop thread: b, which has no memory, takes a spare buffer if any. */
+void vigil__loop_buf_get(vigil_loop_t *loop, vigil_buf_t *b);
 
 struct vigil_server_s {
   vigil_config_t config;
