@@ -377,7 +377,7 @@ const char *vigil__status_text(int status);
  * loop thread runs; after it exits only the queue fields, the counters and
  * the refcount are touched. Freed by vigil__loop_unref at zero. */
 #define VIGIL_SLAB_SIZE (64 * 1024)
-#define VIGIL_SPARE_BUFS 32
+#define VIGIL_SPARE_BUFS 128
 #define VIGIL_SPARE_BUF_MAX (8 * 1024)
 
 struct vigil_loop_s {

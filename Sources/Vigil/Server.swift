@@ -221,17 +221,17 @@ public final class Server: Sendable {
             configuration.handlers == .onEventLoop ? LoopExecutor(server: server, index: i) : nil
         }
         let serving = Task {
-            // One consumer per loop, each on its loop's executor (or the
-            // global one), adding that loop's handlers to its task group.
+            // One dispatcher per loop, each on its loop's executor (or the
+            // global one), starting that loop's workers in its task group
+            // when no worker is free to take a request (RequestQueue).
             await withDiscardingTaskGroup { perLoop in
                 for (i, queue) in queues.enumerated() {
                     perLoop.addTask(executorPreference: executors[i]) {
                         await withDiscardingTaskGroup { group in
-                            while let batch = await queue.next() {
-                                for context in batch {
-                                    group.addTask(executorPreference: executors[i]) {
-                                        await Self.serve(context, handler, logger)
-                                    }
+                            while let context = await queue.nextForNewWorker() {
+                                let first = FirstRequest(context)
+                                group.addTask(executorPreference: executors[i]) {
+                                    await Self.work(first, queue, handler, logger)
                                 }
                             }
                         }
@@ -247,6 +247,31 @@ public final class Server: Sendable {
         }
     }
 
+    /// A worker: serves requests of one loop until it is spent (its task
+    /// was cancelled with its request), not needed, or the server stops.
+    static func work(
+        _ first: FirstRequest, _ queue: RequestQueue, _ handler: Handler, _ logger: Logger
+    ) async {
+        var next: RequestContext? = first.context.take()
+        repeat {
+            // Handed over (consumed), never bound here: a parked worker must
+            // not keep its last request (and the C request) alive.
+            await serveAndFinish(next.take()!, queue, handler, logger)
+            next = await queue.park(spent: Task.isCancelled)
+        } while next != nil
+    }
+
+    private static func serveAndFinish(
+        _ context: consuming RequestContext, _ queue: RequestQueue, _ handler: Handler,
+        _ logger: Logger
+    ) async {
+        await serve(context, handler, logger)
+        queue.workerFinishing()
+        context.finishHandler()
+    }
+
+    /// One request's handler, in the current (worker) task; the caller then
+    /// finishes the request.
     static func serve(_ context: RequestContext, _ handler: Handler, _ logger: Logger) async {
         context.attachCurrentTask()
         do {
@@ -265,8 +290,19 @@ public final class Server: Sendable {
                            "connection": "\(context.connectionID)"])
         }
         await context.detachTask()
-        context.finishHandler()
     }
+}
+
+/// A new worker's first request. A task's closure, and what it captures,
+/// lives as long as the task: a worker capturing its first request directly
+/// would keep it (and its C request) for its whole life. It empties this box
+/// instead.
+///
+/// `@unchecked Sendable`: written before the worker task exists, then read
+/// and cleared by that task alone.
+final class FirstRequest: @unchecked Sendable {
+    var context: RequestContext?
+    init(_ context: RequestContext) { self.context = context }
 }
 
 /// Receives the C callbacks of one `run()`.
@@ -415,17 +451,17 @@ func milliseconds(_ d: Duration?) -> UInt64 {
 /// Builds the swift-http-types head from the C request (loop thread).
 func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
     var mlen = 0
-    let m = vigil_request_method(raw, &mlen)!
-    let method = HTTPRequest.Method(
-        String(decoding: UnsafeRawBufferPointer(start: m, count: mlen), as: UTF8.self))
-        ?? .get
+    let m = UnsafeRawBufferPointer(start: vigil_request_method(raw, &mlen)!, count: mlen)
+    let method = knownMethod(m)
+        ?? HTTPRequest.Method(String(decoding: m, as: UTF8.self)) ?? .get
     var tlen = 0
     let t = vigil_request_target(raw, &tlen)!
     let path = String(decoding: UnsafeRawBufferPointer(start: t, count: tlen), as: UTF8.self)
     var fields = HTTPFields()
     var authority: String?
     let n = vigil_request_header_count(raw)
-    fields.reserveCapacity(n)
+    // Host alone (the common small request) needs no field storage.
+    if n > 1 { fields.reserveCapacity(n) }
     for i in 0..<n {
         var name: UnsafePointer<CChar>?
         var value: UnsafePointer<CChar>?
@@ -434,18 +470,43 @@ func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
         vigil_request_header_at(raw, i, &name, &nl, &value, &vl)
         let nameBytes = UnsafeRawBufferPointer(start: name, count: nl)
         let valueBytes = UnsafeRawBufferPointer(start: value, count: vl)
-        guard let fieldName = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
-            continue
-        }
-        if authority == nil, fieldName.canonicalName == "host" {
+        if authority == nil, isHost(nameBytes) {
             // As in swift-http-types' HTTP/1 mapping: Host becomes :authority.
             authority = String(decoding: valueBytes, as: UTF8.self)
+            continue
+        }
+        guard let fieldName = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
             continue
         }
         fields.append(HTTPField(name: fieldName, lenientValue: valueBytes))
     }
     return HTTPRequest(
         method: method, scheme: nil, authority: authority, path: path, headerFields: fields)
+}
+
+/// The common methods without building and validating a String (the core
+/// has validated the token already; llhttp knows only registered methods).
+private func knownMethod(_ m: UnsafeRawBufferPointer) -> HTTPRequest.Method? {
+    func eq(_ s: StaticString) -> Bool {
+        guard s.utf8CodeUnitCount == m.count else { return false }
+        for i in 0..<m.count where s.utf8Start[i] != m[i] { return false }
+        return true
+    }
+    switch m.count {
+    case 3: return eq("GET") ? .get : eq("PUT") ? .put : nil
+    case 4: return eq("POST") ? .post : eq("HEAD") ? .head : nil
+    case 5: return eq("PATCH") ? .patch : nil
+    case 6: return eq("DELETE") ? .delete : nil
+    case 7: return eq("OPTIONS") ? .options : eq("CONNECT") ? .connect : nil
+    default: return nil
+    }
+}
+
+/// "Host", in any case, without making a String.
+private func isHost(_ name: UnsafeRawBufferPointer) -> Bool {
+    guard name.count == 4 else { return false }
+    return name[0] | 0x20 == UInt8(ascii: "h") && name[1] | 0x20 == UInt8(ascii: "o")
+        && name[2] | 0x20 == UInt8(ascii: "s") && name[3] | 0x20 == UInt8(ascii: "t")
 }
 
 extension Server: Service {

@@ -38,7 +38,11 @@ func queryValue(_ path: String, _ key: String) -> String? {
 
 @Sendable func handle(_ request: Request, _ response: ResponseWriter, _ server: Server) async throws {
     let path = request.head.path ?? "/"
-    // The benchmark's route first, without splitting strings.
+    // The benchmark's route first, without splitting strings. Every route
+    // is a function of its own: an async function's frame holds whatever
+    // lives across its awaits, so one big switch here would make even the
+    // smallest request pay (in task-allocator memory) for /echo's and
+    // /stream's state.
     if path == "/" && request.head.method == .get {
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
         return
@@ -47,65 +51,76 @@ func queryValue(_ path: String, _ key: String) -> String? {
     switch (request.head.method, route) {
     case (.get, "/"):
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
-
     case (.get, "/wait"):
-        // The cancellation handler runs the moment the task is cancelled,
-        // which is when the loop thread sees the client go.
-        await withTaskCancellationHandler {
-            try? await Task.sleep(for: .seconds(30))
-        } onCancel: {
-            let now = wallClockNanos()
-            cancels.withLock { $0.append(now) }
-        }
-        if !Task.isCancelled {
-            try response.send(
-                HTTPResponse(status: .ok, headerFields: textPlain), body: Array("timeout".utf8))
-        }
-
+        try await waitForCancel(response)
     case (.get, "/stats"):
-        // The core's counters, for soak tests: "name value" lines.
-        var text = ""
-        if let s = server.statistics {
-            text += "connections_accepted \(s.connectionsAccepted)\n"
-            text += "connections_open \(s.connectionsOpen)\n"
-            text += "connections_idle \(s.connectionsIdle)\n"
-            text += "requests_total \(s.requestsTotal)\n"
-            text += "requests_live \(s.requestsLive)\n"
-            text += "requests_cancelled \(s.requestsCancelled)\n"
-            text += "bad_requests \(s.badRequests)\n"
-        }
-        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
-
+        try sendStats(response, server)
     case (.get, "/cancels"):
         let text = cancels.withLock { $0.map { "\($0)\n" }.joined() }
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
-
     case (.post, "/echo"):
-        var writer: ResponseBodyWriter?
-        for try await chunk in request.body {
-            if writer == nil {
-                writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
-            }
-            try await writer!.write(chunk)
-        }
-        if let writer {
-            try await writer.finish()
-        } else {
-            try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: [])
-        }
-
+        try await echo(request, response)
     case (.get, "/stream"):
-        let n = queryValue(path, "n").flatMap { Int($0) } ?? 10
-        let writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
-        for i in 0..<max(0, n) {
-            try await writer.write("chunk \(i)\n")
-        }
-        try await writer.finish()
-
+        try await stream(queryValue(path, "n").flatMap { Int($0) } ?? 10, response)
     default:
         try response.send(
             HTTPResponse(status: .notFound, headerFields: textPlain), body: Array("Not Found".utf8))
     }
+}
+
+/// GET /wait: the cancellation handler runs the moment the task is
+/// cancelled, which is when the loop thread sees the client go.
+func waitForCancel(_ response: ResponseWriter) async throws {
+    await withTaskCancellationHandler {
+        try? await Task.sleep(for: .seconds(30))
+    } onCancel: {
+        let now = wallClockNanos()
+        cancels.withLock { $0.append(now) }
+    }
+    if !Task.isCancelled {
+        try response.send(
+            HTTPResponse(status: .ok, headerFields: textPlain), body: Array("timeout".utf8))
+    }
+}
+
+/// GET /stats: the core's counters, for soak tests: "name value" lines.
+func sendStats(_ response: ResponseWriter, _ server: Server) throws {
+    var text = ""
+    if let s = server.statistics {
+        text += "connections_accepted \(s.connectionsAccepted)\n"
+        text += "connections_open \(s.connectionsOpen)\n"
+        text += "connections_idle \(s.connectionsIdle)\n"
+        text += "requests_total \(s.requestsTotal)\n"
+        text += "requests_live \(s.requestsLive)\n"
+        text += "requests_cancelled \(s.requestsCancelled)\n"
+        text += "bad_requests \(s.badRequests)\n"
+    }
+    try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
+}
+
+/// POST /echo: the request body streamed back.
+func echo(_ request: Request, _ response: ResponseWriter) async throws {
+    var writer: ResponseBodyWriter?
+    for try await chunk in request.body {
+        if writer == nil {
+            writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
+        }
+        try await writer!.write(chunk)
+    }
+    if let writer {
+        try await writer.finish()
+    } else {
+        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: [])
+    }
+}
+
+/// GET /stream?n=N: a chunked response of N short chunks.
+func stream(_ n: Int, _ response: ResponseWriter) async throws {
+    let writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
+    for i in 0..<max(0, n) {
+        try await writer.write("chunk \(i)\n")
+    }
+    try await writer.finish()
 }
 
 /// Not on the main actor: the handler runs on a Dispatch queue.

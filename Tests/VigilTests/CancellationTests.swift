@@ -56,6 +56,49 @@ final class CancellationTests: XCTestCase {
         try await server.stop()
     }
 
+    /// Handlers run in reused worker tasks (RequestQueue). A worker whose
+    /// request was cancelled stays cancelled and must serve nothing more; a
+    /// worker that finished normally serves the next request with its task
+    /// not cancelled, pipelined or not; a parked worker keeps no request
+    /// alive.
+    func testRequestsAfterACancelledOneStartUncancelled() async throws {
+        let inHandler = Signal<Void>()
+        let cancelledAtEntry = Recorder<Bool>()
+        let server = try await TestServer.start { request, response in
+            cancelledAtEntry.append(Task.isCancelled)
+            if request.head.path == "/wait" {
+                inHandler.fire()
+                try? await Task.sleep(for: .seconds(10))
+                return
+            }
+            try response.send(HTTPResponse(status: .ok), body: Array("ok".utf8))
+        }
+        for _ in 0..<3 {
+            let c = try server.client()
+            try await c.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+            let entered = await inHandler.wait()
+            XCTAssertNotNil(entered, "handler never ran")
+            c.close()
+            let s = await server.waitForStats { $0.requestsLive == 0 }
+            XCTAssertNotNil(s, "the cancelled request was not released")
+            let pipelined = try server.client()
+            try await pipelined.send(String(repeating: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", count: 8))
+            let answers = try await pipelined.readResponses(8)
+            XCTAssertEqual(answers.map(\.status), Array(repeating: 200, count: 8))
+            for _ in 0..<2 {
+                let one = try server.client()
+                try await one.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                let answer = try await one.readResponse()
+                XCTAssertEqual(answer.status, 200)
+            }
+        }
+        XCTAssertEqual(cancelledAtEntry.count, 3 * 11)
+        XCTAssertEqual(cancelledAtEntry.all.filter { $0 }.count, 0, "a handler started cancelled")
+        let idle = await server.waitForStats { $0.requestsLive == 0 }
+        XCTAssertNotNil(idle, "parked workers keep requests alive")
+        try await server.stop()
+    }
+
     /// The same with an RST (SO_LINGER 0): reason "reset".
     func testResetCancelsHandlerWithReset() async throws {
         let inHandler = Signal<Void>(), done = Signal<Observed>()
