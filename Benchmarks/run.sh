@@ -5,7 +5,8 @@
 #   QUICK=1 bash Benchmarks/run.sh        # smoke run (1 round, 2 s)
 #
 # What it does:
-#   1. installs what is missing (Debian: wrk golang-go libuv1-dev pkg-config)
+#   1. installs what is missing (Debian: wrk golang-go libuv1-dev pkg-config
+#      valgrind)
 #   2. builds the floor (C/libuv), the Go server, the cancel-latency and
 #      idle-connection tools, the SwiftNIO/Hummingbird package (release), and
 #      Vigil's vigil-demo (release, from the repo root)
@@ -14,7 +15,8 @@
 #   4. cancel latency (client FIN and RST, CANCEL_ROUNDS rounds) for the
 #      servers that have the /wait + /cancels routes
 #   5. idle keep-alive connection RSS (IDLE_CONNS connections) for each server
-#   6. prints one Markdown table (medians, ratios to floor and to nio) and
+#   6. instructions per request of Vigil's C path (callgrind, Benchmarks/instr)
+#   7. prints one Markdown table (medians, ratios to floor and to nio) and
 #      writes it to Benchmarks/results/latest.md; raw tool output goes to
 #      Benchmarks/results/latest.raw
 #
@@ -26,7 +28,7 @@
 #   SKIP_BUILD=1                     use what is already built
 #   SKIP_VIGIL_BUILD=1               do not build the main package
 #   BASE_PORT=18300                  server i listens on BASE_PORT+i
-#   SKIP_CANCEL=1  SKIP_IDLE=1       skip those phases
+#   SKIP_CANCEL=1  SKIP_IDLE=1  SKIP_INSTR=1   skip those phases
 #
 # All traffic goes to 127.0.0.1. Every server started is killed on exit.
 
@@ -101,6 +103,7 @@ install_missing() {
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     if ! { [ -f /usr/include/uv.h ] || pkg-config --exists libuv 2>/dev/null; }; then missing+=(libuv1-dev); fi
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    [ "${SKIP_INSTR:-0}" = 1 ] || command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
     # Vigil's own build takes llhttp's C sources from Debian's node-llhttp.
     if [ -d "$ROOT/CSources/CLLHTTP" ] && [ ! -f /usr/share/llhttp/llhttp.c ]; then missing+=(node-llhttp); fi
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -364,7 +367,18 @@ if [ "${SKIP_IDLE:-0}" != "1" ]; then
     done
 fi
 
-# 6. report
+# 6. instructions per request (deterministic, unlike req/s)
+INSTR_KA="" INSTR_PL=""
+if [ "${SKIP_INSTR:-0}" != "1" ] && [ -x "$ROOT/.build-c/vigil-c-bench" ]; then
+    log "instructions per request: vigil-c under callgrind"
+    out="$(timeout 600 bash "$HERE/instr/run.sh" "$ROOT/.build-c/vigil-c-bench" 2>&1)"
+    { echo "=== instructions per request"; echo "$out"; } >>"$RAW"
+    INSTR_KA="$(echo "$out" | sed -n 's/^INSTR depth=1 instructions_per_request=//p')"
+    INSTR_PL="$(echo "$out" | sed -n 's/^INSTR depth=16 instructions_per_request=//p')"
+    log "  keep-alive ${INSTR_KA:-error}, pipelined ${INSTR_PL:-error}"
+fi
+
+# 7. report
 while IFS= read -r w; do [ -n "$w" ] && WARNINGS+=("$w"); done <"$WARNFILE"
 floor_ka="$(median ${KA[floor]:-})"
 floor_pl="$(median ${PL[floor]:-})"
@@ -402,6 +416,11 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
         [ -z "${KA[$name]:-}" ] && continue
         echo "- $name: keep-alive$(printf ' %.0f' ${KA[$name]} 2>/dev/null); pipelined$(printf ' %.0f' ${PL[$name]} 2>/dev/null)"
     done
+    if [ -n "$INSTR_KA$INSTR_PL" ]; then
+        echo
+        echo "Instructions per request, vigil-c (callgrind, user space, one connection):" \
+            "keep-alive ${INSTR_KA:-error}, 16 pipelined ${INSTR_PL:-error}."
+    fi
     if [ "${#WARNINGS[@]}" -gt 0 ]; then
         echo
         echo "Warnings:"

@@ -10,10 +10,16 @@ import CVigil
 /// whole batch. Once the loop has exited, jobs go to the global executor, so
 /// no task is ever stranded.
 final class LoopExecutor: TaskExecutor, @unchecked Sendable {
-    // @unchecked: `queue` is a lock; `server` and `index` are immutable.
+    // @unchecked: `queue` is a lock; `server` and `index` are immutable;
+    // `batch` is touched by `drain` alone, which runs on the loop thread
+    // only and never inside itself (a job enqueuing work posts a new drain,
+    // run after this one returns).
     private let server: CServer
     private let index: UInt32
     private let queue = Locked<(jobs: [UnownedJob], scheduled: Bool)>(([], false))
+    /// The jobs being run, swapped with the queue's array: no allocation
+    /// per drained batch.
+    private var batch: [UnownedJob] = []
 
     init(server: CServer, index: Int) {
         self.server = server
@@ -49,14 +55,17 @@ final class LoopExecutor: TaskExecutor, @unchecked Sendable {
 
     /// On the loop thread.
     private func drain() {
+        var jobs = batch
+        batch = []
+        defer { batch = jobs }
         while true {
-            let jobs = queue.withLock { q -> [UnownedJob] in
+            jobs.removeAll(keepingCapacity: true)
+            queue.withLock { q in
                 if q.jobs.isEmpty {
                     q.scheduled = false
-                    return []
+                } else {
+                    swap(&q.jobs, &jobs)
                 }
-                defer { q.jobs.removeAll(keepingCapacity: true) }
-                return q.jobs
             }
             if jobs.isEmpty { return }
             for j in jobs { j.runSynchronously(on: asUnownedTaskExecutor()) }
