@@ -268,14 +268,27 @@ static const unsigned char head_class[256] = {
     [' '] = HC_LEAD, [':'] = HC_LEAD, /* with HTAB: bad at a line start */
 };
 
-/* No byte of w below 0x20 or equal to 0x7f: eight mid-line bytes at once
- * (exact as a yes/no, the classic has-less/has-zero bit tricks). HTAB
- * also says no, and takes the byte path. */
-static inline bool word_plain(uint64_t w) {
+/* The bytes of w (eight mid-line bytes, read little-endian) below 0x20 or
+ * equal to 0x7f, flagged by their high bit: the classic has-less/has-zero
+ * bit tricks. Zero means none; otherwise the lowest flag is exact (higher
+ * ones may be false, borrows only run upward). HTAB is flagged too. */
+static inline uint64_t word_special(uint64_t w) {
   const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
   uint64_t below = (w - ones * 0x20) & ~w & high;
   uint64_t del = w ^ (ones * 0x7f);
-  return (below | ((del - ones) & ~del & high)) == 0;
+  return below | ((del - ones) & ~del & high);
+}
+
+/* Eight bytes, the first in the least significant place on any machine:
+ * borrows then run in memory order and word_special's lowest flag is the
+ * first special byte. */
+static inline uint64_t load_le64(const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  w = __builtin_bswap64(w);
+#endif
+  return w;
 }
 
 /* The header block checks llhttp 8.1 strict still lets through, run over
@@ -297,17 +310,18 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   while (p < end) {
     if (!line_start && last != '\r') {
       const unsigned char *q = p;
-      while (q < end) {
-        uint64_t w;
-        if (end - q >= 8 && (memcpy(&w, q, 8), word_plain(w))) {
+      while (end - q >= 8) {
+        uint64_t m = word_special(load_le64(q));
+        if (m == 0) {
           q += 8;
           continue;
         }
-        /* Something to look at in the next 8 bytes (or fewer are left). */
-        const unsigned char *stop = end - q > 8 ? q + 8 : end;
-        while (q < stop && head_class[*q] <= HC_LEAD) q++;
-        if (q < stop) break;
+        q += (unsigned)__builtin_ctzll(m) >> 3;
+        if (*q != '\t') break; /* HTAB mid-line is fine: go on */
+        q++;
       }
+      if (end - q < 8)
+        while (q < end && head_class[*q] <= HC_LEAD) q++;
       if (q > p) {
         last = q[-1];
         p = q;
