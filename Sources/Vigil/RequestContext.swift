@@ -7,8 +7,8 @@ import HTTPTypes
 /// Lifetime: created on the loop thread in `on_request`, which stores a
 /// retained reference in the C request (`vigil_request_set_data`). The C core
 /// calls `on_request_done` exactly once, as the last callback for the request;
-/// that callback takes the reference back. The handler's child task holds
-/// its own strong reference while it runs.
+/// that callback takes the reference back. The worker task running the
+/// handler holds its own strong reference while the handler runs.
 final class RequestContext: Sendable {
     /// The C request. `vigil.h` makes every request function callable from
     /// any thread, and we hold the handler reference until `finishHandler()`

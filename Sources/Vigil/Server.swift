@@ -186,7 +186,8 @@ public final class Server: Sendable {
     /// gracefully: stops accepting, closes idle connections, lets requests in
     /// flight finish within `shutdownGracePeriod`, cancels the rest.
     ///
-    /// Each request's handler runs in a child task of this call. When the
+    /// Each request's handler runs in a child task of this call (a worker
+    /// task, reused for later requests unless it was cancelled). When the
     /// client goes away, that task is cancelled.
     public func run(
         onListening: (@Sendable (Int) -> Void)? = nil,
