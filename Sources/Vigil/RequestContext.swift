@@ -84,13 +84,20 @@ final class RequestContext: Sendable {
         }
     }
 
-    /// Called last in the handler's task, before it may end.
-    func detachTask() async {
-        let mustWait = state.withLock { s -> Bool in
+    /// Called last in the handler's task, before it may end or serve
+    /// another request: if this returns true, a cancel still holds the task
+    /// handle and `waitForCancel()` must be awaited. (Synchronous, so that
+    /// the usual case costs no async call.)
+    func detachTask() -> Bool {
+        state.withLock { s -> Bool in
             s.task = nil
             return s.cancelInProgress
         }
-        guard mustWait else { return }
+    }
+
+    /// After `detachTask()` returned true: until the cancel is done with
+    /// the task handle.
+    func waitForCancel() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.cancelInProgress {

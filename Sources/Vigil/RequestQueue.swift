@@ -24,7 +24,7 @@ final class RequestQueue: Sendable {
         var pending: [RequestContext] = []
         var head = 0  // pending[head...] are waiting
         var parked: [CheckedContinuation<RequestContext?, Never>] = []
-        /// Workers between the end of a handler and `park`: each will look
+        /// Workers between the end of a handler and `leave`: each will look
         /// at `pending` before it parks.
         var finishing = 0
         var dispatcher: CheckedContinuation<Void, Never>?
@@ -104,28 +104,40 @@ final class RequestQueue: Sendable {
     }
 
     /// A worker's handler returned; call before finishing the request, then
-    /// call `park` (with no suspension point in between).
+    /// call `leave` (with no suspension point in between).
     func workerFinishing() {
         state.withLock { $0.finishing += 1 }
     }
 
-    /// A worker is done with its request: its next one, or nil if the worker
-    /// should end (it is `spent`, too many are parked, or the queue
-    /// finished).
-    func park(spent: Bool) async -> RequestContext? {
-        let (now, dispatcher) = state.withLock {
-            s -> (RequestContext??, CheckedContinuation<Void, Never>?) in
+    enum Leave {
+        case next(RequestContext)
+        case end
+        case wait
+    }
+
+    /// A worker is done with its request (after `workerFinishing` and the
+    /// finish): its next request, or `.end` if the worker should end (it is
+    /// `spent`, too many are parked, or the queue finished), or `.wait`:
+    /// then `park()`. Synchronous: a pipelined request waiting here costs
+    /// no suspension.
+    func leave(spent: Bool) -> Leave {
+        let (result, dispatcher) = state.withLock {
+            s -> (Leave, CheckedContinuation<Void, Never>?) in
             s.finishing -= 1
-            if !spent, let c = s.popPending() { return (.some(c), s.dispatcherToWake()) }
+            if !spent, let c = s.popPending() { return (.next(c), s.dispatcherToWake()) }
             if spent || s.finished || s.parked.count >= Self.maxParkedWorkers {
-                return (.some(nil), s.dispatcherToWake())
+                return (.end, s.dispatcherToWake())
             }
-            return (nil, nil)
+            return (.wait, nil)
         }
         dispatcher?.resume()
-        if let now { return now }
-        return await withCheckedContinuation { (c: CheckedContinuation<RequestContext?, Never>) in
-            // Between the two locks a request may have come (it went to the
+        return result
+    }
+
+    /// After `.wait`: the next request, or nil when the queue finished.
+    func park() async -> RequestContext? {
+        await withCheckedContinuation { (c: CheckedContinuation<RequestContext?, Never>) in
+            // Since `leave` a request may have come (it went to the
             // dispatcher or another worker) or the queue finished.
             let now = state.withLock { s -> RequestContext?? in
                 if let p = s.popPending() { return .some(p) }

@@ -258,7 +258,11 @@ public final class Server: Sendable {
             // Handed over (consumed), never bound here: a parked worker must
             // not keep its last request (and the C request) alive.
             await serveAndFinish(next.take()!, queue, handler, logger)
-            next = await queue.park(spent: Task.isCancelled)
+            switch queue.leave(spent: Task.isCancelled) {
+            case .next(let context): next = context
+            case .end: next = nil
+            case .wait: next = await queue.park()
+            }
         } while next != nil
     }
 
@@ -290,7 +294,7 @@ public final class Server: Sendable {
                 metadata: ["error": "\(error)", "path": "\(context.head.path ?? "")",
                            "connection": "\(context.connectionID)"])
         }
-        await context.detachTask()
+        if context.detachTask() { await context.waitForCancel() }
     }
 }
 
