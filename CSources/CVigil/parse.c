@@ -111,10 +111,17 @@ static bool valid_host(const char *v, size_t n) {
   return true;
 }
 
+/* A header name against a lowercase token (letters and '-'): ASCII case
+ * folding by OR 0x20, which maps only 'A'-'Z' onto 'a'-'z' among the token
+ * characters llhttp lets into a name (and '-' onto itself). Inline: it runs
+ * for every header line. */
 static bool name_eq(vigil_request_t *r, const vigil_hdr_index_t *h,
-                    const char *name, size_t len) {
-  return h->name_len == len &&
-         strncasecmp(r->strings.base + h->name_off, name, len) == 0;
+                    const char *lower, size_t len) {
+  if (h->name_len != len) return false;
+  const char *n = r->strings.base + h->name_off;
+  for (size_t i = 0; i < len; i++)
+    if ((n[i] | 0x20) != lower[i]) return false;
+  return true;
 }
 
 static int on_header_value_complete(llhttp_t *p) {

@@ -216,8 +216,16 @@ void vigil__loop_unwatch(vigil_conn_t *conn) {
 }
 
 const char *vigil__loop_date(vigil_loop_t *loop, size_t *len) {
-  /* uv_now is cached per tick; the wall clock is read at most once a second
-   * of loop time, and the header re-formatted only when the second changes. */
+  /* The wall clock is read once per loop iteration at most (uv_now, cached
+   * per iteration, has moved), not per response: a pipelined batch is
+   * answered within one iteration. The header is re-formatted only when the
+   * second changes. */
+  uint64_t tick = uv_now(&loop->uv);
+  if (tick == loop->date_tick && loop->date_len != 0) {
+    *len = loop->date_len;
+    return loop->date;
+  }
+  loop->date_tick = tick;
   time_t now = time(NULL);
   if ((uint64_t)now != loop->date_sec) {
     struct tm tm;

@@ -419,6 +419,7 @@ struct vigil_loop_s {
   bool watch_active;
   int handles_open;          /* loop handles still to close at exit */
   uint64_t date_sec;
+  uint64_t date_tick;        /* uv_now when the clock was last read */
   char date[64];             /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
   size_t date_len;
   char slab[VIGIL_SLAB_SIZE]; /* shared read buffer for connections with no
