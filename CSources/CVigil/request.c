@@ -15,6 +15,10 @@
 
 #define REQUEST_RESET_FROM offsetof(vigil_request_t, refs)
 
+/* req->cancel_regs once the request ended and its callbacks were taken. */
+static char regs_fired_mark;
+#define REGS_FIRED ((vigil_cancel_reg_t *)(void *)&regs_fired_mark)
+
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
   /* Loop thread only (the parser's on_message_begin): the pool is ours. */
   vigil_request_t *req = loop->req_pool;
@@ -26,7 +30,6 @@ vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
     req = malloc(sizeof *req);
     if (req == NULL) return NULL;
     memset(req, 0, REQUEST_RESET_FROM);
-    pthread_mutex_init(&req->lock, NULL);
   }
   req->pool_next = NULL;
   memset((char *)req + REQUEST_RESET_FROM, 0, sizeof *req - REQUEST_RESET_FROM);
@@ -45,13 +48,13 @@ vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
 
 static void request_destroy(vigil_request_t *req) {
   vigil__buf_free(&req->strings);
-  pthread_mutex_destroy(&req->lock);
   free(req);
 }
 
 static void request_free(vigil_request_t *req) {
   vigil_loop_t *loop = req->loop;
-  vigil_cancel_reg_t *r = req->cancel_regs;
+  vigil_cancel_reg_t *r = atomic_load_explicit(&req->cancel_regs, memory_order_acquire);
+  if (r == REGS_FIRED) r = NULL;
   while (r) { /* only if the request never ended (cannot happen) */
     vigil_cancel_reg_t *next = r->next;
     free(r);
@@ -206,11 +209,10 @@ vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
 }
 
 static void run_regs(vigil_request_t *req, vigil_reason_t reason) {
-  pthread_mutex_lock(&req->lock);
-  vigil_cancel_reg_t *r = req->cancel_regs;
-  req->cancel_regs = NULL;
-  req->regs_fired = 1;
-  pthread_mutex_unlock(&req->lock);
+  /* acq_rel: sees every registration pushed before (their release CAS). */
+  vigil_cancel_reg_t *r =
+      atomic_exchange_explicit(&req->cancel_regs, REGS_FIRED, memory_order_acq_rel);
+  if (r == REGS_FIRED) r = NULL;
   while (r) {
     vigil_cancel_reg_t *next = r->next;
     r->cb(req, reason, r->userdata);
@@ -246,14 +248,15 @@ int vigil_request_on_cancel(vigil_request_t *req, vigil_cancel_cb cb,
   if (r == NULL) return VIGIL_ENOMEM;
   r->cb = cb;
   r->userdata = userdata;
-  pthread_mutex_lock(&req->lock);
-  if (!req->regs_fired) {
-    r->next = req->cancel_regs;
-    req->cancel_regs = r;
-    pthread_mutex_unlock(&req->lock);
-    return 0;
+  vigil_cancel_reg_t *head = atomic_load_explicit(&req->cancel_regs, memory_order_acquire);
+  while (head != REGS_FIRED) {
+    r->next = head;
+    if (atomic_compare_exchange_weak_explicit(&req->cancel_regs, &head, r,
+                                              memory_order_release,
+                                              memory_order_acquire))
+      return 0;
   }
-  pthread_mutex_unlock(&req->lock);
+  /* The request ended already (its reason is set before the swap): now. */
   free(r);
   cb(req, vigil_request_reason(req), userdata);
   return 0;

@@ -91,9 +91,6 @@ enum { BODY_UNTOUCHED = 0, BODY_STARTED = 1, BODY_DELIVERED = 2 };
 struct vigil_request_s {
   /* ---- kept while the request waits in its loop's pool (request.c):
    * set up at the first allocation, not cleared between requests. */
-  /* Guards cancel_regs and regs_fired (vigil_request_on_cancel races the
-   * loop ending the request). */
-  pthread_mutex_t lock;
   vigil_buf_t strings;       /* target, then header names and values;
                                 emptied (not freed) for the next request */
   vigil_request_t *pool_next; /* loop->req_pool */
@@ -118,8 +115,11 @@ struct vigil_request_s {
    * all of the body gone through). */
   atomic_int body_public;
 
-  vigil_cancel_reg_t *cancel_regs; /* guarded by lock */
-  int regs_fired;
+  /* vigil_request_on_cancel registrations, a lock-free stack (any thread
+   * pushes) until the request ends: the loop then swaps in REGS_FIRED
+   * (request.c) and runs what it took; a registration that finds
+   * REGS_FIRED runs at once. No lock: this runs for every request. */
+  _Atomic(vigil_cancel_reg_t *) cancel_regs;
 
   /* ---- head: written by the loop before on_request, immutable after
    * (with `strings` above). */
