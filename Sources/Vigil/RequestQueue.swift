@@ -136,7 +136,7 @@ final class RequestQueue: Sendable {
 
     /// After `.wait`: the next request, or nil when the queue finished.
     func park() async -> RequestContext? {
-        await withCheckedContinuation { (c: CheckedContinuation<RequestContext?, Never>) in
+        let next = await withCheckedContinuation { (c: CheckedContinuation<RequestContext?, Never>) in
             // Since `leave` a request may have come (it went to the
             // dispatcher or another worker) or the queue finished.
             let now = state.withLock { s -> RequestContext?? in
@@ -147,5 +147,14 @@ final class RequestQueue: Sendable {
             }
             if let now { c.resume(returning: now) }
         }
+        // The request was made on the loop thread, which resumed us after
+        // its unlock in `push`. When that resume beats this task's own
+        // suspension, the task goes on here without an executor hop, and
+        // the runtime orders the two threads with atomics ThreadSanitizer
+        // does not see (it reported the RequestContext's init racing our
+        // first read). Taking the lock once makes the order one it sees;
+        // uncontended, it costs a few ns per parked hand-over.
+        state.withLock { _ in }
+        return next
     }
 }

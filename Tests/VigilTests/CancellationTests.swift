@@ -62,21 +62,21 @@ final class CancellationTests: XCTestCase {
     /// not cancelled, pipelined or not; a parked worker keeps no request
     /// alive.
     func testRequestsAfterACancelledOneStartUncancelled() async throws {
-        let inHandler = Signal<Void>()
+        let inHandler = (0..<3).map { _ in Signal<Void>() }  // one per round
         let cancelledAtEntry = Recorder<Bool>()
         let server = try await TestServer.start { request, response in
             cancelledAtEntry.append(Task.isCancelled)
-            if request.head.path == "/wait" {
-                inHandler.fire()
+            if let path = request.head.path, path.hasPrefix("/wait"), let round = Int(path.dropFirst(5)) {
+                inHandler[round].fire()
                 try? await Task.sleep(for: .seconds(10))
                 return
             }
             try response.send(HTTPResponse(status: .ok), body: Array("ok".utf8))
         }
-        for _ in 0..<3 {
+        for round in 0..<3 {
             let c = try server.client()
-            try await c.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
-            let entered = await inHandler.wait()
+            try await c.send("GET /wait\(round) HTTP/1.1\r\nHost: x\r\n\r\n")
+            let entered = await inHandler[round].wait()
             XCTAssertNotNil(entered, "handler never ran")
             c.close()
             let s = await server.waitForStats { $0.requestsLive == 0 }
@@ -96,6 +96,59 @@ final class CancellationTests: XCTestCase {
         XCTAssertEqual(cancelledAtEntry.all.filter { $0 }.count, 0, "a handler started cancelled")
         let idle = await server.waitForStats { $0.requestsLive == 0 }
         XCTAssertNotNil(idle, "parked workers keep requests alive")
+        try await server.stop()
+    }
+
+    /// The same hand-over with handlers on the global executor and two
+    /// loops: workers run on Swift's thread pool while each loop thread
+    /// pushes requests to its queue (the cross-thread paths of
+    /// RequestQueue, which `make test` also runs under TSan). Concurrent
+    /// pipelined connections all get their answers in order; cancelled
+    /// requests in between leave nothing behind.
+    func testWorkersOnTheGlobalExecutorAcrossLoops() async throws {
+        let inHandler = (0..<3).map { _ in Signal<Void>() }  // one per round
+        let cancelledAtEntry = Recorder<Bool>()
+        let server = try await TestServer.start({
+            $0.handlers = .globalExecutor
+            $0.loops = 2
+        }) { request, response in
+            cancelledAtEntry.append(Task.isCancelled)
+            if let path = request.head.path, path.hasPrefix("/wait"), let round = Int(path.dropFirst(5)) {
+                inHandler[round].fire()
+                try? await Task.sleep(for: .seconds(10))
+                return
+            }
+            // A suspension in the middle: the worker may resume elsewhere.
+            await Task.yield()
+            try response.send(HTTPResponse(status: .ok), body: Array((request.head.path ?? "").utf8))
+        }
+        for round in 0..<3 {
+            try await withThrowingTaskGroup(of: [String].self) { group in
+                for conn in 0..<6 {
+                    group.addTask {
+                        let c = try server.client()
+                        let paths = (0..<12).map { "/r\(round)c\(conn)n\($0)" }
+                        try await c.send(paths.map { "GET \($0) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined())
+                        let answers = try await c.readResponses(12)
+                        XCTAssertEqual(answers.map(\.status), Array(repeating: 200, count: 12))
+                        XCTAssertEqual(answers.map(\.bodyString), paths, "answers out of order")
+                        return answers.map(\.bodyString)
+                    }
+                }
+                var total = 0
+                for try await got in group { total += got.count }
+                XCTAssertEqual(total, 6 * 12)
+            }
+            let c = try server.client()
+            try await c.send("GET /wait\(round) HTTP/1.1\r\nHost: x\r\n\r\n")
+            let entered = await inHandler[round].wait()
+            XCTAssertNotNil(entered, "handler never ran")
+            c.reset()
+            let s = await server.waitForStats { $0.requestsLive == 0 }
+            XCTAssertNotNil(s, "requests left alive after round \(round)")
+        }
+        XCTAssertEqual(cancelledAtEntry.count, 3 * (6 * 12 + 1))
+        XCTAssertEqual(cancelledAtEntry.all.filter { $0 }.count, 0, "a handler started cancelled")
         try await server.stop()
     }
 
