@@ -123,10 +123,30 @@ static void detach_request(vigil_conn_t *c) {
   vigil__request_unref(req); /* the connection's reference */
 }
 
-static void close_now(vigil_conn_t *c) {
-  if (c->closing) return;
+/* The part of closing that makes no system call: the connection is gone
+ * for every API call from here on (callbacks run after this may call back
+ * in). close_now = mark_closing + close_handle. */
+static void mark_closing(vigil_conn_t *c) {
   c->closing = true;
   vigil__timer_disarm_all(c);
+  vigil__loop_unwatch(c);
+  if (vigil__list_linked(&c->dirty_link)) vigil__list_remove(&c->dirty_link);
+}
+
+/* The part that talks to the kernel (epoll_ctl, close; a close may send our
+ * FIN through the whole loopback stack before it returns). */
+static void close_handle(vigil_conn_t *c) {
+  if (c->parsing) {
+    vigil__request_unref(c->parsing);
+    c->parsing = NULL;
+  }
+  vigil__conn_set_state(c, VIGIL_CONN_CLOSED);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void close_now(vigil_conn_t *c) {
+  if (c->closing) return;
+  mark_closing(c);
   if (c->req != NULL) {
     /* Only a hijacked connection closes with its request attached: the
      * request ends with the connection (no-op if it already ended). */
@@ -138,14 +158,7 @@ static void close_now(vigil_conn_t *c) {
                                         : VIGIL_REASON_HANDLER_FINISHED);
     vigil__request_unref(req);
   }
-  vigil__loop_unwatch(c);
-  if (vigil__list_linked(&c->dirty_link)) vigil__list_remove(&c->dirty_link);
-  if (c->parsing) {
-    vigil__request_unref(c->parsing);
-    c->parsing = NULL;
-  }
-  vigil__conn_set_state(c, VIGIL_CONN_CLOSED);
-  uv_close((uv_handle_t *)&c->tcp, on_close);
+  close_handle(c);
 }
 
 void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
@@ -160,7 +173,7 @@ void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
   }
   /* Mark closing first: the callbacks below may call back into the API,
    * and must find this connection gone. */
-  close_now(c);
+  mark_closing(c);
   /* Write completions first: on_request_done is the request's last
    * callback, and users free per-request state there. */
   vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
@@ -169,6 +182,10 @@ void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
     vigil__request_end(req, reason);
     vigil__request_unref(req);
   }
+  /* The system calls last: the handler hears of the client's departure
+   * before our close() and its loopback FIN run (tens of µs on a VM;
+   * measured between the EOF and the handler's cancellation handler). */
+  close_handle(c);
 }
 
 static void begin_closing(vigil_conn_t *c) {
