@@ -56,47 +56,81 @@ final class CancellationTests: XCTestCase {
         try await server.stop()
     }
 
+    /// A server for the worker-reuse tests: every handler records whether
+    /// its task was already cancelled when it started; `GET /waitN` blocks
+    /// (until cancelled) after firing signal N; anything else is answered
+    /// with its own path, after a suspension (the worker may resume on
+    /// another thread).
+    private struct WorkerProbe {
+        let server: TestServer
+        let entered: [Signal<Void>]
+        let cancelledAtEntry: Recorder<Bool>
+
+        static func start(
+            rounds: Int, _ configure: (inout Server.Configuration) -> Void = { _ in }
+        ) async throws -> WorkerProbe {
+            let entered = (0..<rounds).map { _ in Signal<Void>() }
+            let cancelledAtEntry = Recorder<Bool>()
+            let server = try await TestServer.start(configure) { request, response in
+                cancelledAtEntry.append(Task.isCancelled)
+                let path = request.head.path ?? ""
+                if path.hasPrefix("/wait"), let round = Int(path.dropFirst(5)) {
+                    entered[round].fire()
+                    try? await Task.sleep(for: .seconds(10))
+                    return
+                }
+                await Task.yield()
+                try response.send(HTTPResponse(status: .ok), body: Array(path.utf8))
+            }
+            return WorkerProbe(server: server, entered: entered, cancelledAtEntry: cancelledAtEntry)
+        }
+
+        /// Round N's cancelled request: `GET /waitN`, and once its handler
+        /// runs, the client leaves (FIN, or RST); then every request object
+        /// must be gone.
+        func cancelOne(round: Int, reset: Bool) async throws {
+            let c = try server.client()
+            try await c.send("GET /wait\(round) HTTP/1.1\r\nHost: x\r\n\r\n")
+            let ran = await entered[round].wait()
+            XCTAssertNotNil(ran, "handler never ran (round \(round))")
+            if reset { c.reset() } else { c.close() }
+            let s = await server.waitForStats { $0.requestsLive == 0 }
+            XCTAssertNotNil(s, "requests left alive after round \(round)")
+        }
+
+        /// `count` pipelined requests on a new connection, answered in order.
+        func pipelined(_ count: Int, tag: String) async throws {
+            let c = try server.client()
+            let paths = (0..<count).map { "/\(tag)n\($0)" }
+            try await c.send(paths.map { "GET \($0) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined())
+            let answers = try await c.readResponses(count)
+            XCTAssertEqual(answers.map(\.status), Array(repeating: 200, count: count))
+            XCTAssertEqual(answers.map(\.bodyString), paths, "answers out of order")
+        }
+
+        /// No handler started with its task cancelled, and `handlers` ran.
+        func checkEntries(_ handlers: Int) {
+            XCTAssertEqual(cancelledAtEntry.count, handlers)
+            XCTAssertEqual(cancelledAtEntry.all.filter { $0 }.count, 0, "a handler started cancelled")
+        }
+    }
+
     /// Handlers run in reused worker tasks (RequestQueue). A worker whose
     /// request was cancelled stays cancelled and must serve nothing more; a
     /// worker that finished normally serves the next request with its task
     /// not cancelled, pipelined or not; a parked worker keeps no request
     /// alive.
     func testRequestsAfterACancelledOneStartUncancelled() async throws {
-        let inHandler = (0..<3).map { _ in Signal<Void>() }  // one per round
-        let cancelledAtEntry = Recorder<Bool>()
-        let server = try await TestServer.start { request, response in
-            cancelledAtEntry.append(Task.isCancelled)
-            if let path = request.head.path, path.hasPrefix("/wait"), let round = Int(path.dropFirst(5)) {
-                inHandler[round].fire()
-                try? await Task.sleep(for: .seconds(10))
-                return
-            }
-            try response.send(HTTPResponse(status: .ok), body: Array("ok".utf8))
-        }
+        let probe = try await WorkerProbe.start(rounds: 3)
         for round in 0..<3 {
-            let c = try server.client()
-            try await c.send("GET /wait\(round) HTTP/1.1\r\nHost: x\r\n\r\n")
-            let entered = await inHandler[round].wait()
-            XCTAssertNotNil(entered, "handler never ran")
-            c.close()
-            let s = await server.waitForStats { $0.requestsLive == 0 }
-            XCTAssertNotNil(s, "the cancelled request was not released")
-            let pipelined = try server.client()
-            try await pipelined.send(String(repeating: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", count: 8))
-            let answers = try await pipelined.readResponses(8)
-            XCTAssertEqual(answers.map(\.status), Array(repeating: 200, count: 8))
-            for _ in 0..<2 {
-                let one = try server.client()
-                try await one.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                let answer = try await one.readResponse()
-                XCTAssertEqual(answer.status, 200)
-            }
+            try await probe.cancelOne(round: round, reset: false)
+            try await probe.pipelined(8, tag: "r\(round)p")
+            for i in 0..<2 { try await probe.pipelined(1, tag: "r\(round)s\(i)") }
         }
-        XCTAssertEqual(cancelledAtEntry.count, 3 * 11)
-        XCTAssertEqual(cancelledAtEntry.all.filter { $0 }.count, 0, "a handler started cancelled")
-        let idle = await server.waitForStats { $0.requestsLive == 0 }
+        probe.checkEntries(3 * 11)
+        let idle = await probe.server.waitForStats { $0.requestsLive == 0 }
         XCTAssertNotNil(idle, "parked workers keep requests alive")
-        try await server.stop()
+        try await probe.server.stop()
     }
 
     /// The same hand-over with handlers on the global executor and two
@@ -106,50 +140,21 @@ final class CancellationTests: XCTestCase {
     /// pipelined connections all get their answers in order; cancelled
     /// requests in between leave nothing behind.
     func testWorkersOnTheGlobalExecutorAcrossLoops() async throws {
-        let inHandler = (0..<3).map { _ in Signal<Void>() }  // one per round
-        let cancelledAtEntry = Recorder<Bool>()
-        let server = try await TestServer.start({
+        let probe = try await WorkerProbe.start(rounds: 3) {
             $0.handlers = .globalExecutor
             $0.loops = 2
-        }) { request, response in
-            cancelledAtEntry.append(Task.isCancelled)
-            if let path = request.head.path, path.hasPrefix("/wait"), let round = Int(path.dropFirst(5)) {
-                inHandler[round].fire()
-                try? await Task.sleep(for: .seconds(10))
-                return
-            }
-            // A suspension in the middle: the worker may resume elsewhere.
-            await Task.yield()
-            try response.send(HTTPResponse(status: .ok), body: Array((request.head.path ?? "").utf8))
         }
         for round in 0..<3 {
-            try await withThrowingTaskGroup(of: [String].self) { group in
+            try await withThrowingTaskGroup(of: Void.self) { group in
                 for conn in 0..<6 {
-                    group.addTask {
-                        let c = try server.client()
-                        let paths = (0..<12).map { "/r\(round)c\(conn)n\($0)" }
-                        try await c.send(paths.map { "GET \($0) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined())
-                        let answers = try await c.readResponses(12)
-                        XCTAssertEqual(answers.map(\.status), Array(repeating: 200, count: 12))
-                        XCTAssertEqual(answers.map(\.bodyString), paths, "answers out of order")
-                        return answers.map(\.bodyString)
-                    }
+                    group.addTask { try await probe.pipelined(12, tag: "r\(round)c\(conn)") }
                 }
-                var total = 0
-                for try await got in group { total += got.count }
-                XCTAssertEqual(total, 6 * 12)
+                try await group.waitForAll()
             }
-            let c = try server.client()
-            try await c.send("GET /wait\(round) HTTP/1.1\r\nHost: x\r\n\r\n")
-            let entered = await inHandler[round].wait()
-            XCTAssertNotNil(entered, "handler never ran")
-            c.reset()
-            let s = await server.waitForStats { $0.requestsLive == 0 }
-            XCTAssertNotNil(s, "requests left alive after round \(round)")
+            try await probe.cancelOne(round: round, reset: true)
         }
-        XCTAssertEqual(cancelledAtEntry.count, 3 * (6 * 12 + 1))
-        XCTAssertEqual(cancelledAtEntry.all.filter { $0 }.count, 0, "a handler started cancelled")
-        try await server.stop()
+        probe.checkEntries(3 * (6 * 12 + 1))
+        try await probe.server.stop()
     }
 
     /// The same with an RST (SO_LINGER 0): reason "reset".
