@@ -11,7 +11,12 @@ static atomic_int done_reason;  /* from on_request_done */
 static atomic_int cb_reason;    /* from vigil_request_on_cancel */
 static atomic_int worker_stop;
 static pthread_t worker;
-static atomic_int worker_running;
+static atomic_int worker_started;
+/* Who gives back the handler reference of a cancelled request: the test's
+ * worker thread (write failed), or on_done (the others). Fixed per test
+ * before the server starts: deciding it from a flag the worker clears
+ * would let both finish the request if on_done ran in between. */
+static int done_finishes;
 
 static void on_cancel_cb(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   (void)req;
@@ -24,9 +29,7 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   atomic_store(&done_reason, (int)reason);
   if (reason != VIGIL_REASON_HANDLER_FINISHED) {
     atomic_store(&worker_stop, 1);
-    /* Cancelled: the handler reference is ours to give back, unless the
-     * worker thread still uses it (it finishes it itself). */
-    if (!atomic_load(&worker_running)) vigil_request_finish(req);
+    if (done_finishes) vigil_request_finish(req);
   }
 }
 
@@ -34,6 +37,8 @@ static void reset_state(void) {
   atomic_store(&done_reason, VIGIL_REASON_NONE);
   atomic_store(&cb_reason, VIGIL_REASON_NONE);
   atomic_store(&worker_stop, 0);
+  atomic_store(&worker_started, 0);
+  done_finishes = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -46,7 +51,6 @@ static void *trickle(void *arg) {
     if (vigil_response_write(req, "tick\n", 5, NULL, NULL) != 0) break;
     tc_sleep_ms(10);
   }
-  atomic_store(&worker_running, 0);
   vigil_request_finish(req);
   return NULL;
 }
@@ -55,8 +59,8 @@ static void on_request_trickle(vigil_request_t *req, void *ud) {
   (void)ud;
   vigil_request_on_cancel(req, on_cancel_cb, NULL);
   vigil_response_start(req, 200, NULL, 0, -1);
-  atomic_store(&worker_running, 1);
-  pthread_create(&worker, NULL, trickle, req);
+  if (pthread_create(&worker, NULL, trickle, req) == 0) atomic_store(&worker_started, 1);
+  else vigil_request_finish(req);
 }
 
 static void test_write_failed(void) {
@@ -80,7 +84,7 @@ static void test_write_failed(void) {
         "request ended");
   CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_WRITE_FAILED);
   CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_WRITE_FAILED);
-  pthread_join(worker, NULL);
+  if (atomic_load(&worker_started)) pthread_join(worker, NULL);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
 }
@@ -107,7 +111,7 @@ static void on_body_discard(vigil_request_t *req, const char *d, size_t n, int e
 
 static void test_body_too_large(void) {
   reset_state();
-  atomic_store(&worker_running, 0);
+  done_finishes = 1;
   vigil_config_t cfg;
   vigil_config_init(&cfg);
   cfg.max_body_bytes = 100;
@@ -151,7 +155,7 @@ static void on_request_flood(vigil_request_t *req, void *ud) {
 
 static void test_read_failed(void) {
   reset_state();
-  atomic_store(&worker_running, 0);
+  done_finishes = 1;
   vigil_config_t cfg;
   vigil_config_init(&cfg);
   cfg.tcp_user_timeout_ms = 300;

@@ -67,11 +67,6 @@ typedef struct {
   int cancelled;
 } job_t;
 
-#define MAXTHREADS 256
-static pthread_t threads[MAXTHREADS];
-static int nthreads;
-static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
-
 static void job_unref(job_t *j) {
   if (atomic_fetch_sub(&j->refs, 1) != 1) return;
   pthread_mutex_destroy(&j->mu);
@@ -195,25 +190,7 @@ static void spawn(vigil_request_t *req, int id, const char *mode, unsigned ms) {
   pthread_cond_init(&j->cv, NULL);
   if (strcmp(mode, "late") == 0) atomic_store(&j->refs, 1); /* no callback */
   else vigil_request_on_cancel(req, on_cancel, j);
-  pthread_mutex_lock(&threads_mu);
-  if (nthreads < MAXTHREADS &&
-      pthread_create(&threads[nthreads], NULL, worker, j) == 0) {
-    nthreads++;
-  } else {
-    fprintf(stderr, "cannot start a worker\n");
-    abort();
-  }
-  pthread_mutex_unlock(&threads_mu);
-}
-
-static void join_workers(void) {
-  pthread_mutex_lock(&threads_mu);
-  int n = nthreads;
-  nthreads = 0;
-  pthread_t copy[MAXTHREADS];
-  memcpy(copy, threads, sizeof(pthread_t) * (size_t)n);
-  pthread_mutex_unlock(&threads_mu);
-  for (int i = 0; i < n; i++) pthread_join(copy[i], NULL);
+  tc_spawn(worker, j);
 }
 
 /* ------------------------------------------------------------------ */
@@ -551,7 +528,7 @@ static void t_concurrent_workers(void) {
 static void t_half_close_finish(void) {
   /* A server with half_close = FINISH: a FIN while the worker runs does not
    * cancel; the answer is sent, then the connection closes. */
-  join_workers();
+  tc_join_workers();
   vigil_server_free(server);
   REQUIRE(start_server(VIGIL_HALF_CLOSE_FINISH) > 0, "server");
   int id = atomic_load(&next_rec);
@@ -572,7 +549,7 @@ static void t_half_close_finish(void) {
 }
 
 static void t_stats_settle(void) {
-  join_workers();
+  tc_join_workers();
   CHECK(tc_stats_settled(server, 3000), "stats did not settle");
   vigil_stats_t st;
   vigil_server_stats(server, &st);
@@ -600,7 +577,7 @@ int main(void) {
   RUN(t_stats_settle, "stats: requests_live and connections_open back to 0");
   RUN(t_half_close_finish, "half_close FINISH: a FIN does not cancel, the answer is sent");
   RUN(t_stats_settle, "stats back to 0 (half_close FINISH server)");
-  join_workers();
+  tc_join_workers();
   vigil_server_free(server);
   return tc_summary();
 }
