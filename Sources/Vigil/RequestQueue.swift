@@ -9,28 +9,43 @@
 /// request was) is spent: cancellation cannot be undone, so it ends and a
 /// new worker takes its place.
 ///
-/// Who takes a request, in order: a parked worker (resumed with it); a worker
-/// finishing a request on this queue (it looks here before parking, so the
-/// next pipelined request of a connection, dispatched from inside the
-/// previous request's finish, costs no wake-up at all); else the dispatcher,
-/// which starts a new worker for it. Under the lock, pending requests and
-/// parked workers never coexist.
+/// Who takes a pending request (`State.wake`), in order: a worker finishing
+/// a request on this queue, which looks here before it parks (the next
+/// pipelined request of a connection is dispatched from inside the previous
+/// request's finish, and so costs no wake-up at all); else a parked worker,
+/// resumed with it; else the dispatcher, which starts a new worker. Pending
+/// requests and parked workers coexist only while a worker is finishing.
 final class RequestQueue: Sendable {
     /// Parked workers kept per loop; one finding this many parked ends
     /// instead. Bounds the memory of a burst that is over.
     static let maxParkedWorkers = 256
 
+    typealias Worker = CheckedContinuation<RequestContext?, Never>
+
+    /// Who to resume, outside the lock.
+    enum Wake {
+        case none
+        case worker(Worker, RequestContext)
+        case dispatcher(CheckedContinuation<Void, Never>)
+
+        func run() {
+            switch self {
+            case .none: break
+            case .worker(let w, let c): w.resume(returning: c)
+            case .dispatcher(let d): d.resume()
+            }
+        }
+    }
+
     private struct State {
         var pending: [RequestContext] = []
         var head = 0  // pending[head...] are waiting
-        var parked: [CheckedContinuation<RequestContext?, Never>] = []
+        var parked: [Worker] = []
         /// Workers between the end of a handler and `leave`: each will look
         /// at `pending` before it parks.
         var finishing = 0
         var dispatcher: CheckedContinuation<Void, Never>?
         var finished = false
-
-        var hasPending: Bool { head < pending.count }
 
         mutating func popPending() -> RequestContext? {
             guard head < pending.count else { return nil }
@@ -43,27 +58,26 @@ final class RequestQueue: Sendable {
             return c
         }
 
-        /// The dispatcher, if it must start a worker: requests wait, and no
-        /// finishing worker will take them.
-        mutating func dispatcherToWake() -> CheckedContinuation<Void, Never>? {
-            guard hasPending, finishing == 0, let d = dispatcher else { return nil }
+        /// A request waits and no finishing worker will take it: a parked
+        /// worker does, or the dispatcher starts one.
+        mutating func wake() -> Wake {
+            guard finishing == 0, head < pending.count else { return .none }
+            if let w = parked.popLast() { return .worker(w, popPending()!) }
+            guard let d = dispatcher else { return .none }  // it is busy: it looks again
             dispatcher = nil
-            return d
+            return .dispatcher(d)
         }
     }
     private let state = Locked(State())
 
     /// Loop thread. False once finished: nobody will take the request.
     func push(_ context: RequestContext) -> Bool {
-        let (worker, dispatcher, ok) = state.withLock {
-            s -> (CheckedContinuation<RequestContext?, Never>?, CheckedContinuation<Void, Never>?, Bool) in
-            if s.finished { return (nil, nil, false) }
-            if let w = s.parked.popLast() { return (w, nil, true) }
+        let (wake, ok) = state.withLock { s -> (Wake, Bool) in
+            if s.finished { return (.none, false) }
             s.pending.append(context)
-            return (nil, s.dispatcherToWake(), true)
+            return (s.wake(), true)
         }
-        worker?.resume(returning: context)
-        dispatcher?.resume()
+        wake.run()
         return ok
     }
 
@@ -71,7 +85,7 @@ final class RequestQueue: Sendable {
     /// has handed out what is pending.
     func finish() {
         let (workers, dispatcher) = state.withLock {
-            s -> ([CheckedContinuation<RequestContext?, Never>], CheckedContinuation<Void, Never>?) in
+            s -> ([Worker], CheckedContinuation<Void, Never>?) in
             s.finished = true
             defer {
                 s.parked = []
@@ -87,19 +101,17 @@ final class RequestQueue: Sendable {
     /// nil once finished and drained.
     func nextForNewWorker() async -> RequestContext? {
         while true {
-            let now = state.withLock { s -> RequestContext?? in
-                if let c = s.popPending() { return .some(c) }
-                return s.finished ? .some(nil) : nil
-            }
-            if let now { return now }
+            var taken: RequestContext??
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let wait = state.withLock { s -> Bool in
-                    if s.hasPending || s.finished { return false }
+                taken = state.withLock { s -> RequestContext?? in
+                    if let p = s.popPending() { return .some(p) }
+                    if s.finished { return .some(nil) }
                     s.dispatcher = c
-                    return true
+                    return nil
                 }
-                if !wait { c.resume() }
+                if taken != nil { c.resume() }
             }
+            if let taken { return taken }
         }
     }
 
@@ -121,22 +133,22 @@ final class RequestQueue: Sendable {
     /// then `park()`. Synchronous: a pipelined request waiting here costs
     /// no suspension.
     func leave(spent: Bool) -> Leave {
-        let (result, dispatcher) = state.withLock {
-            s -> (Leave, CheckedContinuation<Void, Never>?) in
+        let (result, wake) = state.withLock { s -> (Leave, Wake) in
             s.finishing -= 1
-            if !spent, let c = s.popPending() { return (.next(c), s.dispatcherToWake()) }
+            if !spent, let c = s.popPending() { return (.next(c), s.wake()) }
             if spent || s.finished || s.parked.count >= Self.maxParkedWorkers {
-                return (.end, s.dispatcherToWake())
+                return (.end, s.wake())
             }
-            return (.wait, nil)
+            return (.wait, .none)
         }
-        dispatcher?.resume()
+        wake.run()
         return result
     }
 
     /// After `.wait`: the next request, or nil when the queue finished.
     func park() async -> RequestContext? {
-        let next = await withCheckedContinuation { (c: CheckedContinuation<RequestContext?, Never>) in
+        var resumedHere = false
+        let next = await withCheckedContinuation { (c: Worker) in
             // Since `leave` a request may have come (it went to the
             // dispatcher or another worker) or the queue finished.
             let now = state.withLock { s -> RequestContext?? in
@@ -145,16 +157,20 @@ final class RequestQueue: Sendable {
                 s.parked.append(c)
                 return nil
             }
-            if let now { c.resume(returning: now) }
+            if let now {
+                resumedHere = true
+                c.resume(returning: now)
+            }
         }
-        // The request was made on the loop thread, which resumed us after
-        // its unlock in `push`. When that resume beats this task's own
-        // suspension, the task goes on here without an executor hop, and
-        // the runtime orders the two threads with atomics ThreadSanitizer
-        // does not see (it reported the RequestContext's init racing our
-        // first read). Taking the lock once makes the order one it sees;
-        // uncontended, it costs a few ns per parked hand-over.
-        state.withLock { _ in }
+        if !resumedHere {
+            // Resumed by `push` on the loop thread, after its unlock. When
+            // that resume beats this task's own suspension, the task goes on
+            // here without an executor hop, and the runtime orders the two
+            // threads with atomics ThreadSanitizer does not see (it reported
+            // the RequestContext's init racing our first read). Taking the
+            // lock once makes the order one it sees.
+            state.withLock { _ in }
+        }
         return next
     }
 }
