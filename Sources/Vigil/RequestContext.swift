@@ -44,9 +44,10 @@ final class RequestContext: Sendable {
     }
 
     /// The running handler's task. `UnsafeCurrentTask` may only be used while
-    /// its task is alive: the handler's task clears this under the lock
-    /// before it ends, and waits (`detachTask`) while a cancel that already
-    /// took the handle is still calling `cancel()` on it.
+    /// its task is alive, and a worker task goes on to other requests: the
+    /// worker clears this under the lock (`detachTask`) when the handler
+    /// returns, and waits (`waitForCancel`) while a cancel that already took
+    /// the handle is still calling `cancel()` on it.
     private struct TaskHandle: @unchecked Sendable {
         let task: UnsafeCurrentTask
     }
@@ -135,8 +136,9 @@ final class RequestContext: Sendable {
         }
         guard let (work, task) = taken else { return }
         if let task {
-            // The task cannot end while cancelInProgress is set (detachTask
-            // waits), so the handle is valid here, outside the lock:
+            // The task cannot move on while cancelInProgress is set (it
+            // waits in waitForCancel), so the handle is valid here, outside
+            // the lock:
             // cancelling runs the task's cancellation handlers synchronously,
             // and they may take this lock.
             task.task.cancel()
@@ -150,8 +152,10 @@ final class RequestContext: Sendable {
         work.run(reason, bodyError: RequestEndedError(reason: reason))
     }
 
-    /// The handler returned (its own task).
-    func finishHandler() {
+    /// The handler returned (its own task). `beforeCoreFinish` runs after
+    /// the request's own callbacks and right before the core is told, which
+    /// may dispatch the connection's next request from inside the call.
+    func finishHandler(beforeCoreFinish: () -> Void = {}) {
         let work = state.withLock { s -> CancelWork? in
             let bodyWaiter = s.bodyWaiter
             s.bodyWaiter = nil
@@ -167,6 +171,7 @@ final class RequestContext: Sendable {
             return work
         }
         work?.run(.handlerFinished, bodyError: RequestEndedError(reason: .handlerFinished))
+        beforeCoreFinish()
         vigil_request_finish(raw)
     }
 

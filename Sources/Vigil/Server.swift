@@ -271,8 +271,9 @@ public final class Server: Sendable {
         _ logger: Logger
     ) async {
         await serve(context, handler, logger)
-        queue.workerFinishing()
-        context.finishHandler()
+        // Not before the request's callbacks: while a worker is finishing,
+        // new requests of this loop wait for it instead of a wake-up.
+        context.finishHandler(beforeCoreFinish: queue.workerFinishing)
     }
 
     /// One request's handler, in the current (worker) task; the caller then
