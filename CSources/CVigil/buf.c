@@ -24,15 +24,6 @@ int vigil__buf_append(vigil_buf_t *b, const void *data, size_t len) {
   return 0;
 }
 
-void vigil__buf_consume(vigil_buf_t *b, size_t n) {
-  if (n >= b->len) {
-    b->len = 0;
-    return;
-  }
-  memmove(b->base, b->base + n, b->len - n);
-  b->len -= n;
-}
-
 void vigil__buf_free(vigil_buf_t *b) {
   free(b->base);
   b->base = NULL;

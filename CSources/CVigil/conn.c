@@ -84,14 +84,14 @@ static void in_free(vigil_conn_t *c) {
   c->in_off = 0;
 }
 
-/* End of on_read: give the slab back, keeping what is unparsed. */
+/* End of on_read: give the slab back, keeping what is unparsed. Only
+ * on_read borrows, and nothing may keep a pointer into a borrowed `in`
+ * (body spans are delivered before on_read returns). */
 static int in_unborrow(vigil_conn_t *c) {
   if (!in_borrowed(c)) return 0;
   size_t n = in_pending(c);
   const char *rest = in_data(c);
-  c->in.base = NULL;
-  c->in.len = c->in.cap = 0;
-  c->in_off = 0;
+  in_free(c);
   if (n == 0 || c->closing) return 0;
   vigil__loop_buf_get(c->loop, &c->in);
   return vigil__buf_append(&c->in, rest, n);
@@ -550,11 +550,16 @@ static void next_request(vigil_conn_t *c) {
   if (c->in.len == 0) {
     vigil__conn_set_state(c, VIGIL_CONN_IDLE);
     vigil__timer_arm(c, T_IDLE);
-    /* An idle keep-alive connection keeps no buffers (1 KiB RSS target). */
-    if (!c->writing) vigil__loop_buf_put(c->loop, &c->wbuf);
-    if (c->out.len == 0) vigil__loop_buf_put(c->loop, &c->out);
-    in_free(c);
+    vigil__conn_drop_idle_buffers(c);
   }
+}
+
+/* An idle keep-alive connection keeps no buffers (1 KiB RSS target):
+ * what is empty goes back to the loop's spares. */
+void vigil__conn_drop_idle_buffers(vigil_conn_t *c) {
+  if (!c->writing) vigil__loop_buf_put(c->loop, &c->wbuf);
+  if (c->out.len == 0) vigil__loop_buf_put(c->loop, &c->out);
+  if (c->in.len == 0) in_free(c);
 }
 
 static void bad_input(vigil_conn_t *c, int status) {

@@ -511,11 +511,8 @@ void vigil__conn_flush(vigil_conn_t *c) {
   }
   fire_waiters(c, 0, false);
   if (!c->closing && !c->writing && c->out.len == 0) {
-    if (c->req == NULL && c->phase == PHASE_HEAD && c->in.len == 0) {
-      /* Idle keep-alive connection: it keeps no buffers. */
-      vigil__loop_buf_put(c->loop, &c->out);
-      vigil__loop_buf_put(c->loop, &c->wbuf);
-    }
+    if (c->req == NULL && c->phase == PHASE_HEAD && c->in.len == 0)
+      vigil__conn_drop_idle_buffers(c);
     vigil__conn_output_drained(c);
   }
 }

@@ -60,7 +60,8 @@ void vigil__loop_unref(vigil_loop_t *loop) {
 }
 
 void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b) {
-  if (b->base != NULL && b->cap <= VIGIL_SPARE_BUF_MAX &&
+  if (b->base == NULL) return;
+  if (VIGIL_POOLS && b->cap <= VIGIL_SPARE_BUF_MAX &&
       loop->nspare < VIGIL_SPARE_BUFS) {
     b->len = 0;
     loop->spare[loop->nspare++] = *b;

@@ -32,8 +32,6 @@ typedef struct {
 int vigil__buf_reserve(vigil_buf_t *b, size_t extra);
 int vigil__buf_append(vigil_buf_t *b, const void *data, size_t len);
 void vigil__buf_free(vigil_buf_t *b);
-/* Drop the first n bytes. */
-void vigil__buf_consume(vigil_buf_t *b, size_t n);
 
 /* A tiny intrusive doubly linked list (like libuv's queue.h). */
 typedef struct vigil_link_s {
@@ -64,9 +62,11 @@ static inline bool vigil__list_linked(const vigil_link_t *n) { return n->next !=
  * Released by vigil__request_unref when refs drops to 0, on whatever thread
  * dropped it; it then drops its reference on the loop. Released on its
  * loop's thread it goes back to the loop's pool (up to VIGIL_REQ_POOL_MAX,
- * with its strings buffer, lock and header array kept), so that a request
- * costs no malloc in steady state; elsewhere it is freed. The pool is the
- * loop's, loop thread only, and freed with the loop. */
+ * with its strings buffer kept; a heap header array is freed), so that a
+ * request costs no malloc in steady state; elsewhere it is freed. The pool
+ * is the loop's, loop thread only, and freed with the loop. Under
+ * AddressSanitizer there is no pool (VIGIL_POOLS 0): a request used after
+ * its release must stay a use-after-free ASan and the fuzzer can see. */
 typedef struct {
   uint32_t name_off, name_len, value_off, value_len;
 } vigil_hdr_index_t;
@@ -74,7 +74,17 @@ typedef struct {
 #define VIGIL_INLINE_HEADERS 12
 /* Requests kept per loop for reuse, and the largest strings buffer kept
  * with one (a request with a bigger head gives its buffer back). */
-#define VIGIL_REQ_POOL_MAX 256
+#if defined(__SANITIZE_ADDRESS__)
+#define VIGIL_POOLS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VIGIL_POOLS 0
+#endif
+#endif
+#ifndef VIGIL_POOLS
+#define VIGIL_POOLS 1
+#endif
+#define VIGIL_REQ_POOL_MAX (VIGIL_POOLS ? 256 : 0)
 #define VIGIL_REQ_POOL_STRINGS_MAX 4096
 
 /* A vigil_request_on_cancel registration. Owner: req->cancel_regs until it
@@ -153,6 +163,14 @@ struct vigil_request_s {
   _Atomic uint64_t body_limit; /* 0: none */
 };
 
+/* request.c zeroes a pooled request from `refs` on: what is kept must sit
+ * above it. */
+_Static_assert(offsetof(vigil_request_t, strings) < offsetof(vigil_request_t, refs) &&
+                   offsetof(vigil_request_t, pool_next) < offsetof(vigil_request_t, refs) &&
+                   offsetof(vigil_request_t, inline_headers) < offsetof(vigil_request_t, refs) &&
+                   offsetof(vigil_request_t, peer) < offsetof(vigil_request_t, refs),
+               "fields kept across pool reuse must precede refs");
+
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn);
 void vigil__request_unref(vigil_request_t *req);
 /* The loop is being freed: free its pooled requests. */
@@ -207,7 +225,7 @@ int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
                   const void *body, size_t body_len);
 /* Run op now if on the loop thread, else queue it. Takes ownership. */
 int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op);
-/* Loop thread: run one op (response.c). Frees it. */
+/* Loop thread: run one op (response.c). Frees it, unless on_stack. */
 void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
 /* Loop thread: fail an op whose request can no longer be served. */
 void vigil__op_fail(vigil_op_t *op, int err);
@@ -317,7 +335,8 @@ struct vigil_conn_s {
   bool reading;              /* uv_read_start is armed */
   bool read_eof;             /* the client half-closed (FIN) */
   bool close_after;          /* close once the current response is written */
-  bool closing;              /* uv_close called */
+  bool closing;              /* gone for the API: set first when closing
+                                (conn.c mark_closing); uv_close follows */
   bool shutdown_sent;
   bool in_process;           /* re-entrancy guard for vigil__conn_process */
   bool reprocess;
@@ -345,6 +364,8 @@ void vigil__conn_body_pause(vigil_conn_t *conn);
 void vigil__conn_hijack(vigil_conn_t *conn);
 void vigil__conn_hijack_close(vigil_conn_t *conn);
 void vigil__conn_set_state(vigil_conn_t *conn, int state);
+/* An idle connection gives its empty buffers back to the loop. */
+void vigil__conn_drop_idle_buffers(vigil_conn_t *conn);
 
 /* parse.c: llhttp settings and the extra checks. */
 void vigil__parser_init(vigil_conn_t *conn);
@@ -377,7 +398,7 @@ const char *vigil__status_text(int status);
  * loop thread runs; after it exits only the queue fields, the counters and
  * the refcount are touched. Freed by vigil__loop_unref at zero. */
 #define VIGIL_SLAB_SIZE (64 * 1024)
-#define VIGIL_SPARE_BUFS 128
+#define VIGIL_SPARE_BUFS 128 /* none kept without VIGIL_POOLS */
 #define VIGIL_SPARE_BUF_MAX (8 * 1024)
 
 struct vigil_loop_s {
