@@ -149,7 +149,9 @@ typedef enum {
 
 /* A connection changed state (loop thread). `conn_id` is the number
  * vigil_request_connection_id() gives its requests. Every connection starts
- * with NEW and ends with CLOSED, hijacked ones included. */
+ * with NEW and ends with CLOSED, hijacked ones included. A request that the
+ * connection's end cancels gets on_request_done before CLOSED is
+ * reported. */
 typedef void (*vigil_conn_state_cb)(uint64_t conn_id, vigil_conn_state_t state,
                                     void *userdata);
 
@@ -419,7 +421,11 @@ VIGIL_EXPORT int vigil_response_write(vigil_request_t *req, const void *data,
 VIGIL_EXPORT int vigil_response_end(vigil_request_t *req);
 
 /* A whole response in one call: start with Content-Length `len`, write,
- * end. The cheapest path. Any thread. */
+ * end. The cheapest path. Any thread. Returns as vigil_response_start; on
+ * the request's loop thread (a C handler answering in on_request) the
+ * response is written at once, so a connection found gone says so here
+ * (VIGIL_ECANCELED / VIGIL_ESHUTDOWN) rather than being dropped silently
+ * later. */
 VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
                                      const vigil_header_t *headers,
                                      size_t nheaders, const void *body,
