@@ -98,7 +98,7 @@ final class RequestContext: Sendable {
 
     /// After `detachTask()` returned true: until the cancel is done with
     /// the task handle.
-    func waitForCancel() async {
+    nonisolated(nonsending) func waitForCancel() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.cancelInProgress {

@@ -13,7 +13,14 @@ import ServiceLifecycle
 /// }
 /// ```
 public final class Server: Sendable {
-    public typealias Handler = @Sendable (Request, ResponseWriter) async throws -> Void
+    /// Runs on the executor of the task that calls it: its connection's
+    /// loop (`.onEventLoop`, the default) or the global one. Declared
+    /// `nonisolated(nonsending)` because it is called from that task alone:
+    /// a plain `async` closure would make the runtime check, on each call
+    /// and each return, whether it must hop (the task's executor
+    /// preference, read under a lock) — to land where it already is.
+    public typealias Handler =
+        nonisolated(nonsending) @Sendable (Request, ResponseWriter) async throws -> Void
 
     public struct Configuration: Sendable {
         /// What a client's half-close (FIN) means while its request runs.
@@ -250,7 +257,7 @@ public final class Server: Sendable {
 
     /// A worker: serves requests of one loop until it is spent (its task
     /// was cancelled with its request), not needed, or the server stops.
-    static func work(
+    nonisolated(nonsending) static func work(
         _ first: FirstRequest, _ queue: RequestQueue, _ handler: Handler, _ logger: Logger
     ) async {
         var next: RequestContext? = first.context.take()
@@ -266,22 +273,19 @@ public final class Server: Sendable {
         } while next != nil
     }
 
-    private static func serveAndFinish(
+    /// One request: its handler, in the current (worker) task, then the
+    /// request's finish. One function, not two: a `nonisolated(nonsending)`
+    /// function that is not inlined begins with a hop to its caller's
+    /// executor, which here is a runtime check (the task's executor
+    /// preference, under a lock) per request for nothing.
+    @inline(__always)
+    nonisolated(nonsending) private static func serveAndFinish(
         _ context: consuming RequestContext, _ queue: RequestQueue, _ handler: Handler,
         _ logger: Logger
     ) async {
-        await serve(context, handler, logger)
-        // Not before the request's callbacks: while a worker is finishing,
-        // new requests of this loop wait for it instead of a wake-up.
-        context.finishHandler(beforeCoreFinish: queue.workerFinishing)
-    }
-
-    /// One request's handler, in the current (worker) task; the caller then
-    /// finishes the request.
-    static func serve(_ context: RequestContext, _ handler: Handler, _ logger: Logger) async {
         context.attachCurrentTask()
         do {
-            try await handler(Request(context: context), ResponseWriter(context: context))
+            try await handler(Request(context: copy context), ResponseWriter(context: copy context))
         } catch let error as RequestEndedError {
             // The client went away (or the like): not the handler's fault.
             logger.debug("request ended", metadata: ["reason": "\(error.reason)"])
@@ -296,6 +300,9 @@ public final class Server: Sendable {
                            "connection": "\(context.connectionID)"])
         }
         if context.detachTask() { await context.waitForCancel() }
+        // Not before the request's callbacks: while a worker is finishing,
+        // new requests of this loop wait for it instead of a wake-up.
+        context.finishHandler(beforeCoreFinish: queue.workerFinishing)
     }
 }
 
