@@ -41,11 +41,37 @@ final class RequestContext: Sendable {
         var bodyEnded = false
         var bodyWaiter: CheckedContinuation<[UInt8]?, any Error>?
         var hijacked = false
+
+        /// Everything waiting on the request, taken out; nil if nothing
+        /// (the usual request: no copies, no releases of empty tables).
+        mutating func takeWork() -> CancelWork? {
+            let bodyWaiter = self.bodyWaiter
+            if closeWaiters.isEmpty && onCancel.isEmpty && bodyWaiter == nil { return nil }
+            let work = CancelWork(
+                waiters: Array(closeWaiters.values), callbacks: onCancel, bodyWaiter: bodyWaiter)
+            closeWaiters = [:]
+            onCancel = []
+            self.bodyWaiter = nil
+            return work
+        }
+
+        /// The handler returned: its reason, unless the request already
+        /// ended, and what is left to resume.
+        mutating func takeFinishWork() -> CancelWork? {
+            guard reason == nil else {
+                // Ended already: the waiters and callbacks had their
+                // reason; only a body read still pending is left.
+                defer { bodyWaiter = nil }
+                return bodyWaiter.map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
+            }
+            reason = .handlerFinished
+            return takeWork()
+        }
     }
 
     /// The running handler's task. `UnsafeCurrentTask` may only be used while
     /// its task is alive, and a worker task goes on to other requests: the
-    /// worker clears this under the lock (`detachTask`) when the handler
+    /// worker clears this under the lock (`detachTaskAndFinish`) when the handler
     /// returns, and waits (`waitForCancel`) while a cancel that already took
     /// the handle is still calling `cancel()` on it.
     private struct TaskHandle: @unchecked Sendable {
@@ -86,18 +112,24 @@ final class RequestContext: Sendable {
     }
 
     /// Called last in the handler's task, before it may end or serve
-    /// another request: if this returns true, a cancel still holds the task
-    /// handle and `waitForCancel()` must be awaited. (Synchronous, so that
-    /// the usual case costs no async call.)
-    func detachTask() -> Bool {
-        state.withLock { s -> Bool in
+    /// another request: detaches the task and finishes the request
+    /// (`finishHandler`) under the same lock. Returns false, having
+    /// finished nothing, if a cancel still holds the task handle: then
+    /// await `waitForCancel()` and call `finishHandler`. (Synchronous, so
+    /// that the usual case costs no async call and one lock.)
+    func detachTaskAndFinish(beforeCoreFinish: () -> Void) -> Bool {
+        let (detached, work) = state.withLock { s -> (Bool, CancelWork?) in
             s.task = nil
-            return s.cancelInProgress
+            if s.cancelInProgress { return (false, nil) }
+            return (true, s.takeFinishWork())
         }
+        guard detached else { return false }
+        finish(work, beforeCoreFinish)
+        return true
     }
 
-    /// After `detachTask()` returned true: until the cancel is done with
-    /// the task handle.
+    /// After `detachTaskAndFinish` returned false: until the cancel is
+    /// done with the task handle.
     nonisolated(nonsending) func waitForCancel() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
@@ -121,15 +153,10 @@ final class RequestContext: Sendable {
     /// cancelled, and its cancellation handler (which runs inside `cancel()`)
     /// finds it gone from the table and leaves it to us.
     func cancel(_ reason: CancellationReason) {
-        let taken = state.withLock { s -> (CancelWork, TaskHandle?)? in
+        let taken = state.withLock { s -> (CancelWork?, TaskHandle?)? in
             guard s.reason == nil else { return nil }
             s.reason = reason
-            let work = CancelWork(
-                waiters: Array(s.closeWaiters.values), callbacks: s.onCancel,
-                bodyWaiter: s.bodyWaiter)
-            s.closeWaiters = [:]
-            s.onCancel = []
-            s.bodyWaiter = nil
+            let work = s.takeWork()
             let task = s.task
             if task != nil { s.cancelInProgress = true }
             return (work, task)
@@ -149,27 +176,17 @@ final class RequestContext: Sendable {
             }
             waiter?.resume()
         }
-        work.run(reason, bodyError: RequestEndedError(reason: reason))
+        work?.run(reason, bodyError: RequestEndedError(reason: reason))
     }
 
     /// The handler returned (its own task). `beforeCoreFinish` runs after
     /// the request's own callbacks and right before the core is told, which
     /// may dispatch the connection's next request from inside the call.
     func finishHandler(beforeCoreFinish: () -> Void = {}) {
-        let work = state.withLock { s -> CancelWork? in
-            let bodyWaiter = s.bodyWaiter
-            s.bodyWaiter = nil
-            guard s.reason == nil else {
-                return bodyWaiter.map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
-            }
-            s.reason = .handlerFinished
-            let work = CancelWork(
-                waiters: Array(s.closeWaiters.values), callbacks: s.onCancel,
-                bodyWaiter: bodyWaiter)
-            s.closeWaiters = [:]
-            s.onCancel = []
-            return work
-        }
+        finish(state.withLock { $0.takeFinishWork() }, beforeCoreFinish)
+    }
+
+    private func finish(_ work: CancelWork?, _ beforeCoreFinish: () -> Void) {
         work?.run(.handlerFinished, bodyError: RequestEndedError(reason: .handlerFinished))
         beforeCoreFinish()
         vigil_request_finish(raw)

@@ -299,10 +299,13 @@ public final class Server: Sendable {
                 metadata: ["error": "\(error)", "path": "\(context.head.path ?? "")",
                            "connection": "\(context.connectionID)"])
         }
-        if context.detachTask() { await context.waitForCancel() }
-        // Not before the request's callbacks: while a worker is finishing,
-        // new requests of this loop wait for it instead of a wake-up.
-        context.finishHandler(beforeCoreFinish: queue.workerFinishing)
+        // `workerFinishing` not before the request's callbacks: while a
+        // worker is finishing, new requests of this loop wait for it
+        // instead of a wake-up.
+        if !context.detachTaskAndFinish(beforeCoreFinish: queue.workerFinishing) {
+            await context.waitForCancel()
+            context.finishHandler(beforeCoreFinish: queue.workerFinishing)
+        }
     }
 }
 
