@@ -30,9 +30,13 @@ package struct Locked<Value>: @unchecked Sendable {
 
     private let storage: Storage
 
-    package init(_ value: Value) {
+    package init(_ value: consuming Value) {
+        // Moved in, not copied: a copy of a large value (a request's state)
+        // retains each of its references, and the original then releases
+        // them.
+        var moving = Optional(value)
         storage = unsafeDowncast(
-            Storage.create(minimumCapacity: 1) { _ in value }, to: Storage.self)
+            Storage.create(minimumCapacity: 1) { _ in moving.take()! }, to: Storage.self)
         storage.withUnsafeMutablePointerToElements { mutex in
             mutex.initialize(to: pthread_mutex_t())
             _ = pthread_mutex_init(mutex, nil)
