@@ -123,8 +123,8 @@ int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
   return 0;
 }
 
-static int submit(vigil_request_t *req, vigil_op_t *op) {
-  int r = vigil__loop_submit(req->loop, op);
+int vigil__op_submit(vigil_op_t *op) {
+  int r = vigil__loop_submit(op->req->loop, op);
   if (r != 0) {
     vigil__request_unref(op->req);
     free(op);
@@ -165,7 +165,7 @@ int vigil_response_start(vigil_request_t *req, int status,
   }
   op->status = status;
   op->content_length = content_length;
-  return submit(req, op);
+  return vigil__op_submit(op);
 }
 
 int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
@@ -180,7 +180,7 @@ int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
   if (r != 0) return r;
   op->cb = cb;
   op->userdata = userdata;
-  return submit(req, op);
+  return vigil__op_submit(op);
 }
 
 int vigil_hijack_write(vigil_request_t *req, const void *data, size_t len,
@@ -194,7 +194,7 @@ int vigil_hijack_write(vigil_request_t *req, const void *data, size_t len,
   if (r != 0) return r;
   op->cb = cb;
   op->userdata = userdata;
-  return submit(req, op);
+  return vigil__op_submit(op);
 }
 
 int vigil_response_end(vigil_request_t *req) {
@@ -208,14 +208,14 @@ int vigil_response_end(vigil_request_t *req) {
     free(op);
     return r;
   }
-  return submit(req, op);
+  return vigil__op_submit(op);
 }
 
 static int run_send(vigil_request_t *req, vigil_conn_t *c, int status,
                     const vigil_header_t *headers, size_t nheaders,
                     const char *lines, size_t head_len, const char *body,
                     size_t body_len, bool user_close, bool user_date);
-static int conn_gone_error(vigil_request_t *req);
+static int live_conn(vigil_request_t *req, vigil_conn_t **c);
 
 int vigil_response_send(vigil_request_t *req, int status,
                         const vigil_header_t *headers, size_t nheaders,
@@ -233,9 +233,8 @@ int vigil_response_send(vigil_request_t *req, int status,
      * connection's output. No op, no queue, no intermediate copy. The
      * caller's handler reference keeps req alive across the call. */
     if ((r = claim(req, RESP_NONE, RESP_ENDED)) != 0) return r;
-    vigil_conn_t *c = req->conn;
-    if (c == NULL || c->closing || vigil_request_reason(req) != VIGIL_REASON_NONE)
-      return conn_gone_error(req);
+    vigil_conn_t *c;
+    if ((r = live_conn(req, &c)) != 0) return r;
     r = run_send(req, c, status, headers, nheaders, NULL, head_len, body, len,
                  user_close, user_date);
     if (!c->closing) vigil__conn_mark_dirty(c);
@@ -252,7 +251,7 @@ int vigil_response_send(vigil_request_t *req, int status,
   }
   op->status = status;
   op->content_length = (int64_t)len;
-  return submit(req, op);
+  return vigil__op_submit(op);
 }
 
 /* ------------------------------------------------------------------ */
@@ -524,14 +523,27 @@ void vigil__op_fail(vigil_op_t *op, int err) {
   if (op->cb) op->cb(op->req, err, op->userdata);
 }
 
-/* Why an op for req can no longer run (its connection is gone, closing,
- * or the request has ended). */
+/* Why req can no longer write: its connection is gone (ESHUTDOWN when no
+ * reason was given, as when the loop failed what it still had queued),
+ * closing, or the request has ended. */
 static int conn_gone_error(vigil_request_t *req) {
   vigil_reason_t reason = vigil_request_reason(req);
   if (req->conn == NULL && reason == VIGIL_REASON_NONE) return VIGIL_ESHUTDOWN;
   if (reason == VIGIL_REASON_SERVER_SHUTDOWN) return VIGIL_ESHUTDOWN;
   if (reason == VIGIL_REASON_HANDLER_FINISHED) return VIGIL_EALREADY;
   return VIGIL_ECANCELED;
+}
+
+/* Loop thread: the connection req can still write to (*c), or why not.
+ * Asked by every op and by vigil_response_send's direct path, at the moment
+ * they would write: the connection may have died since the caller's
+ * precheck. Inline, the rare answer out of line: it runs per response. */
+static inline int live_conn(vigil_request_t *req, vigil_conn_t **c) {
+  *c = req->conn;
+  if (*c != NULL && !(*c)->closing &&
+      vigil_request_reason(req) == VIGIL_REASON_NONE)
+    return 0;
+  return conn_gone_error(req);
 }
 
 /* A whole response: head, body, end. */
@@ -574,21 +586,24 @@ static void run_finish(vigil_request_t *req) {
 
 void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op) {
   vigil_request_t *req = op->req;
+  if (op->type == OP_TASK) {
+    op->task(op->userdata);
+    return;
+  }
   if (op->type == OP_SHUTDOWN) {
     vigil__op_shutdown(loop, op);
-    free(op);
     return;
   }
   if (op->type == OP_FINISH) {
     run_finish(req);
     goto done;
   }
-  vigil_conn_t *c = req->conn;
-  if (c == NULL || c->closing || vigil_request_reason(req) != VIGIL_REASON_NONE) {
-    vigil__op_fail(op, conn_gone_error(req));
+  vigil_conn_t *c;
+  int r = live_conn(req, &c);
+  if (r != 0) {
+    vigil__op_fail(op, r);
     goto done;
   }
-  int r = 0;
   switch (op->type) {
     case OP_START:
       r = write_head(req, c, op->status, NULL, 0, op->data, op->head_len,
@@ -646,6 +661,5 @@ void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op) {
   if (r != 0) vigil__op_fail(op, r);
   if (!c->closing) vigil__conn_mark_dirty(c);
 done:
-  vigil__request_unref(req);
-  if (!op->on_stack) free(op);
+  vigil__request_unref(req); /* the op's reference; the op is its owner's */
 }
