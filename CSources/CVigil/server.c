@@ -131,7 +131,14 @@ int vigil_server_post(vigil_server_t *s, unsigned index, vigil_task_cb fn,
   op->type = OP_TASK;
   op->task = fn;
   op->userdata = userdata;
-  if (vigil__on_loop_thread(loop) && !loop->qclosed) {
+  if (vigil__on_loop_thread(loop)) {
+    if (loop->qclosed) {
+      /* The loop is closing (a task or callback of its last drain posts):
+       * vigil__loop_submit would run fn at once, inside the caller and
+       * ahead of tasks already queued. Say it will not run. */
+      free(op);
+      return VIGIL_ESHUTDOWN;
+    }
     if (loop->tasks_tail) loop->tasks_tail->next = op; else loop->tasks_head = op;
     loop->tasks_tail = op;
     return 0;
