@@ -588,12 +588,16 @@ static bool step(vigil_conn_t *c) {
         if (c->read_eof) begin_closing(c);
         return false;
       }
-      /* The header timeout runs from the first byte of a head (slowloris). */
-      if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
       used = vigil__parse(c, in_data(c), in_pending(c), &err);
       in_consume(c, used);
       if (err == HPE_OK) {
-        /* Head incomplete: wait for more, unless no more will come. */
+        /* Head incomplete: the header timeout runs from its first byte
+         * (slowloris). Armed only now, not before the parse: a head that
+         * arrived whole (every keep-alive and pipelined request) is
+         * dispatched without arming and disarming it, and the deadline is
+         * the same, uv_now being the time of this loop iteration. */
+        if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
+        /* Wait for more, unless no more will come. */
         if (c->read_eof) begin_closing(c);
         return false;
       }
