@@ -33,10 +33,16 @@ static bool name_is(const vigil_header_t *h, const char *name, size_t n) {
 }
 
 /* Framing is ours: Content-Length and Transfer-Encoding come from the
- * content_length argument, Connection from the keep-alive decision. */
-static bool framing_header(const vigil_header_t *h) {
-  return name_is(h, "content-length", 14) || name_is(h, "transfer-encoding", 17) ||
-         name_is(h, "connection", 10);
+ * content_length argument, Connection from the keep-alive decision. Asked
+ * twice per user header (op_measure, put_user_headers): inline, and by
+ * length first, so that any other name costs a compare. */
+static inline bool framing_header(const vigil_header_t *h) {
+  switch (h->name_len) {
+    case 10: return name_is(h, "connection", 10);
+    case 14: return name_is(h, "content-length", 14);
+    case 17: return name_is(h, "transfer-encoding", 17);
+  }
+  return false;
 }
 
 static bool value_has_token(const vigil_header_t *h, const char *tok) {
