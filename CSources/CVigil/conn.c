@@ -502,11 +502,17 @@ static void dispatch(vigil_conn_t *c) {
   c->msg_complete = false;
   vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
   vigil__timer_disarm(c, T_HEADER);
-  vigil__timer_arm(c, T_HANDLER);
   c->served++;
   atomic_fetch_add_explicit(&c->loop->requests, 1, memory_order_relaxed);
   vigil_request_retain(req); /* the handler's reference */
   s->config.on_request(req, s->config.userdata);
+  /* The handler timeout, armed only for a handler still running now: one
+   * that answered and finished inside on_request (a C handler) never needs
+   * it. Same deadline as arming before the call (uv_now is this loop
+   * iteration's). c->req == req: the connection's reference keeps req
+   * alive, and the next request cannot have been dispatched meanwhile
+   * (vigil__conn_process does not re-enter). */
+  if (c->req == req && !req->handler_done) vigil__timer_arm(c, T_HANDLER);
 }
 
 static void deliver_body(vigil_conn_t *c, const char *data, size_t len, int end) {
