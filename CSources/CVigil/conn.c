@@ -502,11 +502,17 @@ static void dispatch(vigil_conn_t *c) {
   c->msg_complete = false;
   vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
   vigil__timer_disarm(c, T_HEADER);
-  vigil__timer_arm(c, T_HANDLER);
   c->served++;
   atomic_fetch_add_explicit(&c->loop->requests, 1, memory_order_relaxed);
   vigil_request_retain(req); /* the handler's reference */
   s->config.on_request(req, s->config.userdata);
+  /* The handler timeout, armed only for a handler still running now: one
+   * that answered and finished inside on_request (a C handler) never needs
+   * it. Same deadline as arming before the call (uv_now is this loop
+   * iteration's). c->req == req: the connection's reference keeps req
+   * alive, and the next request cannot have been dispatched meanwhile
+   * (vigil__conn_process does not re-enter). */
+  if (c->req == req && !req->handler_done) vigil__timer_arm(c, T_HANDLER);
 }
 
 static void deliver_body(vigil_conn_t *c, const char *data, size_t len, int end) {
@@ -588,12 +594,16 @@ static bool step(vigil_conn_t *c) {
         if (c->read_eof) begin_closing(c);
         return false;
       }
-      /* The header timeout runs from the first byte of a head (slowloris). */
-      if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
       used = vigil__parse(c, in_data(c), in_pending(c), &err);
       in_consume(c, used);
       if (err == HPE_OK) {
-        /* Head incomplete: wait for more, unless no more will come. */
+        /* Head incomplete: the header timeout runs from its first byte
+         * (slowloris). Armed only now, not before the parse: a head that
+         * arrived whole (every keep-alive and pipelined request) is
+         * dispatched without arming and disarming it, and the deadline is
+         * the same, uv_now being the time of this loop iteration. */
+        if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
+        /* Wait for more, unless no more will come. */
         if (c->read_eof) begin_closing(c);
         return false;
       }

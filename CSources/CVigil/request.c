@@ -273,20 +273,14 @@ static int submit_simple(vigil_request_t *req, int type) {
     memset(&op, 0, sizeof op);
     op.type = type;
     op.req = req;
-    op.on_stack = true;
     vigil_request_retain(req);
-    vigil__op_run(req->loop, &op);
+    vigil__op_run(req->loop, &op); /* runs it, frees nothing */
     return 0;
   }
   vigil_op_t *op;
   int r = vigil__op_new(&op, type, req, NULL, 0, NULL, 0);
   if (r != 0) return r;
-  r = vigil__loop_submit(req->loop, op);
-  if (r != 0) {
-    vigil__request_unref(op->req);
-    free(op);
-  }
-  return r;
+  return vigil__op_submit(op);
 }
 
 static int body_call(vigil_request_t *req, int type) {

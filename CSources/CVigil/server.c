@@ -94,12 +94,8 @@ static void loop_drain(vigil_loop_t *loop) {
   pthread_mutex_unlock(&loop->qlock);
   while (op != NULL) {
     vigil_op_t *next = op->next;
-    if (op->type == OP_TASK) {
-      op->task(op->userdata);
-      free(op);
-    } else {
-      vigil__op_run(loop, op);
-    }
+    vigil__op_run(loop, op);
+    free(op); /* popped from the queue: ours */
     op = next;
   }
 }
@@ -115,7 +111,7 @@ static bool run_local_tasks(vigil_loop_t *loop) {
     loop->tasks_head = loop->tasks_tail = NULL;
     while (op != NULL) {
       vigil_op_t *next = op->next;
-      op->task(op->userdata);
+      vigil__op_run(loop, op);
       free(op);
       op = next;
       ran = true;
@@ -135,7 +131,14 @@ int vigil_server_post(vigil_server_t *s, unsigned index, vigil_task_cb fn,
   op->type = OP_TASK;
   op->task = fn;
   op->userdata = userdata;
-  if (vigil__on_loop_thread(loop) && !loop->qclosed) {
+  if (vigil__on_loop_thread(loop)) {
+    if (loop->qclosed) {
+      /* The loop is closing (a task or callback of its last drain posts):
+       * vigil__loop_submit would run fn at once, inside the caller and
+       * ahead of tasks already queued. Say it will not run. */
+      free(op);
+      return VIGIL_ESHUTDOWN;
+    }
     if (loop->tasks_tail) loop->tasks_tail->next = op; else loop->tasks_head = op;
     loop->tasks_tail = op;
     return 0;
@@ -149,6 +152,7 @@ int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
   if (vigil__on_loop_thread(loop)) {
     /* A C handler answering from its callback: no queue, no wake-up. */
     vigil__op_run(loop, op);
+    free(op); /* accepted: the loop's, and run */
     return 0;
   }
   op->next = NULL;

@@ -183,8 +183,11 @@ bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason);
 int vigil__request_add_header(vigil_request_t *req);
 
 /* ------------------------------------------------------------------ */
-/* ops: work posted to a loop from any thread (server.c). Owner: the queue
- * until the loop pops it; the loop frees it after running it. */
+/* ops: work for a loop, from any thread (server.c). Owner: whoever made it
+ * until vigil__loop_submit accepts it; then the loop, which frees it after
+ * running it (at once on the loop thread, else when the queue is drained).
+ * vigil__op_run never frees: submit_simple (request.c) runs an op from its
+ * own stack through it. */
 enum {
   OP_START = 1,   /* response head */
   OP_WRITE,       /* body bytes */
@@ -210,7 +213,6 @@ struct vigil_op_s {
   void *userdata;
   bool user_close;           /* the user's headers asked for Connection: close */
   bool user_date;            /* the user supplied Date */
-  bool on_stack;             /* run in place by its caller: not freed */
   size_t head_len;           /* serialized user header lines at data[0..head_len) */
   size_t body_len;           /* body bytes at data[head_len..] */
   uint64_t grace_ms;         /* OP_SHUTDOWN */
@@ -223,9 +225,14 @@ struct vigil_op_s {
 int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
                   const vigil_header_t *headers, size_t nheaders,
                   const void *body, size_t body_len);
-/* Run op now if on the loop thread, else queue it. Takes ownership. */
+/* Run op now if on the loop thread, else queue it. Takes ownership on
+ * success; on failure (VIGIL_ESHUTDOWN) the op is still the caller's. */
 int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op);
-/* Loop thread: run one op (response.c). Frees it, unless on_stack. */
+/* vigil__loop_submit for an op holding a request reference: on failure
+ * drops that reference and frees the op. Returns vigil__loop_submit's. */
+int vigil__op_submit(vigil_op_t *op);
+/* Loop thread: run one op (response.c) and drop its request reference.
+ * Does not free it: that is its owner's business (see above). */
 void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
 /* Loop thread: fail an op whose request can no longer be served. */
 void vigil__op_fail(vigil_op_t *op, int err);
