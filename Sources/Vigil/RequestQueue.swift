@@ -20,13 +20,13 @@ final class RequestQueue: Sendable {
     /// instead. Bounds the memory of a burst that is over.
     static let maxParkedWorkers = 256
 
-    typealias Worker = CheckedContinuation<RequestContext?, Never>
+    typealias Worker = UnsafeContinuation<RequestContext?, Never>
 
     /// Who to resume, outside the lock.
     enum Wake {
         case none
         case worker(Worker, RequestContext)
-        case dispatcher(CheckedContinuation<Void, Never>)
+        case dispatcher(UnsafeContinuation<Void, Never>)
 
         func run() {
             switch self {
@@ -52,7 +52,7 @@ final class RequestQueue: Sendable {
         /// Workers between the end of a handler and `leave`: each will look
         /// at `pending` before it parks.
         var finishing = 0
-        var dispatcher: CheckedContinuation<Void, Never>?
+        var dispatcher: UnsafeContinuation<Void, Never>?
         var finished = false
 
         mutating func popPending() -> RequestContext? {
@@ -93,7 +93,7 @@ final class RequestQueue: Sendable {
     /// has handed out what is pending.
     func finish() {
         let (workers, dispatcher) = state.withLock {
-            s -> ([Worker], CheckedContinuation<Void, Never>?) in
+            s -> ([Worker], UnsafeContinuation<Void, Never>?) in
             s.finished = true
             defer {
                 s.parked = []
@@ -110,7 +110,7 @@ final class RequestQueue: Sendable {
     func nextForNewWorker() async -> RequestContext? {
         while true {
             var taken: RequestContext??
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
                 taken = state.withLock { s -> RequestContext?? in
                     if let p = s.popPending() { return .some(p) }
                     if s.finished { return .some(nil) }
@@ -156,7 +156,7 @@ final class RequestQueue: Sendable {
     /// After `.wait`: the next request, or nil when the queue finished.
     func park() async -> RequestContext? {
         var resumedHere = false
-        let next = await withCheckedContinuation { (c: Worker) in
+        let next = await withUnsafeContinuation { (c: Worker) in
             // Since `leave` a request may have come (it went to the
             // dispatcher or another worker) or the queue finished.
             let now = state.withLock { s -> RequestContext?? in
