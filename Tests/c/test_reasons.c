@@ -18,6 +18,15 @@ static atomic_int worker_started;
  * would let both finish the request if on_done ran in between. */
 static int done_finishes;
 
+/* What the trickle worker saw after the write failure was reported: the
+ * return codes of the response calls it made then, and how many write
+ * callbacks ran for those calls (an error return means the callback never
+ * runs, and nothing was queued). */
+static atomic_int after_saw_done;
+static atomic_int after_write_rc, after_write0_rc, after_end_rc, after_start_rc,
+    after_send_rc;
+static atomic_int after_write_cbs;
+
 static void on_cancel_cb(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   (void)req;
   (void)ud;
@@ -38,6 +47,8 @@ static void reset_state(void) {
   atomic_store(&cb_reason, VIGIL_REASON_NONE);
   atomic_store(&worker_stop, 0);
   atomic_store(&worker_started, 0);
+  atomic_store(&after_saw_done, 0);
+  atomic_store(&after_write_cbs, 0);
   done_finishes = 0;
 }
 
@@ -45,11 +56,31 @@ static void reset_state(void) {
 /* write failed: with the "finish" half-close policy the core stops reading
  * after the client's FIN, so an RST after it is learnt from a write. */
 
+static void after_write_cb(vigil_request_t *req, int status, void *ud) {
+  (void)req;
+  (void)status;
+  (void)ud;
+  atomic_fetch_add(&after_write_cbs, 1);
+}
+
 static void *trickle(void *arg) {
   vigil_request_t *req = arg;
   while (!atomic_load(&worker_stop)) {
     if (vigil_response_write(req, "tick\n", 5, NULL, NULL) != 0) break;
     tc_sleep_ms(10);
+  }
+  /* The handler still holds its reference: once the failure is reported
+   * (on_request_done ran), every response call must fail and queue
+   * nothing. */
+  if (TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 5000)) {
+    atomic_store(&after_saw_done, 1);
+    atomic_store(&after_write_rc,
+                 vigil_response_write(req, "late\n", 5, after_write_cb, NULL));
+    atomic_store(&after_write0_rc, vigil_response_write(req, "", 0, after_write_cb, NULL));
+    atomic_store(&after_end_rc, vigil_response_end(req));
+    atomic_store(&after_start_rc, vigil_response_start(req, 200, NULL, 0, -1));
+    atomic_store(&after_send_rc, vigil_response_send(req, 200, NULL, 0, "late", 4));
+    tc_sleep_ms(100); /* a callback wrongly queued would have run by now */
   }
   vigil_request_finish(req);
   return NULL;
@@ -85,6 +116,21 @@ static void test_write_failed(void) {
   CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_WRITE_FAILED);
   CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_WRITE_FAILED);
   if (atomic_load(&worker_started)) pthread_join(worker, NULL);
+  /* After the failure: the response was started and not ended, so write
+   * and end can only fail as cancelled (vigil.h: VIGIL_ECANCELED, "the
+   * request was cancelled"); start and send may also say the response was
+   * already started (VIGIL_EALREADY). Nothing was queued: no callback. */
+  CHECK(atomic_load(&after_saw_done), "the worker saw the request end");
+  CHECK_EQ_INT(atomic_load(&after_write_rc), VIGIL_ECANCELED);
+  CHECK_EQ_INT(atomic_load(&after_write0_rc), VIGIL_ECANCELED);
+  CHECK_EQ_INT(atomic_load(&after_end_rc), VIGIL_ECANCELED);
+  int rc = atomic_load(&after_start_rc);
+  CHECK(rc == VIGIL_ECANCELED || rc == VIGIL_EALREADY,
+        "vigil_response_start after the failure: %d (%s)", rc, vigil_strerror(rc));
+  rc = atomic_load(&after_send_rc);
+  CHECK(rc == VIGIL_ECANCELED || rc == VIGIL_EALREADY,
+        "vigil_response_send after the failure: %d (%s)", rc, vigil_strerror(rc));
+  CHECK_EQ_INT(atomic_load(&after_write_cbs), 0);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
 }
