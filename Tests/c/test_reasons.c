@@ -18,6 +18,15 @@ static atomic_int worker_started;
  * would let both finish the request if on_done ran in between. */
 static int done_finishes;
 
+/* What the trickle worker saw after the write failure was reported: the
+ * return codes of the response calls it made then, and how many write
+ * callbacks ran for those calls (an error return means the callback never
+ * runs, and nothing was queued). */
+static atomic_int after_saw_done;
+static atomic_int after_write_rc, after_write0_rc, after_end_rc, after_start_rc,
+    after_send_rc;
+static atomic_int after_write_cbs;
+
 static void on_cancel_cb(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   (void)req;
   (void)ud;
@@ -38,6 +47,8 @@ static void reset_state(void) {
   atomic_store(&cb_reason, VIGIL_REASON_NONE);
   atomic_store(&worker_stop, 0);
   atomic_store(&worker_started, 0);
+  atomic_store(&after_saw_done, 0);
+  atomic_store(&after_write_cbs, 0);
   done_finishes = 0;
 }
 
@@ -45,11 +56,31 @@ static void reset_state(void) {
 /* write failed: with the "finish" half-close policy the core stops reading
  * after the client's FIN, so an RST after it is learnt from a write. */
 
+static void after_write_cb(vigil_request_t *req, int status, void *ud) {
+  (void)req;
+  (void)status;
+  (void)ud;
+  atomic_fetch_add(&after_write_cbs, 1);
+}
+
 static void *trickle(void *arg) {
   vigil_request_t *req = arg;
   while (!atomic_load(&worker_stop)) {
     if (vigil_response_write(req, "tick\n", 5, NULL, NULL) != 0) break;
     tc_sleep_ms(10);
+  }
+  /* The handler still holds its reference: once the failure is reported
+   * (on_request_done ran), every response call must fail and queue
+   * nothing. */
+  if (TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 5000)) {
+    atomic_store(&after_saw_done, 1);
+    atomic_store(&after_write_rc,
+                 vigil_response_write(req, "late\n", 5, after_write_cb, NULL));
+    atomic_store(&after_write0_rc, vigil_response_write(req, "", 0, after_write_cb, NULL));
+    atomic_store(&after_end_rc, vigil_response_end(req));
+    atomic_store(&after_start_rc, vigil_response_start(req, 200, NULL, 0, -1));
+    atomic_store(&after_send_rc, vigil_response_send(req, 200, NULL, 0, "late", 4));
+    tc_sleep_ms(100); /* a callback wrongly queued would have run by now */
   }
   vigil_request_finish(req);
   return NULL;
@@ -85,6 +116,21 @@ static void test_write_failed(void) {
   CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_WRITE_FAILED);
   CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_WRITE_FAILED);
   if (atomic_load(&worker_started)) pthread_join(worker, NULL);
+  /* After the failure: the response was started and not ended, so write
+   * and end can only fail as cancelled (vigil.h: VIGIL_ECANCELED, "the
+   * request was cancelled"); start and send may also say the response was
+   * already started (VIGIL_EALREADY). Nothing was queued: no callback. */
+  CHECK(atomic_load(&after_saw_done), "the worker saw the request end");
+  CHECK_EQ_INT(atomic_load(&after_write_rc), VIGIL_ECANCELED);
+  CHECK_EQ_INT(atomic_load(&after_write0_rc), VIGIL_ECANCELED);
+  CHECK_EQ_INT(atomic_load(&after_end_rc), VIGIL_ECANCELED);
+  int rc = atomic_load(&after_start_rc);
+  CHECK(rc == VIGIL_ECANCELED || rc == VIGIL_EALREADY,
+        "vigil_response_start after the failure: %d (%s)", rc, vigil_strerror(rc));
+  rc = atomic_load(&after_send_rc);
+  CHECK(rc == VIGIL_ECANCELED || rc == VIGIL_EALREADY,
+        "vigil_response_send after the failure: %d (%s)", rc, vigil_strerror(rc));
+  CHECK_EQ_INT(atomic_load(&after_write_cbs), 0);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
 }
@@ -92,42 +138,82 @@ static void test_write_failed(void) {
 /* ------------------------------------------------------------------ */
 /* body too large: a chunked body passing max_body_bytes */
 
+#define BODY_LIMIT 100
+
+/* What on_body saw: the body bytes delivered, the calls, whether end=1 came. */
+static atomic_ullong body_bytes;
+static atomic_int body_calls;
+static atomic_int body_ended;
+
 static void on_request_body(vigil_request_t *req, void *ud) {
   (void)ud;
   vigil_request_on_cancel(req, on_cancel_cb, NULL);
   vigil_request_body_start(req);
 }
 
-static void on_body_discard(vigil_request_t *req, const char *d, size_t n, int end,
-                            void *ud) {
+static void on_body_count(vigil_request_t *req, const char *d, size_t n, int end,
+                          void *ud) {
   (void)d;
-  (void)n;
   (void)ud;
+  atomic_fetch_add(&body_bytes, (unsigned long long)n);
+  atomic_fetch_add(&body_calls, 1);
   if (end) {
+    atomic_store(&body_ended, 1);
     vigil_response_send(req, 200, NULL, 0, "all", 3);
     vigil_request_finish(req);
   }
 }
 
-static void test_body_too_large(void) {
-  reset_state();
-  done_finishes = 1;
+static void reset_body_counts(void) {
+  atomic_store(&body_bytes, 0);
+  atomic_store(&body_calls, 0);
+  atomic_store(&body_ended, 0);
+}
+
+/* Sends a chunked POST whose body is `nchunks` chunks of `chunk` bytes
+ * each, a chunk per write with a pause between them, so that the core
+ * sees the body in several reads (and delivers it in several spans).
+ * Stops early once the server answered or closed. */
+static void send_chunked(tc_client_t *c, int nchunks, size_t chunk) {
+  char data[512];
+  char size[32];
+  memset(data, 'z', sizeof data);
+  tc_send_str(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < nchunks; i++) {
+    /* An answer (the 413) or a close: the rest would only meet an RST. */
+    tc_read_some(c, 0);
+    if (c->in.len > 0 || c->eof || c->reset) return;
+    snprintf(size, sizeof size, "%zx\r\n", chunk);
+    tc_send_str(c, size);
+    tc_send(c, data, chunk);
+    tc_send_str(c, "\r\n");
+    tc_sleep_ms(20);
+  }
+  tc_send_str(c, "0\r\n\r\n");
+}
+
+static vigil_server_t *start_body_server(void) {
   vigil_config_t cfg;
   vigil_config_init(&cfg);
-  cfg.max_body_bytes = 100;
+  cfg.max_body_bytes = BODY_LIMIT;
   cfg.on_request = on_request_body;
-  cfg.on_body = on_body_discard;
+  cfg.on_body = on_body_count;
   cfg.on_request_done = on_done;
   vigil_server_t *s;
-  int port = tc_server_start(&s, &cfg);
-  REQUIRE(port > 0, "server start");
+  if (tc_server_start(&s, &cfg) <= 0) return NULL;
+  return s;
+}
+
+static void test_body_too_large(void) {
+  reset_state();
+  reset_body_counts();
+  done_finishes = 1;
+  vigil_server_t *s = start_body_server();
+  REQUIRE(s != NULL, "server start");
   tc_client_t c;
-  REQUIRE(tc_connect(&c, port) == 0, "connect");
-  char chunk[300];
-  memset(chunk, 'z', sizeof chunk);
-  tc_send_str(&c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n");
-  tc_send(&c, chunk, sizeof chunk);
-  tc_send_str(&c, "\r\n0\r\n\r\n");
+  REQUIRE(tc_connect(&c, vigil_server_port(s)) == 0, "connect");
+  /* 60 + 60 + ...: the second chunk passes the limit of 100. */
+  send_chunked(&c, 5, 60);
   tc_resp_t r;
   CHECK(tc_read_response(&c, &r, 5000) == 0, "a response");
   CHECK_EQ_INT(r.status, 413);
@@ -136,6 +222,49 @@ static void test_body_too_large(void) {
   CHECK(tc_wait_closed(&c, 3000), "closed");
   CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_BODY_TOO_LARGE);
   CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_BODY_TOO_LARGE);
+  /* The exact bound: the bytes handed to on_body never pass the limit (a
+   * span that would pass it is not delivered at all), the body did flow
+   * (the first chunk fits), and no end=1 came for a body that failed. */
+  unsigned long long got = atomic_load(&body_bytes);
+  CHECK(got <= BODY_LIMIT, "on_body got %llu bytes in %d calls, over max_body_bytes %d",
+        got, atomic_load(&body_calls), BODY_LIMIT);
+  CHECK(got >= 60, "on_body got %llu bytes: the first chunk (60) fits the limit", got);
+  CHECK_EQ_INT(atomic_load(&body_ended), 0);
+  tc_close(&c);
+  CHECK(tc_stats_settled(s, 3000), "nothing left");
+  vigil_server_free(s);
+}
+
+/* The other side of the bound: a chunked body of exactly max_body_bytes is
+ * delivered whole and answered by the handler. */
+static void test_body_at_limit(void) {
+  reset_state();
+  reset_body_counts();
+  done_finishes = 1;
+  vigil_server_t *s = start_body_server();
+  REQUIRE(s != NULL, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, vigil_server_port(s)) == 0, "connect");
+  send_chunked(&c, 2, BODY_LIMIT / 2);
+  tc_resp_t r;
+  CHECK(tc_read_response(&c, &r, 5000) == 0, "a response");
+  CHECK_EQ_INT(r.status, 200);
+  CHECK(r.body.len == 3 && memcmp(r.body.p, "all", 3) == 0, "body 'all'");
+  /* Not checked: the response carries `Connection: close` although the
+   * body was read whole. A whole response (vigil_response_send) made inside
+   * on_body(end=1) of a chunked request runs while the connection is still
+   * in PHASE_BODY (conn.c sets PHASE_RESPONDING only after deliver_body
+   * returns), so write_head (response.c, `!body_complete(c)` and
+   * `whole && req->chunked`) takes the body for unread and closes. Reported
+   * as a suspected core bug; the connection should stay open here. */
+  if (tc_resp_has(&r, "connection", "close"))
+    tc_note("known: Connection: close after a chunked body answered in on_body(end=1)");
+  tc_resp_free(&r);
+  CHECK_EQ_INT(atomic_load(&body_bytes), BODY_LIMIT);
+  CHECK_EQ_INT(atomic_load(&body_ended), 1);
+  CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 3000),
+        "request done");
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_HANDLER_FINISHED);
   tc_close(&c);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
@@ -184,7 +313,9 @@ static void test_read_failed(void) {
 int main(void) {
   tc_init();
   RUN(test_write_failed, "write failed: FIN, then RST seen by a write");
-  RUN(test_body_too_large, "body too large: chunked body over max_body_bytes gets 413");
+  RUN(test_body_too_large,
+      "body too large: chunked body over max_body_bytes gets 413, on_body gets at most the limit");
+  RUN(test_body_at_limit, "body at the limit: a chunked body of exactly max_body_bytes is delivered");
   RUN(test_read_failed, "read failed: zero window past TCP_USER_TIMEOUT");
   return tc_summary();
 }
