@@ -658,12 +658,18 @@ static bool step(vigil_conn_t *c) {
         if (c->msg_complete) {
           c->msg_complete = false;
           vigil__timer_disarm(c, T_BODY);
-          if (c->phase == PHASE_BODY) {
+          bool deliver_end = c->phase == PHASE_BODY;
+          /* The body is complete before its last callback, not after: a
+           * response sent from inside on_body(end=1) (a C handler) found
+           * PHASE_BODY, took the chunked body for unread and closed the
+           * connection after answering. And a phase the callback sets
+           * (hijack, a failure) is not overwritten. */
+          c->phase = PHASE_RESPONDING;
+          if (deliver_end) {
             atomic_store(&c->req->body_public, BODY_DELIVERED);
             deliver_body(c, NULL, 0, 1);
           }
           if (c->closing) return false;
-          c->phase = PHASE_RESPONDING;
         } else if (c->phase == PHASE_BODY && c->body_paused) {
           c->phase = PHASE_BODY_PAUSED;
           vigil__timer_disarm(c, T_BODY); /* the handler's pause, not the client's */
