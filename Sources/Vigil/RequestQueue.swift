@@ -17,7 +17,10 @@
 /// requests and parked workers coexist only while a worker is finishing.
 final class RequestQueue: Sendable {
     /// Parked workers kept per loop; one finding this many parked ends
-    /// instead. Bounds the memory of a burst that is over.
+    /// instead. Bounds the memory of a burst that is over. A soft bound:
+    /// `leave` counts the parked workers and `park` joins them under a
+    /// second lock, so workers leaving at the same moment may each see
+    /// room and park a few past it.
     static let maxParkedWorkers = 256
 
     typealias Worker = UnsafeContinuation<RequestContext?, Never>
