@@ -122,6 +122,7 @@ build_all() {
     log "building floor, cancel_latency, idle_conns (cc -O2)"
     cc -O2 -o "$BIN/floor" "$HERE/floor/floor.c" $uvflags || { log "floor build failed"; exit 1; }
     cc -O2 -o "$BIN/cancel_latency" "$HERE/cancel/cancel_latency.c" || { log "cancel_latency build failed"; exit 1; }
+    cc -O2 -pthread -o "$BIN/kernel_floor" "$HERE/cancel/kernel_floor.c" || { log "kernel_floor build failed"; exit 1; }
     cc -O2 -o "$BIN/idle_conns" "$HERE/mem/idle_conns.c" || { log "idle_conns build failed"; exit 1; }
 
     log "building go-bench (go $(go env GOVERSION 2>/dev/null))"
@@ -143,6 +144,12 @@ build_all() {
         else
             log "no $ROOT/Package.swift: vigil-swift will be skipped"
         fi
+        # The C handler: examples/c/hello.c on libvigil.a (mk/c.mk). Built
+        # here, not left to an earlier `make test-c`: a fresh machine has
+        # no .build-c.
+        log "building vigil-c-bench (make vigil-c-bench)"
+        make -C "$ROOT" --no-print-directory vigil-c-bench BUILD_C=.build-c >"$LOGDIR/vigil-c-build.log" 2>&1 ||
+            log "vigil-c-bench build failed (see $LOGDIR/vigil-c-build.log): vigil-c will be skipped"
     fi
 }
 
@@ -339,6 +346,23 @@ if [ "${SKIP_CANCEL:-0}" != "1" ]; then
         done
         stop_server
     done
+    # The kernel's own part, no server: in the floor row, what no server's
+    # figure can go under on this machine.
+    for mode in fin rst; do
+        flag=""; [ "$mode" = rst ] && flag="--rst"
+        out="$(timeout 120 "$BIN/kernel_floor" $flag --rounds "$CANCEL_ROUNDS" 2>&1)"
+        { echo "=== kernel floor $mode"; echo "$out"; } >>"$RAW"
+        line="$(echo "$out" | grep '^kernel floor' | tail -1)"
+        p50="$(echo "$line" | sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p')"
+        p99="$(echo "$line" | sed -n 's/.*p99 \([0-9.]*\) us.*/\1/p')"
+        if [ -n "$p50" ] && [ -n "$p99" ]; then
+            val="$(awk -v a="$p50" -v b="$p99" 'BEGIN{printf "kernel: %.0f / %.0f µs", a, b}')"
+        else
+            val="error"
+        fi
+        log "  kernel floor $mode: $val"
+        if [ "$mode" = fin ]; then CANCEL_FIN[floor]="$val"; else CANCEL_RST[floor]="$val"; fi
+    done
 fi
 
 # 5. idle connection RSS
@@ -391,7 +415,8 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
     echo "## Vigil benchmarks — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
     echo "$(nproc) cores, $(uname -r), repo $REV. wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median shown;" \
-        "pipelined = 16 requests per write. Cancel latency: $CANCEL_ROUNDS rounds, client close → handler sees it, p50 / p99." \
+        "pipelined = 16 requests per write. Cancel latency: $CANCEL_ROUNDS rounds, client close → handler sees it, p50 / p99" \
+        "(the client sleeps 2 ms after each close; the floor row: the kernel alone, close → a blocked epoll_wait sees it, Benchmarks/cancel/kernel_floor.c)." \
         "Idle RSS: $IDLE_CONNS keep-alive connections, server VmRSS growth per connection. Run took ${ELAPSED}s."
     echo
     echo "| server | keep-alive req/s | ×floor | ×nio | pipelined req/s | ×floor | ×nio | idle conn RSS | FIN → handler | RST → handler |"
