@@ -167,7 +167,10 @@ private func withCHeaders<R>(
             used += n
             return true
         }
-        for field in fields {
+        var at = fields.startIndex
+        while at != fields.endIndex {
+            let field = fields[at]
+            at = fields.index(after: at)
             let nameAt = used
             guard put(field.name.rawName) else { return nil }
             let valueAt = used
