@@ -110,7 +110,7 @@ final class RequestQueue: Sendable {
 
     /// The dispatcher: the next request no worker took, for a new worker;
     /// nil once finished and drained.
-    func nextForNewWorker() async -> RequestContext? {
+    nonisolated(nonsending) func nextForNewWorker() async -> RequestContext? {
         while true {
             var taken: RequestContext??
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
@@ -157,7 +157,7 @@ final class RequestQueue: Sendable {
     }
 
     /// After `.wait`: the next request, or nil when the queue finished.
-    func park() async -> RequestContext? {
+    nonisolated(nonsending) func park() async -> RequestContext? {
         var resumedHere = false
         let next = await withUnsafeContinuation { (c: Worker) in
             // Since `leave` a request may have come (it went to the
