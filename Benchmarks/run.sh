@@ -27,6 +27,7 @@
 #   SERVERS="floor go ..."           only these servers (names from the table)
 #   SKIP_BUILD=1                     use what is already built
 #   SKIP_VIGIL_BUILD=1               do not build the main package
+#   SKIP_CALLS=1                     no uprobe call counts (Benchmarks/calls)
 #   BASE_PORT=18300                  server i listens on BASE_PORT+i
 #   SKIP_CANCEL=1  SKIP_IDLE=1  SKIP_INSTR=1   skip those phases
 #
@@ -104,6 +105,7 @@ install_missing() {
     if ! { [ -f /usr/include/uv.h ] || pkg-config --exists libuv 2>/dev/null; }; then missing+=(libuv1-dev); fi
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
     [ "${SKIP_INSTR:-0}" = 1 ] || command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+    [ "${SKIP_CALLS:-0}" = 1 ] || command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
     # Vigil's own build takes llhttp's C sources from Debian's node-llhttp.
     if [ -d "$ROOT/CSources/CLLHTTP" ] && [ ! -f /usr/share/llhttp/llhttp.c ]; then missing+=(node-llhttp); fi
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -402,6 +404,23 @@ if [ "${SKIP_INSTR:-0}" != "1" ] && [ -x "$ROOT/.build-c/vigil-c-bench" ]; then
     log "  keep-alive ${INSTR_KA:-error}, pipelined ${INSTR_PL:-error}"
 fi
 
+# 6b. runtime calls per request of the Swift path (uprobes: root and perf;
+# skipped without them, as valgrind cannot run the Swift runtime)
+CALLS_KA="" CALLS_PL=""
+if [ "${SKIP_CALLS:-0}" != "1" ] && [ -x "$ROOT/.build/release/vigil-demo" ]; then
+    if command -v perf >/dev/null && [ "$(id -u)" = 0 ]; then
+        log "runtime calls per request: vigil-swift under uprobes"
+        out="$(timeout 600 bash "$HERE/calls/run.sh" "$ROOT/.build/release/vigil-demo" 2>&1)" || true
+        { echo "=== runtime calls per request"; echo "$out"; } >>"$RAW"
+        CALLS_KA="$(echo "$out" | sed -n 's/^CALLS depth=1 //p')"
+        CALLS_PL="$(echo "$out" | sed -n 's/^CALLS depth=16 //p')"
+        log "  keep-alive ${CALLS_KA:-error}"
+        log "  pipelined ${CALLS_PL:-error}"
+    else
+        log "runtime calls per request: skipped (needs root and perf: apt-get install linux-perf)"
+    fi
+fi
+
 # 7. report
 while IFS= read -r w; do [ -n "$w" ] && WARNINGS+=("$w"); done <"$WARNFILE"
 floor_ka="$(median ${KA[floor]:-})"
@@ -445,6 +464,13 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
         echo
         echo "Instructions per request, vigil-c (callgrind, user space, one connection):" \
             "keep-alive ${INSTR_KA:-error}, 16 pipelined ${INSTR_PL:-error}."
+    fi
+    if [ -n "$CALLS_KA$CALLS_PL" ]; then
+        echo
+        echo "Runtime calls per request, vigil-swift (uprobes, Benchmarks/calls/run.sh):"
+        echo
+        echo "- keep-alive: ${CALLS_KA:-error}"
+        echo "- 16 pipelined: ${CALLS_PL:-error}"
     fi
     if [ "${#WARNINGS[@]}" -gt 0 ]; then
         echo
