@@ -192,7 +192,12 @@ static void send_chunked(tc_client_t *c, int nchunks, size_t chunk) {
   tc_send_str(c, "0\r\n\r\n");
 }
 
+/* A fresh state (the handler finishes in on_done) and a server with the
+ * body limit and the counting on_body. */
 static vigil_server_t *start_body_server(void) {
+  reset_state();
+  reset_body_counts();
+  done_finishes = 1;
   vigil_config_t cfg;
   vigil_config_init(&cfg);
   cfg.max_body_bytes = BODY_LIMIT;
@@ -205,9 +210,6 @@ static vigil_server_t *start_body_server(void) {
 }
 
 static void test_body_too_large(void) {
-  reset_state();
-  reset_body_counts();
-  done_finishes = 1;
   vigil_server_t *s = start_body_server();
   REQUIRE(s != NULL, "server start");
   tc_client_t c;
@@ -238,9 +240,6 @@ static void test_body_too_large(void) {
 /* The other side of the bound: a chunked body of exactly max_body_bytes is
  * delivered whole and answered by the handler. */
 static void test_body_at_limit(void) {
-  reset_state();
-  reset_body_counts();
-  done_finishes = 1;
   vigil_server_t *s = start_body_server();
   REQUIRE(s != NULL, "server start");
   tc_client_t c;
