@@ -1,4 +1,5 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
+// 6.2: `nonisolated(nonsending)` (Server.Handler, the worker loop).
 import PackageDescription
 
 let package = Package(

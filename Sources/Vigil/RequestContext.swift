@@ -24,18 +24,14 @@ final class RequestContext: Sendable {
     private static let bodyHighWater = 256 * 1024
     private static let bodyLowWater = 64 * 1024
 
-    /// Continuations here (and in `RequestQueue`) are `UnsafeContinuation`:
-    /// `CheckedContinuation` is not frozen, so its layout is known only at
-    /// run time, and a state holding it was created, copied and destroyed
-    /// through runtime metadata and value witnesses on every request. Each
-    /// one is resumed exactly once by construction: it is taken out under
-    /// the lock by whoever resumes it (the tests check every waiter is).
+    /// Continuations here are `Continuation`s (Continuation.swift): unsafe
+    /// in release builds, checked in debug ones.
     private struct State {
         var reason: CancellationReason?
         var task: TaskHandle?
         var cancelInProgress = false
-        var detachWaiter: UnsafeContinuation<Void, Never>?
-        var closeWaiters: [Int: UnsafeContinuation<CancellationReason, any Error>] = [:]
+        var detachWaiter: Continuation<Void, Never>?
+        var closeWaiters: [Int: Continuation<CancellationReason, any Error>] = [:]
         var nextWaiterID = 0
         var onCancel: [@Sendable (CancellationReason) -> Void] = []
         // body
@@ -45,7 +41,7 @@ final class RequestContext: Sendable {
         var bodyStarted = false
         var bodyPaused = false
         var bodyEnded = false
-        var bodyWaiter: UnsafeContinuation<[UInt8]?, any Error>?
+        var bodyWaiter: Continuation<[UInt8]?, any Error>?
         var hijacked = false
 
         /// Everything waiting on the request, taken out; nil if nothing
@@ -137,7 +133,7 @@ final class RequestContext: Sendable {
     /// After `detachTaskAndFinish` returned false: until the cancel is
     /// done with the task handle.
     nonisolated(nonsending) func waitForCancel() async {
-        await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+        await withContinuation { (c: Continuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.cancelInProgress {
                     s.detachWaiter = c
@@ -175,7 +171,7 @@ final class RequestContext: Sendable {
             // cancelling runs the task's cancellation handlers synchronously,
             // and they may take this lock.
             task.task.cancel()
-            let waiter = state.withLock { s -> UnsafeContinuation<Void, Never>? in
+            let waiter = state.withLock { s -> Continuation<Void, Never>? in
                 s.cancelInProgress = false
                 defer { s.detachWaiter = nil }
                 return s.detachWaiter
@@ -199,9 +195,9 @@ final class RequestContext: Sendable {
     }
 
     private struct CancelWork {
-        var waiters: [UnsafeContinuation<CancellationReason, any Error>]
+        var waiters: [Continuation<CancellationReason, any Error>]
         var callbacks: [@Sendable (CancellationReason) -> Void]
-        var bodyWaiter: UnsafeContinuation<[UInt8]?, any Error>?
+        var bodyWaiter: Continuation<[UInt8]?, any Error>?
 
         func run(_ reason: CancellationReason, bodyError: RequestEndedError) {
             for w in waiters { w.resume(returning: reason) }
@@ -218,8 +214,8 @@ final class RequestContext: Sendable {
             return s.nextWaiterID
         }
         return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation {
-                (c: UnsafeContinuation<CancellationReason, any Error>) in
+            try await withThrowingContinuation {
+                (c: Continuation<CancellationReason, any Error>) in
                 let action = state.withLock { s -> Result<CancellationReason, any Error>? in
                     if let r = s.reason { return .success(r) }
                     if Task.isCancelled { return .failure(CancellationError()) }
@@ -249,7 +245,7 @@ final class RequestContext: Sendable {
     func bodyReceived(_ bytes: UnsafeRawBufferPointer, end: Bool) {
         let chunk = bytes.isEmpty ? nil : [UInt8](bytes)
         let (waiter, value, pause) = state.withLock {
-            s -> (UnsafeContinuation<[UInt8]?, any Error>?, [UInt8]?, Bool) in
+            s -> (Continuation<[UInt8]?, any Error>?, [UInt8]?, Bool) in
             if end { s.bodyEnded = true }
             if let waiter = s.bodyWaiter, chunk != nil || end {
                 s.bodyWaiter = nil
@@ -325,8 +321,8 @@ final class RequestContext: Sendable {
         case .wait: break
         }
         return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation {
-                (c: UnsafeContinuation<[UInt8]?, any Error>) in
+            try await withThrowingContinuation {
+                (c: Continuation<[UInt8]?, any Error>) in
                 let action = state.withLock { s -> Result<[UInt8]?, any Error>? in
                     if s.chunkIndex < s.chunks.count {
                         let chunk = s.chunks[s.chunkIndex]
@@ -343,7 +339,7 @@ final class RequestContext: Sendable {
                 if let action { c.resume(with: action) }
             }
         } onCancel: {
-            let c = state.withLock { s -> UnsafeContinuation<[UInt8]?, any Error>? in
+            let c = state.withLock { s -> Continuation<[UInt8]?, any Error>? in
                 defer { s.bodyWaiter = nil }
                 return s.bodyWaiter
             }

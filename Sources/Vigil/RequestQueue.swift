@@ -23,13 +23,13 @@ final class RequestQueue: Sendable {
     /// room and park a few past it.
     static let maxParkedWorkers = 256
 
-    typealias Worker = UnsafeContinuation<RequestContext?, Never>
+    typealias Worker = Continuation<RequestContext?, Never>
 
     /// Who to resume, outside the lock.
     enum Wake {
         case none
         case worker(Worker, RequestContext)
-        case dispatcher(UnsafeContinuation<Void, Never>)
+        case dispatcher(Continuation<Void, Never>)
 
         func run() {
             switch self {
@@ -55,7 +55,7 @@ final class RequestQueue: Sendable {
         /// Workers between the end of a handler and `leave`: each will look
         /// at `pending` before it parks.
         var finishing = 0
-        var dispatcher: UnsafeContinuation<Void, Never>?
+        var dispatcher: Continuation<Void, Never>?
         var finished = false
 
         mutating func popPending() -> RequestContext? {
@@ -64,6 +64,11 @@ final class RequestQueue: Sendable {
             head += 1
             if head == pending.count {
                 pending.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 1024 && head * 2 >= pending.count {
+                // Never empty under a load that never drains: drop the
+                // taken slots (amortized O(1) per request).
+                pending.removeFirst(head)
                 head = 0
             }
             return c
@@ -96,7 +101,7 @@ final class RequestQueue: Sendable {
     /// has handed out what is pending.
     func finish() {
         let (workers, dispatcher) = state.withLock {
-            s -> ([Worker], UnsafeContinuation<Void, Never>?) in
+            s -> ([Worker], Continuation<Void, Never>?) in
             s.finished = true
             defer {
                 s.parked = []
@@ -113,7 +118,7 @@ final class RequestQueue: Sendable {
     nonisolated(nonsending) func nextForNewWorker() async -> RequestContext? {
         while true {
             var taken: RequestContext??
-            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+            await withContinuation { (c: Continuation<Void, Never>) in
                 taken = state.withLock { s -> RequestContext?? in
                     if let p = s.popPending() { return .some(p) }
                     if s.finished { return .some(nil) }
@@ -159,7 +164,7 @@ final class RequestQueue: Sendable {
     /// After `.wait`: the next request, or nil when the queue finished.
     nonisolated(nonsending) func park() async -> RequestContext? {
         var resumedHere = false
-        let next = await withUnsafeContinuation { (c: Worker) in
+        let next = await withContinuation { (c: Worker) in
             // Since `leave` a request may have come (it went to the
             // dispatcher or another worker) or the queue finished.
             let now = state.withLock { s -> RequestContext?? in

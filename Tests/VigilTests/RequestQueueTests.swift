@@ -104,8 +104,10 @@ final class RequestQueueTests: XCTestCase {
     }
 
     /// (a) As above with no worker parked: the dispatcher gets the request
-    /// (to start a new worker). Whether the dispatcher is already waiting
-    /// when the spent worker leaves or comes later, it gets it once.
+    /// (to start a new worker), once. (Whether the dispatcher was already
+    /// waiting when the spent worker left, or came after, is left to the
+    /// race in this test; `testFinishDrainsPendingToDispatcher` covers a
+    /// dispatcher that waits first.)
     func testSpentWorkerLeavingHandsPendingRequestToDispatcher() async throws {
         try await withContexts(2) { ctx in
             let queue = RequestQueue()
