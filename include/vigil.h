@@ -125,7 +125,9 @@ typedef void (*vigil_request_cb)(vigil_request_t *req, void *userdata);
 
 /* A piece of the request body (loop thread), delivered only after
  * vigil_request_body_start(). `data`/`len` hold bytes; `end` is 1 on the last
- * call for this body (len may then be 0). Not called after on_request_done. */
+ * call for this body (len may then be 0); by then the body has been read
+ * whole, so a response sent from inside that call keeps the connection for
+ * the next request. Not called after on_request_done. */
 typedef void (*vigil_body_cb)(vigil_request_t *req, const char *data,
                               size_t len, int end, void *userdata);
 
