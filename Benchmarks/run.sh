@@ -6,16 +6,20 @@
 #
 # What it does:
 #   1. installs what is missing (Debian: wrk golang-go libuv1-dev pkg-config
-#      valgrind)
-#   2. builds the floor (C/libuv), the Go server, the cancel-latency and
-#      idle-connection tools, the SwiftNIO/Hummingbird package (release), and
-#      Vigil's vigil-demo (release, from the repo root)
+#      valgrind linux-perf)
+#   2. builds the floor (C/libuv), the Go server, the cancel-latency,
+#      kernel-floor and idle-connection tools, the SwiftNIO/Hummingbird
+#      package (release), Vigil's vigil-demo (release, from the repo root)
+#      and vigil-c-bench (make vigil-c-bench)
 #   3. throughput: for r in 1..ROUNDS, for each server: start it, wait until it
 #      answers, wrk keep-alive, wrk 16-deep pipelined, stop it
 #   4. cancel latency (client FIN and RST, CANCEL_ROUNDS rounds) for the
-#      servers that have the /wait + /cancels routes
+#      servers that have the /wait + /cancels routes, and the kernel's own
+#      figure (kernel_floor, no server) for the floor row
 #   5. idle keep-alive connection RSS (IDLE_CONNS connections) for each server
 #   6. instructions per request of Vigil's C path (callgrind, Benchmarks/instr)
+#      and runtime calls per request of its Swift path (uprobes,
+#      Benchmarks/calls; needs root)
 #   7. prints one Markdown table (medians, ratios to floor and to nio) and
 #      writes it to Benchmarks/results/latest.md; raw tool output goes to
 #      Benchmarks/results/latest.raw
