@@ -23,22 +23,11 @@ final class RequestQueue: Sendable {
     /// room and park a few past it.
     static let maxParkedWorkers = 256
 
-    typealias Worker = Continuation<RequestContext?, Never>
-
-    /// Who to resume, outside the lock.
-    enum Wake {
-        case none
-        case worker(Worker, RequestContext)
-        case dispatcher(Continuation<Void, Never>)
-
-        func run() {
-            switch self {
-            case .none: break
-            case .worker(let w, let c): w.resume(returning: c)
-            case .dispatcher(let d): d.resume()
-            }
-        }
-    }
+    /// A parked worker or the waiting dispatcher: resumed with the request
+    /// it is to serve, or nil when the queue finished.
+    typealias Waiter = Continuation<RequestContext?, Never>
+    /// A request handed to a waiter: resumed outside the lock.
+    typealias Handoff = (Waiter, RequestContext)
 
     private struct State {
         /// pending[head...] are waiting; the slots before `head` are nil.
@@ -51,11 +40,11 @@ final class RequestQueue: Sendable {
         /// cache onto its slow path for 7 allocations in 10.
         var pending: [RequestContext?] = []
         var head = 0
-        var parked: [Worker] = []
+        var parked: [Waiter] = []
         /// Workers between the end of a handler and `leave`: each will look
         /// at `pending` before it parks.
         var finishing = 0
-        var dispatcher: Continuation<Void, Never>?
+        var dispatcher: Waiter?
         var finished = false
 
         mutating func popPending() -> RequestContext? {
@@ -75,60 +64,45 @@ final class RequestQueue: Sendable {
         }
 
         /// A request waits and no finishing worker will take it: a parked
-        /// worker does, or the dispatcher starts one.
-        mutating func wake() -> Wake {
-            guard finishing == 0, head < pending.count else { return .none }
-            if let w = parked.popLast() { return .worker(w, popPending()!) }
-            guard let d = dispatcher else { return .none }  // it is busy: it looks again
-            dispatcher = nil
-            return .dispatcher(d)
+        /// worker does, or the dispatcher (to start a worker). Who to
+        /// resume with it, outside the lock; nil if nobody (the dispatcher
+        /// is busy: it looks again before it waits).
+        mutating func wake() -> Handoff? {
+            guard finishing == 0, head < pending.count,
+                let w = parked.popLast() ?? dispatcher.take()
+            else { return nil }
+            return (w, popPending()!)
         }
     }
     private let state = Locked(State())
 
     /// Loop thread. False once finished: nobody will take the request.
     func push(_ context: RequestContext) -> Bool {
-        let (wake, ok) = state.withLock { s -> (Wake, Bool) in
-            if s.finished { return (.none, false) }
+        let (wake, ok) = state.withLock { s -> (Handoff?, Bool) in
+            if s.finished { return (nil, false) }
             s.pending.append(context)
             return (s.wake(), true)
         }
-        wake.run()
+        if let (w, c) = wake { w.resume(returning: c) }
         return ok
     }
 
-    /// No more requests: parked workers end, the dispatcher ends once it
-    /// has handed out what is pending.
+    /// No more requests: parked workers end; the dispatcher gets what is
+    /// still pending (a request a spent worker left), then ends.
     func finish() {
-        let (workers, dispatcher) = state.withLock {
-            s -> ([Worker], Continuation<Void, Never>?) in
+        let (workers, dispatcher) = state.withLock { s -> ([Waiter], (Waiter, RequestContext?)?) in
             s.finished = true
-            defer {
-                s.parked = []
-                s.dispatcher = nil
-            }
-            return (s.parked, s.dispatcher)
+            defer { s.parked = [] }
+            return (s.parked, s.dispatcher.take().map { ($0, s.popPending()) })
         }
         for w in workers { w.resume(returning: nil) }
-        dispatcher?.resume()
+        if let (d, c) = dispatcher { d.resume(returning: c) }
     }
 
     /// The dispatcher: the next request no worker took, for a new worker;
     /// nil once finished and drained.
     nonisolated(nonsending) func nextForNewWorker() async -> RequestContext? {
-        while true {
-            var taken: RequestContext??
-            await withContinuation { (c: Continuation<Void, Never>) in
-                taken = state.withLock { s -> RequestContext?? in
-                    if let p = s.popPending() { return .some(p) }
-                    if s.finished { return .some(nil) }
-                    s.dispatcher = c
-                    return nil
-                }
-                if taken != nil { c.resume() }
-            }
-            if let taken { return taken }
-        }
+        await wait { $0.dispatcher = $1 }
     }
 
     /// A worker's handler returned; call before finishing the request, then
@@ -149,28 +123,36 @@ final class RequestQueue: Sendable {
     /// then `park()`. Synchronous: a pipelined request waiting here costs
     /// no suspension.
     func leave(spent: Bool) -> Leave {
-        let (result, wake) = state.withLock { s -> (Leave, Wake) in
+        let (result, wake) = state.withLock { s -> (Leave, Handoff?) in
             s.finishing -= 1
             if !spent, let c = s.popPending() { return (.next(c), s.wake()) }
             if spent || s.finished || s.parked.count >= Self.maxParkedWorkers {
                 return (.end, s.wake())
             }
-            return (.wait, .none)
+            return (.wait, nil)
         }
-        wake.run()
+        if let (w, c) = wake { w.resume(returning: c) }
         return result
     }
 
     /// After `.wait`: the next request, or nil when the queue finished.
     nonisolated(nonsending) func park() async -> RequestContext? {
+        await wait { $0.parked.append($1) }
+    }
+
+    /// Takes a pending request, or waits (`register` stores the
+    /// continuation under the lock) until `wake` or `finish` hands one over.
+    nonisolated(nonsending) private func wait(
+        _ register: (inout State, Waiter) -> Void
+    ) async -> RequestContext? {
         var resumedHere = false
-        let next = await withContinuation { (c: Worker) in
-            // Since `leave` a request may have come (it went to the
-            // dispatcher or another worker) or the queue finished.
+        let next = await withContinuation { (c: Waiter) in
+            // Since the caller last looked, a request may have come or the
+            // queue finished.
             let now = state.withLock { s -> RequestContext?? in
                 if let p = s.popPending() { return .some(p) }
                 if s.finished { return .some(nil) }
-                s.parked.append(c)
+                register(&s, c)
                 return nil
             }
             if let now {
@@ -179,12 +161,12 @@ final class RequestQueue: Sendable {
             }
         }
         if !resumedHere {
-            // Resumed by `push` on the loop thread, after its unlock. When
-            // that resume beats this task's own suspension, the task goes on
-            // here without an executor hop, and the runtime orders the two
-            // threads with atomics ThreadSanitizer does not see (it reported
-            // the RequestContext's init racing our first read). Taking the
-            // lock once makes the order one it sees.
+            // Resumed by another thread (`push` on the loop thread), after
+            // its unlock. When that resume beats this task's own suspension,
+            // the task goes on here without an executor hop, and the runtime
+            // orders the two threads with atomics ThreadSanitizer does not
+            // see (it reported the RequestContext's init racing our first
+            // read). Taking the lock once makes the order one it sees.
             state.withLock { _ in }
         }
         return next
