@@ -105,6 +105,10 @@ final class RequestQueue: Sendable {
         await wait { $0.dispatcher = $1 }
     }
 
+    /// Whether the dispatcher is waiting (for the tests, which cannot see
+    /// otherwise which path a hand-off took).
+    var dispatcherWaiting: Bool { state.withLock { $0.dispatcher != nil } }
+
     /// A worker's handler returned; call before finishing the request, then
     /// call `leave` (with no suspension point in between).
     func workerFinishing() {

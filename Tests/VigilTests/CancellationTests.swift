@@ -95,7 +95,7 @@ final class CancellationTests: XCTestCase {
             XCTAssertNotNil(ran, "handler never ran (round \(round))")
             if reset { c.reset() } else { c.close() }
             let s = await server.waitForStats { $0.requestsLive == 0 }
-            XCTAssertNotNil(s, "requests left alive after round \(round)")
+            XCTAssertEqual(s?.requestsLive, 0, "requests left alive after round \(round)")
         }
 
         /// `count` pipelined requests on a new connection, answered in order.
@@ -129,7 +129,7 @@ final class CancellationTests: XCTestCase {
         }
         probe.checkEntries(3 * 11)
         let idle = await probe.server.waitForStats { $0.requestsLive == 0 }
-        XCTAssertNotNil(idle, "parked workers keep requests alive")
+        XCTAssertEqual(idle?.requestsLive, 0, "parked workers keep requests alive")
         try await probe.server.stop()
     }
 

@@ -18,17 +18,12 @@ import XCTest
 /// Whether workers are parked is not visible from outside the queue, except
 /// through `leave` itself: a worker leaving with nothing pending is told to
 /// end (`.end`) exactly when `maxParkedWorkers` are parked. So the tests park
-/// exactly that many workers and wait until `leave` says so (`isFull`); from
+/// exactly that many workers and wait until `leave` says so (`parkFull`); from
 /// then on every step is deterministic: "still full" proves no parked worker
 /// was woken, "not full" that exactly one was (the workers park only once).
 final class RequestQueueTests: XCTestCase {
 
     private var maxParked: Int { RequestQueue.maxParkedWorkers }
-
-    /// Documents the limit the tests below are built on.
-    func testMaxParkedWorkersIs256() {
-        XCTAssertEqual(RequestQueue.maxParkedWorkers, 256)
-    }
 
     /// (e) A push with workers parked and none finishing resumes one parked
     /// worker with the request; the others stay parked. `finish` then ends
@@ -88,7 +83,6 @@ final class RequestQueueTests: XCTestCase {
 
             queue.workerFinishing()  // the worker whose task was cancelled
             XCTAssertTrue(queue.push(ctx[0]))  // waits for it: no wake-up
-            XCTAssertEqual(workers.results.count, 0)
             let leave = queue.leave(spent: true)
             XCTAssertEqual(describe(leave), "end", "a spent worker must end, not take a request")
 
@@ -103,11 +97,9 @@ final class RequestQueueTests: XCTestCase {
         }
     }
 
-    /// (a) As above with no worker parked: the dispatcher gets the request
-    /// (to start a new worker), once. (Whether the dispatcher was already
-    /// waiting when the spent worker left, or came after, is left to the
-    /// race in this test; `testFinishDrainsPendingToDispatcher` covers a
-    /// dispatcher that waits first.)
+    /// (a) As above with no worker parked: the dispatcher, waiting, is
+    /// handed the request (to start a new worker), once; so is the next
+    /// push.
     func testSpentWorkerLeavingHandsPendingRequestToDispatcher() async throws {
         try await withContexts(2) { ctx in
             let queue = RequestQueue()
@@ -120,14 +112,19 @@ final class RequestQueueTests: XCTestCase {
                 }
             }
 
+            let waiting = await waitUntil { queue.dispatcherWaiting }
+            XCTAssertTrue(waiting, "the dispatcher never waited")
             queue.workerFinishing()
             XCTAssertTrue(queue.push(ctx[0]))
+            XCTAssertTrue(queue.dispatcherWaiting, "a push while a worker finishes woke the dispatcher")
             XCTAssertEqual(describe(queue.leave(spent: true)), "end")
             let first = await waitUntil { dispatcher.count >= 1 }
             XCTAssertTrue(first, "the pending request reached neither a worker nor the dispatcher")
             XCTAssertTrue(dispatcher.all.first.flatMap { $0 } === ctx[0])
 
             // No worker at all: a push goes to the dispatcher too.
+            let again = await waitUntil { queue.dispatcherWaiting }
+            XCTAssertTrue(again, "the dispatcher did not wait again")
             XCTAssertTrue(queue.push(ctx[1]))
             let second = await waitUntil { dispatcher.count >= 2 }
             XCTAssertTrue(second, "a push with no worker did not reach the dispatcher")
@@ -257,7 +254,8 @@ final class RequestQueueTests: XCTestCase {
                 return await waiting.nextForNewWorker()
             }
             _ = await started.wait()
-            try? await Task.sleep(for: .milliseconds(20))  // either order ends it
+            let isWaiting = await waitUntil { waiting.dispatcherWaiting }
+            XCTAssertTrue(isWaiting, "the dispatcher never waited")
             waiting.finish()
             let ended = try await withTimeout(seconds: 5) { await dispatcher.value }
             XCTAssertTrue(ended != nil, "a waiting dispatcher was not ended by finish")
