@@ -131,14 +131,7 @@ int vigil_server_post(vigil_server_t *s, unsigned index, vigil_task_cb fn,
   op->type = OP_TASK;
   op->task = fn;
   op->userdata = userdata;
-  if (vigil__on_loop_thread(loop)) {
-    if (loop->qclosed) {
-      /* The loop is closing (a task or callback of its last drain posts):
-       * vigil__loop_submit would run fn at once, inside the caller and
-       * ahead of tasks already queued. Say it will not run. */
-      free(op);
-      return VIGIL_ESHUTDOWN;
-    }
+  if (vigil__on_loop_thread(loop) && !loop->qclosed) {
     if (loop->tasks_tail) loop->tasks_tail->next = op; else loop->tasks_head = op;
     loop->tasks_tail = op;
     return 0;
@@ -150,6 +143,10 @@ int vigil_server_post(vigil_server_t *s, unsigned index, vigil_task_cb fn,
 
 int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
   if (vigil__on_loop_thread(loop)) {
+    /* The loop is closing (no connection is left; a callback of its last
+     * drain submits): refused, as from any other thread. qclosed is
+     * written only on this thread. */
+    if (loop->qclosed) return VIGIL_ESHUTDOWN;
     /* A C handler answering from its callback: no queue, no wake-up. */
     vigil__op_run(loop, op);
     free(op); /* accepted: the loop's, and run */
