@@ -10,8 +10,6 @@
 static atomic_int done_reason;  /* from on_request_done */
 static atomic_int cb_reason;    /* from vigil_request_on_cancel */
 static atomic_int worker_stop;
-static pthread_t worker;
-static atomic_int worker_started;
 /* Who gives back the handler reference of a cancelled request: the test's
  * worker thread (write failed), or on_done (the others). Fixed per test
  * before the server starts: deciding it from a flag the worker clears
@@ -26,6 +24,13 @@ static atomic_int after_saw_done;
 static atomic_int after_write_rc, after_write0_rc, after_end_rc, after_start_rc,
     after_send_rc;
 static atomic_int after_write_cbs;
+/* The same from the loop thread, inside the failure itself: the trickle
+ * writes' callback reports the error while the connection is being closed,
+ * before the request's reason is set, so the calls it makes there pass the
+ * caller-side check (precheck) and run on a closing connection, re-entering
+ * the abort. A write accepted then must still get its one callback, with
+ * the error; send is refused (the response was started). */
+static atomic_int inloop_seen, inloop_write_rc, inloop_send_rc, inloop_cb_status;
 
 static void on_cancel_cb(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   (void)req;
@@ -46,9 +51,12 @@ static void reset_state(void) {
   atomic_store(&done_reason, VIGIL_REASON_NONE);
   atomic_store(&cb_reason, VIGIL_REASON_NONE);
   atomic_store(&worker_stop, 0);
-  atomic_store(&worker_started, 0);
   atomic_store(&after_saw_done, 0);
   atomic_store(&after_write_cbs, 0);
+  atomic_store(&inloop_seen, 0);
+  atomic_store(&inloop_write_rc, 1);
+  atomic_store(&inloop_send_rc, 1);
+  atomic_store(&inloop_cb_status, 1);
   done_finishes = 0;
 }
 
@@ -63,10 +71,23 @@ static void after_write_cb(vigil_request_t *req, int status, void *ud) {
   atomic_fetch_add(&after_write_cbs, 1);
 }
 
+static void inloop_write_cb(vigil_request_t *req, int status, void *ud) {
+  (void)req;
+  (void)ud;
+  atomic_store(&inloop_cb_status, status);
+}
+
+static void trickle_write_cb(vigil_request_t *req, int status, void *ud) {
+  (void)ud;
+  if (status == 0 || atomic_exchange(&inloop_seen, 1)) return;
+  atomic_store(&inloop_write_rc, vigil_response_write(req, "late\n", 5, inloop_write_cb, NULL));
+  atomic_store(&inloop_send_rc, vigil_response_send(req, 200, NULL, 0, "late", 4));
+}
+
 static void *trickle(void *arg) {
   vigil_request_t *req = arg;
   while (!atomic_load(&worker_stop)) {
-    if (vigil_response_write(req, "tick\n", 5, NULL, NULL) != 0) break;
+    if (vigil_response_write(req, "tick\n", 5, trickle_write_cb, NULL) != 0) break;
     tc_sleep_ms(10);
   }
   /* The handler still holds its reference: once the failure is reported
@@ -90,8 +111,7 @@ static void on_request_trickle(vigil_request_t *req, void *ud) {
   (void)ud;
   vigil_request_on_cancel(req, on_cancel_cb, NULL);
   vigil_response_start(req, 200, NULL, 0, -1);
-  if (pthread_create(&worker, NULL, trickle, req) == 0) atomic_store(&worker_started, 1);
-  else vigil_request_finish(req);
+  tc_spawn(trickle, req);
 }
 
 static void test_write_failed(void) {
@@ -99,6 +119,9 @@ static void test_write_failed(void) {
   vigil_config_t cfg;
   vigil_config_init(&cfg);
   cfg.half_close = VIGIL_HALF_CLOSE_FINISH;
+  /* Every write waits for its flush: the one in flight when the write
+   * fails has a callback still to run, with the error. */
+  cfg.write_buffer_limit = 1;
   cfg.on_request = on_request_trickle;
   cfg.on_request_done = on_done;
   vigil_server_t *s;
@@ -115,22 +138,28 @@ static void test_write_failed(void) {
         "request ended");
   CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_WRITE_FAILED);
   CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_WRITE_FAILED);
-  if (atomic_load(&worker_started)) pthread_join(worker, NULL);
-  /* After the failure: the response was started and not ended, so write
-   * and end can only fail as cancelled (vigil.h: VIGIL_ECANCELED, "the
-   * request was cancelled"); start and send may also say the response was
-   * already started (VIGIL_EALREADY). Nothing was queued: no callback. */
+  tc_join_workers();
+  /* After the failure is reported, every call is refused before it
+   * queues anything: the request's reason is set, so VIGIL_ECANCELED
+   * ("the request was cancelled"), whatever the response's state. No
+   * callback. */
   CHECK(atomic_load(&after_saw_done), "the worker saw the request end");
   CHECK_EQ_INT(atomic_load(&after_write_rc), VIGIL_ECANCELED);
   CHECK_EQ_INT(atomic_load(&after_write0_rc), VIGIL_ECANCELED);
   CHECK_EQ_INT(atomic_load(&after_end_rc), VIGIL_ECANCELED);
-  int rc = atomic_load(&after_start_rc);
-  CHECK(rc == VIGIL_ECANCELED || rc == VIGIL_EALREADY,
-        "vigil_response_start after the failure: %d (%s)", rc, vigil_strerror(rc));
-  rc = atomic_load(&after_send_rc);
-  CHECK(rc == VIGIL_ECANCELED || rc == VIGIL_EALREADY,
-        "vigil_response_send after the failure: %d (%s)", rc, vigil_strerror(rc));
+  CHECK_EQ_INT(atomic_load(&after_start_rc), VIGIL_ECANCELED);
+  CHECK_EQ_INT(atomic_load(&after_send_rc), VIGIL_ECANCELED);
+  int rc;
   CHECK_EQ_INT(atomic_load(&after_write_cbs), 0);
+  /* Inside the failure, on the loop thread: a write is accepted and then
+   * failed through its callback, or refused; send is refused. Neither may
+   * reach the closing connection as a success. */
+  CHECK(atomic_load(&inloop_seen), "a trickle write reported the failure");
+  rc = atomic_load(&inloop_write_rc);
+  CHECK(rc < 0 || (rc == 0 && atomic_load(&inloop_cb_status) < 0),
+        "vigil_response_write inside the failure: rc %d, callback status %d", rc,
+        atomic_load(&inloop_cb_status));
+  CHECK_EQ_INT(atomic_load(&inloop_send_rc), VIGIL_EALREADY);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
 }
