@@ -194,8 +194,6 @@ static void begin_closing(vigil_conn_t *c) {
   vigil__conn_mark_dirty(c); /* the flush ends in output_drained */
 }
 
-void vigil__conn_close_after_flush(vigil_conn_t *c) { begin_closing(c); }
-
 /* End the request in flight with `reason` while the connection can still
  * carry an answer: `status` if no response was started, then close once it
  * is flushed. The handler is cancelled; its later calls fail. */

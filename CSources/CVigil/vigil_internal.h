@@ -72,8 +72,10 @@ typedef struct {
 } vigil_hdr_index_t;
 
 #define VIGIL_INLINE_HEADERS 12
-/* Requests kept per loop for reuse, and the largest strings buffer kept
- * with one (a request with a bigger head gives its buffer back). */
+/* Requests kept per loop for reuse (loop->req_pool), and the largest
+ * strings buffer a pooled request may keep: a request with a bigger one is
+ * freed whole (request_free), not pooled. The pool is freed with the loop
+ * (vigil__request_pool_free from vigil__loop_unref). */
 #if defined(__SANITIZE_ADDRESS__)
 #define VIGIL_POOLS 0
 #elif defined(__has_feature)
@@ -184,10 +186,14 @@ int vigil__request_add_header(vigil_request_t *req);
 
 /* ------------------------------------------------------------------ */
 /* ops: work for a loop, from any thread (server.c). Owner: whoever made it
- * until vigil__loop_submit accepts it; then the loop, which frees it after
- * running it (at once on the loop thread, else when the queue is drained).
- * vigil__op_run never frees: submit_simple (request.c) runs an op from its
- * own stack through it. */
+ * until it is handed over, then the loop, which frees it after running it:
+ *   - vigil__loop_submit accepts it: run at once on the loop thread (and
+ *     freed there), else queued on qhead and freed by loop_drain;
+ *   - vigil_server_post on the loop thread queues an OP_TASK on tasks_head,
+ *     freed by run_local_tasks.
+ * A refused op (VIGIL_ESHUTDOWN) stays the caller's (vigil__op_submit
+ * frees it). vigil__op_run never frees: submit_simple (request.c) runs an
+ * op from its own stack through it. */
 enum {
   OP_START = 1,   /* response head */
   OP_WRITE,       /* body bytes */
@@ -206,7 +212,7 @@ enum {
 struct vigil_op_s {
   vigil_op_t *next;
   int type;
-  vigil_request_t *req;      /* holds a reference; NULL for OP_SHUTDOWN */
+  vigil_request_t *req;      /* holds a reference; NULL for OP_TASK, OP_SHUTDOWN */
   int status;
   int64_t content_length;
   vigil_write_cb cb;
@@ -360,7 +366,6 @@ void vigil__conn_process(vigil_conn_t *conn);
 /* Close at once (no flush), ending the request in flight with `reason`. */
 void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
 /* Close once the output is flushed (graceful). */
-void vigil__conn_close_after_flush(vigil_conn_t *conn);
 /* The watch timer tick (probing paused reads, linger deadlines). */
 void vigil__conn_watch(vigil_conn_t *conn, uint64_t now);
 /* A response ended or the handler finished: maybe move to the next request. */
@@ -434,12 +439,15 @@ struct vigil_loop_s {
   vigil_link_t conns;
   vigil_link_t watch;
   vigil_link_t dirty;
-  vigil_op_t *tasks_head, *tasks_tail; /* OP_TASKs posted from this thread */
+  vigil_op_t *tasks_head, *tasks_tail; /* OP_TASKs posted from this thread;
+                                        * freed by run_local_tasks */
   vigil_request_t *req_pool; /* released requests for reuse (request.c) */
   unsigned req_pool_n;
-  /* Buffers given back by connections going idle (an idle connection owns
-   * none), for the next one that needs one: no malloc/free per keep-alive
-   * response. At most VIGIL_SPARE_BUFS of at most VIGIL_SPARE_BUF_MAX. */
+  /* Buffers given back by connections going idle or closing (an idle
+   * connection owns none; vigil__loop_buf_put), for the next one that needs
+   * one (vigil__loop_buf_get): no malloc/free per keep-alive response. At
+   * most VIGIL_SPARE_BUFS of at most VIGIL_SPARE_BUF_MAX (1 MiB per loop at
+   * worst, kept for the loop's life); freed by vigil__loop_unref. */
   vigil_buf_t spare[VIGIL_SPARE_BUFS];
   unsigned nspare;
   bool stopping;
