@@ -339,7 +339,8 @@ VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
  * way may still arrive); bytes stay buffered in the core and the socket read
  * stays armed up to read_buffer_limit. Returns 0, VIGIL_EALREADY when the
  * request has no body (vigil_request_has_body), the body ended or the
- * request finished, or VIGIL_ECANCELED.
+ * request finished, VIGIL_ESHUTDOWN when the server's shutdown ended it, or
+ * VIGIL_ECANCELED.
  *
  * Re-entrancy: called on the loop thread (from a callback), these functions
  * and vigil_request_finish() run at once, and may run other callbacks
@@ -450,7 +451,8 @@ VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
  *     still report the end of the connection (reset, client closed, ...);
  *   - vigil_request_finish() closes the connection if still open.
  * Returns 0, VIGIL_EALREADY (response started, or already hijacked),
- * VIGIL_EBUSY, VIGIL_ECANCELED. */
+ * VIGIL_EBUSY, VIGIL_ECANCELED, VIGIL_ESHUTDOWN (the server's shutdown
+ * ended the request). */
 VIGIL_EXPORT int vigil_request_hijack(vigil_request_t *req);
 
 /* Queue raw bytes on a hijacked connection; `cb` as for

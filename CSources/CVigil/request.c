@@ -208,6 +208,15 @@ vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
       &((vigil_request_t *)req)->reason, memory_order_acquire);
 }
 
+int vigil__reason_error(vigil_reason_t reason) {
+  switch (reason) {
+    case VIGIL_REASON_NONE: return 0;
+    case VIGIL_REASON_SERVER_SHUTDOWN: return VIGIL_ESHUTDOWN;
+    case VIGIL_REASON_HANDLER_FINISHED: return VIGIL_EALREADY;
+    default: return VIGIL_ECANCELED;
+  }
+}
+
 static void run_regs(vigil_request_t *req, vigil_reason_t reason) {
   /* acq_rel: sees every registration pushed before (their release CAS). */
   vigil_cancel_reg_t *r =
@@ -286,10 +295,8 @@ static int submit_simple(vigil_request_t *req, int type) {
 static int body_call(vigil_request_t *req, int type) {
   if (req == NULL) return VIGIL_EINVAL;
   if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  vigil_reason_t reason = vigil_request_reason(req);
-  if (reason != VIGIL_REASON_NONE)
-    return reason == VIGIL_REASON_HANDLER_FINISHED ? VIGIL_EALREADY
-                                                   : VIGIL_ECANCELED;
+  int r = vigil__reason_error(vigil_request_reason(req));
+  if (r != 0) return r;
   if (!vigil_request_has_body(req) &&
       atomic_load(&req->resp_public) != RESP_HIJACKED)
     return VIGIL_EALREADY; /* no body: nothing will come */
@@ -319,8 +326,8 @@ int vigil_request_body_pause(vigil_request_t *req) {
 int vigil_request_hijack(vigil_request_t *req) {
   if (req == NULL) return VIGIL_EINVAL;
   if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  vigil_reason_t reason = vigil_request_reason(req);
-  if (reason != VIGIL_REASON_NONE) return VIGIL_ECANCELED;
+  int r = vigil__reason_error(vigil_request_reason(req));
+  if (r != 0) return r;
   /* Mid-body, the bytes buffered are the middle of a (maybe chunked)
    * body: handing them over raw would mix two framings. */
   if (atomic_load(&req->body_public) == BODY_STARTED) return VIGIL_EBUSY;

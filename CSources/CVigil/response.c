@@ -142,10 +142,7 @@ int vigil__op_submit(vigil_op_t *op) {
 static int precheck(vigil_request_t *req) {
   if (req == NULL) return VIGIL_EINVAL;
   if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  vigil_reason_t reason = vigil_request_reason(req);
-  if (reason == VIGIL_REASON_SERVER_SHUTDOWN) return VIGIL_ESHUTDOWN;
-  if (reason != VIGIL_REASON_NONE) return VIGIL_ECANCELED;
-  return 0;
+  return vigil__reason_error(vigil_request_reason(req));
 }
 
 static int claim(vigil_request_t *req, int from, int to) {
@@ -576,9 +573,8 @@ void vigil__op_fail(vigil_op_t *op, int err) {
 static int conn_gone_error(vigil_request_t *req) {
   vigil_reason_t reason = vigil_request_reason(req);
   if (req->conn == NULL && reason == VIGIL_REASON_NONE) return VIGIL_ESHUTDOWN;
-  if (reason == VIGIL_REASON_SERVER_SHUTDOWN) return VIGIL_ESHUTDOWN;
-  if (reason == VIGIL_REASON_HANDLER_FINISHED) return VIGIL_EALREADY;
-  return VIGIL_ECANCELED;
+  /* Closing, not ended yet (a call from inside the abort): cancelled. */
+  return reason == VIGIL_REASON_NONE ? VIGIL_ECANCELED : vigil__reason_error(reason);
 }
 
 /* Loop thread: the connection req can still write to (*c), or why not.

@@ -181,6 +181,11 @@ void vigil__request_pool_free(vigil_loop_t *loop);
  * on_request_done and the registered cancel callbacks. Returns true if this
  * call set the reason. */
 bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason);
+/* The error a call on a request that ended with `reason` returns, the same
+ * from every function and thread: VIGIL_ESHUTDOWN (the server's shutdown
+ * ended it), VIGIL_EALREADY (the handler finished it), VIGIL_ECANCELED
+ * (anything else); 0 while it runs. */
+int vigil__reason_error(vigil_reason_t reason);
 /* Loop thread: append a header span while parsing. */
 int vigil__request_add_header(vigil_request_t *req);
 
