@@ -41,6 +41,8 @@ set -u -o pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=Benchmarks/lib.sh
+. "$HERE/lib.sh"
 BIN="$HERE/.build/bin"
 SWIFT_BIN="$HERE/swift/.build/release"
 RESULTS="$HERE/results"
@@ -215,15 +217,8 @@ start_server() {
 }
 
 stop_server() {
-    local pid="$SERVER_PID" i
-    [ -z "$pid" ] && return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    [ -z "$SERVER_PID" ] && return 0
+    bench_stop "$SERVER_PID" 3
     SERVER_PID=""
 }
 
@@ -328,24 +323,9 @@ if [ "${SKIP_CANCEL:-0}" != "1" ]; then
         start_server "$name" || continue
         for mode in fin rst; do
             out="$(timeout 300 "$BIN/cancel_latency" --host "$HOST" --port "${PORT[$name]}" \
-                --rounds "$CANCEL_ROUNDS" --mode "$mode" 2>&1)"
+                --rounds "$CANCEL_ROUNDS" --mode "$mode" --gap-ms 2 2>&1)"
             { echo "=== $name cancel $mode"; echo "$out"; } >>"$RAW"
-            line="$(echo "$out" | grep '^RESULT' | tail -1)"
-            p50="$(echo "$line" | sed -n 's/.*p50_us=\([^ ]*\).*/\1/p')"
-            p99="$(echo "$line" | sed -n 's/.*p99_us=\([^ ]*\).*/\1/p')"
-            obs="$(echo "$line" | sed -n 's/.*observed=\([^ ]*\).*/\1/p')"
-            rounds_done="$(echo "$line" | sed -n 's/.*rounds=\([^ ]*\).*/\1/p')"
-            err="$(echo "$line" | sed -n 's/.*error=\([^ ]*\).*/\1/p')"
-            if [ -z "$line" ]; then
-                val="error"
-            elif [ -n "$err" ]; then
-                val="error: $err"
-            elif [ "${p50:-NA}" = "NA" ]; then
-                val="never (0 of ${rounds_done:-?})"
-            else
-                val="$(awk -v a="$p50" -v b="$p99" 'BEGIN{printf "%.0f / %.0f µs", a, b}')"
-                [ "$obs" != "$rounds_done" ] && val="$val ($obs of $rounds_done)"
-            fi
+            val="$(bench_cancel_value "$out")"
             echo "$out" | grep -q '^warning' && WARNINGS+=("$name cancel $mode: $(echo "$out" | grep '^warning' | head -1)")
             log "  $name $mode: $val"
             if [ "$mode" = fin ]; then CANCEL_FIN[$name]="$val"; else CANCEL_RST[$name]="$val"; fi
@@ -358,14 +338,7 @@ if [ "${SKIP_CANCEL:-0}" != "1" ]; then
         flag=""; [ "$mode" = rst ] && flag="--rst"
         out="$(timeout 120 "$BIN/kernel_floor" $flag --rounds "$CANCEL_ROUNDS" 2>&1)"
         { echo "=== kernel floor $mode"; echo "$out"; } >>"$RAW"
-        line="$(echo "$out" | grep '^kernel floor' | tail -1)"
-        p50="$(echo "$line" | sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p')"
-        p99="$(echo "$line" | sed -n 's/.*p99 \([0-9.]*\) us.*/\1/p')"
-        if [ -n "$p50" ] && [ -n "$p99" ]; then
-            val="$(awk -v a="$p50" -v b="$p99" 'BEGIN{printf "kernel: %.0f / %.0f µs", a, b}')"
-        else
-            val="error"
-        fi
+        val="$(bench_cancel_value "$out" "kernel: ")"
         log "  kernel floor $mode: $val"
         if [ "$mode" = fin ]; then CANCEL_FIN[floor]="$val"; else CANCEL_RST[floor]="$val"; fi
     done
@@ -401,7 +374,7 @@ fi
 INSTR_KA="" INSTR_PL=""
 if [ "${SKIP_INSTR:-0}" != "1" ] && [ -x "$ROOT/.build-c/vigil-c-bench" ]; then
     log "instructions per request: vigil-c under callgrind"
-    out="$(timeout 600 bash "$HERE/instr/run.sh" "$ROOT/.build-c/vigil-c-bench" 2>&1)"
+    out="$(timeout -k 10 600 bash "$HERE/instr/run.sh" "$ROOT/.build-c/vigil-c-bench" 2>&1)"
     { echo "=== instructions per request"; echo "$out"; } >>"$RAW"
     INSTR_KA="$(echo "$out" | sed -n 's/^INSTR depth=1 instructions_per_request=//p')"
     INSTR_PL="$(echo "$out" | sed -n 's/^INSTR depth=16 instructions_per_request=//p')"
@@ -414,7 +387,7 @@ CALLS_KA="" CALLS_PL=""
 if [ "${SKIP_CALLS:-0}" != "1" ] && [ -x "$ROOT/.build/release/vigil-demo" ]; then
     if command -v perf >/dev/null && [ "$(id -u)" = 0 ]; then
         log "runtime calls per request: vigil-swift under uprobes"
-        out="$(timeout 600 bash "$HERE/calls/run.sh" "$ROOT/.build/release/vigil-demo" 2>&1)" || true
+        out="$(timeout -k 10 600 bash "$HERE/calls/run.sh" "$ROOT/.build/release/vigil-demo" 2>&1)"
         { echo "=== runtime calls per request"; echo "$out"; } >>"$RAW"
         CALLS_KA="$(echo "$out" | sed -n 's/^CALLS depth=1 //p')"
         CALLS_PL="$(echo "$out" | sed -n 's/^CALLS depth=16 //p')"

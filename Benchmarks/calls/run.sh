@@ -41,10 +41,15 @@ PROBES=(
     "vigil_calls:pthread_mutex_lock $LIBC pthread_mutex_lock"
 )
 
+# shellcheck source=Benchmarks/lib.sh
+. "$ROOT/Benchmarks/lib.sh"
+
 PID=""
 cleanup() {
-    [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    # The probes first: a server that hangs on its way out must not leave
+    # them in the kernel.
     perf probe -q -d 'vigil_calls:*' 2>/dev/null || true
+    if [ -n "$PID" ]; then bench_stop "$PID" 10 || true; fi
 }
 trap cleanup EXIT
 perf probe -q -d 'vigil_calls:*' 2>/dev/null || true
@@ -59,13 +64,10 @@ for p in "${PROBES[@]}"; do
 done
 [ "${#events[@]}" -gt 0 ] || { echo "no probe could be placed"; exit 1; }
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(bench_free_port)"
 "$SERVER" --host 127.0.0.1 --port "$PORT" >"$OUT/server.log" 2>&1 &
 PID=$!
-for _ in $(seq 100); do
-    sleep 0.1
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-done
+bench_wait_listening "$PORT" "$PID" 10 || { echo "server did not start (see $OUT/server.log)"; exit 1; }
 
 list="$(IFS=,; echo "${events[*]}")"
 for depth in 1 16; do
@@ -74,6 +76,9 @@ for depth in 1 16; do
     perf stat -x, -e "$list" -p "$PID" -o "$OUT/stat.$depth" -- \
         timeout 120 "$OUT/drive" --port "$PORT" --requests "$N" --depth "$depth" >/dev/null
     printf 'CALLS depth=%s' "$depth"
-    awk -F, -v n="$N" '/vigil_calls:/ {split($3, a, ":"); printf " %s=%.2f", a[2], $1 / n} END {print ""}' \
+    # "<not counted>" / "<not supported>" is no count: n/a, never 0.
+    awk -F, -v n="$N" '/vigil_calls:/ {split($3, a, ":");
+        if ($1 ~ /^[0-9]+$/) printf " %s=%.2f", a[2], $1 / n; else printf " %s=n/a", a[2]}
+        END {print ""}' \
         "$OUT/stat.$depth"
 done

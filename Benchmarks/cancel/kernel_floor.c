@@ -7,7 +7,10 @@
  * plus 5 ms, takes CLOCK_REALTIME and closes (FIN, or RST with --rst). The
  * server thread, in epoll_wait (blocking, or spinning with timeout 0 with
  * --spin), records CLOCK_REALTIME when its read returns EOF or an error.
- * Prints p50/p99/max of the difference over --rounds (default 200).
+ * Prints p50/p99/max of the difference over --rounds (default 200, at most
+ * 10 000), nearest rank as cancel_latency computes them, and a line
+ *   RESULT mode=fin rounds=N observed=N p50_us=... p99_us=... max_us=...
+ * in cancel_latency's format, which run.sh reads for the floor row.
  *
  *   cc -O2 -pthread -o kernel_floor kernel_floor.c
  *   kernel_floor [--spin] [--rst] [--rounds N]
@@ -31,7 +34,7 @@
 #define MAX_ROUNDS 10000
 #define STEP_LIMIT_NS 2000000000LL
 
-static int listen_fd, spin, stop;
+static int listen_fd, spin;
 static _Atomic int64_t t_seen;
 static _Atomic int request_read;
 
@@ -50,7 +53,7 @@ static void *server(void *arg) {
   (void)arg;
   int ep = epoll_create1(0);
   if (ep < 0) fail("epoll_create1");
-  while (!stop) {
+  for (;;) {
     int fd = accept(listen_fd, NULL, NULL);
     if (fd < 0) break; /* the listener closed: done */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
@@ -84,6 +87,14 @@ static int wait_flag(_Atomic int *flag) {
   return 0;
 }
 
+/* The nearest-rank percentile of sorted[0..n), as cancel_latency.c. */
+static int64_t nearest_rank(const int64_t *sorted, int n, double p) {
+  int rank = (int)(p * n + 0.999999);
+  if (rank < 1) rank = 1;
+  if (rank > n) rank = n;
+  return sorted[rank - 1];
+}
+
 static int cmp(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return x < y ? -1 : x > y;
@@ -96,11 +107,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--rst")) rst = 1;
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: kernel_floor [--spin] [--rst] [--rounds N]\n");
+      fprintf(stderr, "usage: kernel_floor [--spin] [--rst] [--rounds N (1..%d)]\n", MAX_ROUNDS);
       return 2;
     }
   }
-  if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 200;
+  if (rounds < 1 || rounds > MAX_ROUNDS) {
+    fprintf(stderr, "kernel_floor: --rounds must be 1..%d\n", MAX_ROUNDS);
+    return 2;
+  }
   listen_fd = socket(AF_INET, SOCK_STREAM, 0);
   if (listen_fd < 0) fail("socket");
   struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -134,13 +148,15 @@ int main(int argc, char **argv) {
       else usleep(50);
     d[i] = atomic_load(&t_seen) - t0;
   }
-  stop = 1;
-  shutdown(listen_fd, SHUT_RDWR);
+  shutdown(listen_fd, SHUT_RDWR); /* accept fails: the server thread ends */
   close(listen_fd);
   pthread_join(th, NULL);
   qsort(d, (size_t)rounds, sizeof d[0], cmp);
+  double p50 = nearest_rank(d, rounds, 0.50) / 1000.0, p99 = nearest_rank(d, rounds, 0.99) / 1000.0,
+         max = d[rounds - 1] / 1000.0;
   printf("kernel floor (%s, server %s): p50 %.1f us, p99 %.1f us, max %.1f us over %d rounds\n",
-         rst ? "RST" : "FIN", spin ? "spinning" : "blocking", d[rounds / 2] / 1000.0,
-         d[rounds * 99 / 100] / 1000.0, d[rounds - 1] / 1000.0, rounds);
+         rst ? "RST" : "FIN", spin ? "spinning" : "blocking", p50, p99, max, rounds);
+  printf("RESULT mode=%s rounds=%d observed=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+         rst ? "rst" : "fin", rounds, rounds, p50, p99, max);
   return 0;
 }

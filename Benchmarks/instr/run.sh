@@ -24,7 +24,8 @@ command -v valgrind >/dev/null || { echo "valgrind missing (apt-get install valg
 [ -x "$SERVER" ] || { echo "no server binary $SERVER (make vigil-c-bench)"; exit 1; }
 cc -O2 -Wall -o "$OUT/drive" "$ROOT/Benchmarks/instr/drive.c"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=Benchmarks/lib.sh
+. "$ROOT/Benchmarks/lib.sh"
 
 total() { # total Ir of a callgrind output file
     callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
@@ -32,27 +33,27 @@ total() { # total Ir of a callgrind output file
 
 run_one() { # depth requests -> callgrind out file
     local depth=$1 n=$2 port log file pid ok=0
-    port="$(free_port)"
+    port="$(bench_free_port)"
     file="$OUT/callgrind.$depth.$n"
     log="$OUT/server.$depth.$n.log"
+    rm -f "$file" # never read a previous run's figures
     valgrind --tool=callgrind --callgrind-out-file="$file" "$SERVER" --port "$port" >"$log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do  # valgrind starts slowly: up to 20 s
-        sleep 0.2
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
-    done
-    if [ "$ok" = 1 ]; then
-        timeout 120 "$OUT/drive" --port "$port" --requests "$n" --depth "$depth" || ok=0
+    # valgrind starts slowly: up to 20 s
+    if bench_wait_listening "$port" "$pid" 20; then
+        timeout 120 "$OUT/drive" --port "$port" --requests "$n" --depth "$depth" && ok=1
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    timeout 60 tail --pid="$pid" -f /dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    [ "$ok" = 1 ] || { echo "run depth=$depth n=$n failed (see $log)" >&2; return 1; }
+    # Killed, callgrind writes no totals: the run does not count.
+    bench_stop "$pid" 60 || ok=0
+    [ "$ok" = 1 ] && [ -s "$file" ] || { echo "run depth=$depth n=$n failed (see $log)" >&2; return 1; }
     echo "$file"
 }
 
 for depth in 1 16; do
-    a="$(run_one "$depth" 200)"
-    b="$(run_one "$depth" 2200)"
-    echo "INSTR depth=$depth instructions_per_request=$(( ($(total "$b") - $(total "$a")) / 2000 ))"
+    a="$(run_one "$depth" 200)" || exit 1
+    b="$(run_one "$depth" 2200)" || exit 1
+    ta="$(total "$a")"
+    tb="$(total "$b")"
+    [[ "$ta" =~ ^[0-9]+$ && "$tb" =~ ^[0-9]+$ ]] || { echo "no callgrind totals in $a / $b" >&2; exit 1; }
+    echo "INSTR depth=$depth instructions_per_request=$(( (tb - ta) / 2000 ))"
 done
