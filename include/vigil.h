@@ -305,14 +305,26 @@ VIGIL_EXPORT void vigil_request_set_data(vigil_request_t *req, void *data);
 VIGIL_EXPORT void *vigil_request_get_data(const vigil_request_t *req);
 
 /* Head accessors; any thread; strings are not NUL-terminated. */
+/* The method as sent: any token (RFC 9110 9.1), case kept ("get" is not
+ * "GET"). One llhttp does not know (QUERY, MKCOLA, "get") reaches you as
+ * sent, like the registered ones; a token over 64 bytes gets 501 before any
+ * handler. Compare it as a string: no other part of the core takes an
+ * unknown method for a known one (it is never HEAD or CONNECT). */
 VIGIL_EXPORT const char *vigil_request_method(const vigil_request_t *req,
                                               size_t *len);
+/* The request-target as sent (RFC 9112 3.2), in the form its method allows
+ * (anything else got 400 before any handler): origin-form ("/a?b"),
+ * absolute-form as the whole URI ("http://h/a?b", not just its path; an
+ * HTTP/1.1 request still needs Host), authority-form for CONNECT only
+ * ("h:443"), "*" for OPTIONS only. */
 VIGIL_EXPORT const char *vigil_request_target(const vigil_request_t *req,
                                               size_t *len);
 /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
 VIGIL_EXPORT int vigil_request_version(const vigil_request_t *req);
 VIGIL_EXPORT size_t vigil_request_header_count(const vigil_request_t *req);
-/* The i-th header in arrival order: 0, or VIGIL_EINVAL if out of range. */
+/* The i-th header in arrival order: 0, or VIGIL_EINVAL if out of range.
+ * Values here and in vigil_request_header come without the OWS (SP, HTAB)
+ * before and after them (RFC 9110 5.5); an HTAB inside a value stays. */
 VIGIL_EXPORT int vigil_request_header_at(const vigil_request_t *req, size_t i,
                                          const char **name, size_t *name_len,
                                          const char **value, size_t *value_len);
@@ -398,7 +410,10 @@ typedef struct vigil_header_s {
  * Content-Length; -1 streams
  * the body (chunked for HTTP/1.1, until close for HTTP/1.0). The core adds
  * Date, and Connection when it decides to close. A `Connection: close`
- * header of yours closes the connection after this response. Names and
+ * header of yours closes the connection after this response. A 2xx to
+ * CONNECT (not hijacked) gets neither Content-Length nor Transfer-Encoding
+ * (RFC 9110 9.3.6): its body is sent as is and the connection closes after
+ * it (`content_length` still limits what you may write). Names and
  * values must not contain CR, LF or NUL (VIGIL_EINVAL).
  * Returns 0, VIGIL_EALREADY, VIGIL_ECANCELED, VIGIL_ESHUTDOWN, VIGIL_EINVAL
  * or VIGIL_ENOMEM. Any thread. */

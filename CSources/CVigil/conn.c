@@ -573,7 +573,8 @@ static void bad_input(vigil_conn_t *c, int status) {
     c->parsing = NULL;
   }
   in_consume(c, in_pending(c));
-  vigil__conn_error_response(c, status, false);
+  /* RFC 9110 9.3.2: no body in any answer to HEAD, once llhttp read it. */
+  vigil__conn_error_response(c, status, c->head_is_head);
   c->close_after = true;
   begin_closing(c);
 }

@@ -26,6 +26,39 @@ static int on_message_begin(llhttp_t *p) {
   c->host_count = 0;
   c->version_seen = false;
   c->te_seen = false;
+  c->method_other = false;
+  c->method_retry = false;
+  c->head_is_head = false;
+  c->te_unknown = false;
+  c->expect_other = false;
+  return 0;
+}
+
+/* tchar (RFC 9110 5.6.2): what a method token is made of (9.1). */
+static const bool tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['a' ... 'z'] = 1,
+    ['A' ... 'Z'] = 1,
+};
+
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  vigil_conn_t *c = conn_of(p);
+  (void)len;
+  if (c->method_at == NULL) c->method_at = at;
+  return 0;
+}
+
+static int on_method_complete(llhttp_t *p) {
+  vigil_conn_t *c = conn_of(p);
+  /* llhttp 8.1 takes RTSP's methods (DESCRIBE ... FLUSH, after PRI) and
+   * then refuses them with an HTTP version: for HTTP they are tokens it
+   * does not know, like any other (unknown_method). */
+  if (p->method > HTTP_PRI) {
+    c->method_retry = true;
+    return -1; /* llhttp: HPE_CB_METHOD_COMPLETE */
+  }
+  c->head_is_head = p->method == HTTP_HEAD;
   return 0;
 }
 
@@ -124,72 +157,177 @@ static bool name_eq(vigil_request_t *r, const vigil_hdr_index_t *h,
   return true;
 }
 
+static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
+
+/* Is every member of a Transfer-Encoding list "chunked"? RFC 9112 6.1:
+ * a coding we do not implement (any other, or chunked with parameters)
+ * gets 501. Empty list members are allowed (RFC 9110 5.6.1). */
+static bool only_chunked(const char *v, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i;
+    while (j < n && v[j] != ',') j++;
+    size_t a = i, b = j;
+    while (a < b && is_ows(v[a])) a++;
+    while (b > a && is_ows(v[b - 1])) b--;
+    if (b > a && !(b - a == 7 && strncasecmp(v + a, "chunked", 7) == 0))
+      return false;
+    i = j + 1;
+  }
+  return true;
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
   if (r == NULL) return 0; /* a trailer: dropped */
   vigil_hdr_index_t *h = &r->headers[r->nheaders - 1];
   c->in_header_value = HS_NONE;
+  /* RFC 9110 5.5: OWS (SP and HTAB) around a field value is not part of
+   * it. llhttp 8.1 skips the leading OWS and keeps the trailing. */
+  const char *v = r->strings.base + h->value_off;
+  while (h->value_len > 0 && is_ows(v[h->value_len - 1])) h->value_len--;
+  while (h->value_len > 0 && is_ows(*v)) v++, h->value_off++, h->value_len--;
   if (name_eq(r, h, "transfer-encoding", 17)) {
     c->te_seen = true;
+    if (!only_chunked(v, h->value_len)) c->te_unknown = true;
   } else if (name_eq(r, h, "host", 4)) {
     c->host_count++;
-    if (!valid_host(r->strings.base + h->value_off, h->value_len) &&
-        c->head_error == 0)
+    if (!valid_host(v, h->value_len) && c->head_error == 0)
       c->head_error = 400;
   } else if (name_eq(r, h, "expect", 6)) {
-    /* Honoured for HTTP/1.1 only (on_headers_complete). */
-    if (h->value_len == 12 &&
-        strncasecmp(r->strings.base + h->value_off, "100-continue", 12) == 0)
+    /* Honoured for HTTP/1.1 only (on_headers_complete). Any other
+     * expectation gets 417 (RFC 9110 10.1.1 MAY; Go does the same); an
+     * empty one is no expectation. */
+    if (h->value_len == 12 && strncasecmp(v, "100-continue", 12) == 0)
       r->expect_continue = true;
+    else if (h->value_len > 0)
+      c->expect_other = true;
   }
   return 0;
+}
+
+/* authority-form (RFC 9112 3.2.3), CONNECT's only form: uri-host ":" port,
+ * the host a reg-name or an IP-literal in [], the port 1 to 5 digits. */
+static bool authority_form(const char *t, size_t n) {
+  size_t colon = n;
+  while (colon > 0 && t[colon - 1] != ':') colon--;
+  if (colon < 2) return false; /* no ':' or no host */
+  size_t plen = n - colon;
+  if (plen == 0 || plen > 5) return false;
+  unsigned port = 0;
+  for (size_t i = colon; i < n; i++) {
+    if (t[i] < '0' || t[i] > '9') return false;
+    port = port * 10 + (unsigned)(t[i] - '0');
+  }
+  if (port > 65535) return false;
+  size_t hlen = colon - 1;
+  if (t[0] == '[') {
+    if (hlen < 3 || t[hlen - 1] != ']') return false;
+    for (size_t i = 1; i < hlen - 1; i++) {
+      char ch = t[i];
+      if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+            (ch >= 'A' && ch <= 'F') || ch == ':' || ch == '.'))
+        return false;
+    }
+    return true;
+  }
+  for (size_t i = 0; i < hlen; i++)
+    if (!host_char[(unsigned char)t[i]] || t[i] == ':' || t[i] == '[' ||
+        t[i] == ']')
+      return false;
+  return true;
+}
+
+/* absolute-form (RFC 9112 3.2.2): scheme ":" ... (RFC 3986 3.1). */
+static bool absolute_form(const char *t, size_t n) {
+  if (n < 2 || !((t[0] | 0x20) >= 'a' && (t[0] | 0x20) <= 'z')) return false;
+  for (size_t i = 1; i < n; i++) {
+    char ch = t[i];
+    if (ch == ':') return true;
+    if (!((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') && !(ch >= '0' && ch <= '9') &&
+        ch != '+' && ch != '-' && ch != '.')
+      return false;
+  }
+  return false;
 }
 
 static int on_headers_complete(llhttp_t *p) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
-  r->method_id = (uint8_t)p->method;
-  r->method = llhttp_method_name((llhttp_method_t)p->method);
+  if (c->method_other) {
+    /* llhttp parsed "GET" in its place (unknown_method). */
+    r->method_id = VIGIL__METHOD_OTHER;
+    r->method = r->method_token;
+  } else {
+    r->method_id = (uint8_t)p->method;
+    r->method = llhttp_method_name((llhttp_method_t)p->method);
+  }
   if (p->http_major == 1 && (p->http_minor == 0 || p->http_minor == 1)) {
     r->version = (uint8_t)(10 + p->http_minor);
   } else {
-    /* llhttp takes any single digits; we speak 1.0 and 1.1 only. */
-    if (c->head_error == 0) c->head_error = p->http_major >= 2 ? 505 : 400;
+    /* llhttp takes any single digits; we speak 1.0 and 1.1 only (RFC 9110
+     * 15.6.6: 505 for a major version we do not support, 0.9 included). */
+    if (c->head_error == 0) c->head_error = 505;
     return HPE_USER;
   }
   r->keep_alive = llhttp_should_keep_alive(p) != 0;
   r->chunked = (p->flags & F_CHUNKED) != 0;
+  /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+   * framing (a 1.0 hop could not have sent it): 400 and close. */
+  if (c->te_seen && r->version == 10 && c->head_error == 0) {
+    c->head_error = 400;
+    return HPE_USER;
+  }
   /* llhttp 8.1 lets an empty Transfer-Encoding through and frames the body
    * by Content-Length (found by the fuzzer). RFC 9112 6.3: a request with
    * Transfer-Encoding not ending in chunked gets 400 - and TE with CL is
-   * the classic smuggling pair. */
+   * the classic smuggling pair. A coding before chunked that we do not
+   * implement: 501 (RFC 9112 6.1 SHOULD). */
   if (c->te_seen && !r->chunked && c->head_error == 0) {
     c->head_error = 400;
+    return HPE_USER;
+  }
+  if (c->te_unknown && c->head_error == 0) {
+    c->head_error = 501;
     return HPE_USER;
   }
   r->content_length =
       r->chunked ? -1
                  : ((p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0);
-  r->is_head = p->method == HTTP_HEAD;
+  r->is_head = !c->method_other && p->method == HTTP_HEAD;
+  r->is_connect = !c->method_other && p->method == HTTP_CONNECT;
   /* llhttp would stop parsing HTTP after an Upgrade or CONNECT head; we
    * keep speaking HTTP unless a handler hijacks the connection, which then
    * takes the raw bytes from the connection's buffer. */
   r->upgrade = p->upgrade != 0;
   p->upgrade = 0;
+  /* The request-target's form goes with the method (RFC 9112 3.2):
+   * authority-form for CONNECT only and always (RFC 9110 9.3.6, a
+   * malformed authority is 400, not a path to route), "*" for OPTIONS
+   * only, otherwise origin-form or absolute-form. */
   const char *t = r->strings.base ? r->strings.base : "";
-  r->absolute_form =
-      (r->target_len > 7 && strncasecmp(t, "http://", 7) == 0) ||
-      (r->target_len > 8 && strncasecmp(t, "https://", 8) == 0) ||
-      p->method == HTTP_CONNECT;
+  size_t tl = r->target_len;
+  bool form_ok;
+  r->absolute_form = false;
+  if (r->is_connect) {
+    form_ok = authority_form(t, tl);
+  } else if (tl == 1 && t[0] == '*') {
+    form_ok = !c->method_other && p->method == HTTP_OPTIONS;
+  } else if (tl > 0 && t[0] == '/') {
+    form_ok = true;
+  } else {
+    form_ok = r->absolute_form = absolute_form(t, tl);
+  }
+  if (!form_ok && c->head_error == 0) c->head_error = 400;
   if (r->version != 11) r->expect_continue = false; /* RFC 9110 10.1.1 */
   /* RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without
-   * Host, and to any request with more than one Host line (absolute-form
-   * targets may omit it: the target names the host). */
+   * Host (absolute-form and CONNECT included: "any HTTP/1.1 request
+   * message"), and to any request with more than one Host line. */
   if (c->head_error == 0 &&
-      (c->host_count > 1 ||
-       (r->version == 11 && c->host_count == 0 && !r->absolute_form)))
+      (c->host_count > 1 || (r->version == 11 && c->host_count == 0)))
     c->head_error = 400;
+  if (c->expect_other && c->head_error == 0) c->head_error = 417;
   /* llhttp takes Content-Length up to 2^64-1; we keep it in an int64. */
   uint64_t max_body = c->loop->server->config.max_body_bytes;
   if (c->head_error == 0 && (p->flags & F_CONTENT_LENGTH) &&
@@ -237,6 +375,8 @@ static int on_chunk_ext(llhttp_t *p, const char *at, size_t len) {
 
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_method_complete = on_method_complete,
     .on_url = on_url,
     .on_version_complete = on_version_complete,
     .on_header_field = on_header_field,
@@ -264,6 +404,9 @@ void vigil__head_reset(vigil_conn_t *c) {
   c->head_ready = false;
   c->first_line_done = false;
   c->version_seen = false;
+  c->head_is_head = false;
+  c->rl_state = 0;
+  c->rl_n = 0;
 }
 
 /* Byte classes for the head checks below. */
@@ -368,6 +511,148 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   else if (len > room) c->head_error = 431;
 }
 
+/* The request line, exactly as RFC 9112 3 has it: method SP
+ * request-target SP HTTP-version CRLF, one SP each, the method a token and
+ * the version "HTTP/" DIGIT "." DIGIT. llhttp 8.1 takes several SP between
+ * the parts (a smuggling risk: another reader may split them otherwise)
+ * and other protocols (RTSP/1.0, ICE/1.0). Runs over the head's first line
+ * only, across reads; what llhttp refuses itself is refused either way.
+ * Empty lines before the request line are left to the other checks. */
+enum { RL_START = 0, RL_METHOD, RL_TARGET0, RL_TARGET, RL_VERSION, RL_DONE };
+
+static void check_request_line(vigil_conn_t *c, const char *data, size_t len) {
+  static const char proto[] = "HTTP/";
+  const unsigned char *q = (const unsigned char *)data, *end = q + len;
+  int st = c->rl_state, n = c->rl_n;
+  bool bad = false;
+  while (q < end && st != RL_DONE && !bad) {
+    unsigned char ch = *q++;
+    switch (st) {
+      case RL_START:
+        if (ch == '\r' || ch == '\n') break;
+        st = RL_METHOD;
+        /* fall through */
+      case RL_METHOD:
+        if (ch == ' ') st = RL_TARGET0;
+        else bad = !tchar[ch];
+        break;
+      case RL_TARGET0:
+        st = RL_TARGET;
+        bad = ch == ' ' || ch == '\r' || ch == '\n';
+        break;
+      case RL_TARGET:
+        while (ch != ' ' && ch != '\r' && ch != '\n' && q < end) ch = *q++;
+        if (ch == ' ') st = RL_VERSION, n = 0;
+        else bad = ch == '\r' || ch == '\n';
+        break;
+      case RL_VERSION:
+        if (n < 5) bad = ch != (unsigned char)proto[n];
+        else if (n == 5 || n == 7) bad = ch < '0' || ch > '9';
+        else if (n == 6) bad = ch != '.';
+        else if (ch == '\r') st = RL_DONE;
+        else bad = true;
+        n++;
+        break;
+    }
+  }
+  c->rl_state = (uint8_t)st;
+  c->rl_n = (uint8_t)n;
+  if (bad && c->head_error == 0) c->head_error = 400;
+}
+
+/* llhttp 8.1 takes SP but not HTAB as OWS after a value it reads itself:
+ * `Connection: close<HTAB>` is not "close" to it, `Content-Length:
+ * 5<HTAB>` and `Transfer-Encoding: chunked<HTAB>` are refused (RFC 9110
+ * 5.6.3: OWS is SP and HTAB). So in the head, an HTAB in the OWS that ends
+ * a line becomes SP before llhttp sees it: the handler never sees that OWS
+ * (on_header_value_complete trims it), and an HTAB inside a value stays.
+ * Only up to the end of the head: body bytes are not ours to touch. And an
+ * OWS run at the end of what arrived so far is held back (not given to
+ * llhttp) until the byte after it shows whether it ends the line: unless
+ * long, when the head limit is the better answer. Returns how many bytes
+ * llhttp may take. */
+#define OWS_HOLD_MAX 256
+
+static size_t head_ows(vigil_conn_t *c, char *data, size_t len) {
+  char *q = data, *end = data + len;
+  bool line_start = c->head_line_start;
+  bool content = c->rl_state != RL_START; /* empty lines before it: not the end */
+  /* The empty line's CR came last time: only its LF is head. */
+  if (line_start && content && c->head_last == '\r') q = end;
+  while (q < end) {
+    if (line_start && content && *q == '\r') break; /* the empty line: head ends */
+    char *lf = memchr(q, '\n', (size_t)(end - q));
+    char *eol = lf != NULL ? lf : end;
+    char *cr = eol > q && eol[-1] == '\r' ? eol - 1 : NULL;
+    if (cr != NULL)
+      for (char *w = cr; w > q && is_ows(w[-1]); w--) w[-1] = ' ';
+    if ((cr != NULL ? cr : eol) > q) content = true;
+    if (lf == NULL) break;
+    q = lf + 1;
+    line_start = true;
+  }
+  size_t run = 0;
+  while (run < len && is_ows(data[len - 1 - run])) run++;
+  if (run > 0 && run < OWS_HOLD_MAX) return len - run;
+  return len;
+}
+
+/* A method llhttp 8.1 does not know (RFC 9110 9.1: any token is a method:
+ * QUERY, a lowercase get, MKCOLA) or takes only for RTSP. The token is
+ * checked here (tchar+ then one SP) and kept for the request, and llhttp
+ * is started over on "GET " and the rest of the line: request framing does
+ * not depend on the method (CONNECT aside, which llhttp knows), so llhttp
+ * still parses all the rest. A partial method is never consumed (see
+ * vigil__parse), so the whole token is in `data`, after nothing but the
+ * empty lines llhttp skips. Returns llhttp's state; *used as for a call of
+ * llhttp_execute on data. */
+static llhttp_errno_t unknown_method(vigil_conn_t *c, const char *data,
+                                     size_t len, llhttp_errno_t e,
+                                     size_t *used) {
+  llhttp_t *p = &c->parser;
+  const char *end = data + len, *start;
+  if (c->method_at != NULL && c->method_at >= data && c->method_at < end) {
+    start = c->method_at;
+  } else {
+    start = data + *used; /* the error position */
+    while (start > data && tchar[(unsigned char)start[-1]]) start--;
+  }
+  const char *q = start;
+  while (q < end && tchar[(unsigned char)*q] && q - start <= VIGIL__METHOD_MAX) q++;
+  size_t n = (size_t)(q - start);
+  if (n > VIGIL__METHOD_MAX) {
+    /* RFC 9110 9.1: an unrecognised method SHOULD get 501. */
+    c->head_error = 501;
+    *used = (size_t)(q - data);
+    return HPE_USER;
+  }
+  if (q == end) {
+    /* The token goes on in the next read: start this message over then. */
+    vigil__parser_init(c);
+    *used = (size_t)(start - data);
+    return HPE_OK;
+  }
+  if (n == 0 || *q != ' ') return e; /* not a token and SP: llhttp's 400 */
+  vigil__parser_init(c);
+  if (llhttp_execute(p, "GET ", 4) != HPE_OK || c->parsing == NULL) {
+    *used = (size_t)(start - data);
+    return HPE_USER;
+  }
+  memcpy(c->parsing->method_token, start, n);
+  c->parsing->method_token[n] = '\0';
+  c->method_other = true;
+  c->head_is_head = false;
+  const char *rest = q + 1;
+  e = llhttp_execute(p, rest, (size_t)(end - rest));
+  *used = len;
+  if (e != HPE_OK) {
+    const char *pos = llhttp_get_error_pos(p);
+    *used = pos ? (size_t)(pos - data) : (size_t)(rest - data);
+    if (*used > len) *used = len;
+  }
+  return e;
+}
+
 size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
                     llhttp_errno_t *err) {
   llhttp_t *p = &c->parser;
@@ -377,6 +662,10 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
   c->body_at = NULL;
   c->body_len = 0;
   bool in_head = c->phase == PHASE_HEAD;
+  /* The connection's own input bytes (conn.c hands us c->in): head_ows
+   * may rewrite OWS in the head. */
+  if (in_head) len = head_ows(c, (char *)data, len);
+  c->method_at = NULL;
   e = llhttp_execute(p, data, len);
   size_t used = len;
   if (e != HPE_OK) {
@@ -385,15 +674,29 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
     if (used > len) used = len;
   }
   if (in_head) {
+    if (e == HPE_INVALID_METHOD ||
+        (e == HPE_CB_METHOD_COMPLETE && c->method_retry)) {
+      e = unknown_method(c, data, len, e, &used);
+    } else if (e == HPE_OK && c->method_at != NULL &&
+               memchr(c->method_at, ' ', (size_t)(data + len - c->method_at)) == NULL) {
+      /* The read ended inside the method or before its SP: llhttp would
+       * keep what it matched so far in its own state ("MKCOL" is complete
+       * to it before the SP), and an unknown method found later
+       * ("MKCOLA") could not be recovered. Not consumed: parsed again
+       * whole with the next read (a method is short, VIGIL__METHOD_MAX). */
+      vigil__parser_init(c);
+      used = (size_t)(c->method_at - data);
+    }
+    /* Where llhttp stopped on an error, its offending byte is checked too
+     * (a SP after the version: 400, not llhttp's 505). */
+    bool failed = e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE;
+    if (c->rl_state != RL_DONE)
+      check_request_line(c, data, failed && used < len ? used + 1 : used);
     /* With the parser pausing at head complete, what this call consumed in
      * the head phase is head bytes only (plus, for a body-less request,
      * nothing after the final CRLF). */
     check_head_bytes(c, data, used);
-    if (c->head_error != 0 && e != HPE_OK && e != HPE_PAUSED &&
-        e != HPE_PAUSED_UPGRADE)
-      e = HPE_USER;
-    else if (c->head_error != 0)
-      e = HPE_USER;
+    if (c->head_error != 0) e = HPE_USER;
   }
   *err = e;
   return used;

@@ -361,6 +361,13 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   if (date) { memcpy(p, date, dl); p += dl; }
   if (no_body_status) {
     req->resp_remaining = 0;
+  } else if (req->is_connect && status < 300) {
+    /* RFC 9110 9.3.6: a 2xx to CONNECT starts a tunnel and MUST NOT carry
+     * Content-Length or Transfer-Encoding. Not hijacked: what the handler
+     * writes follows the head as tunnel bytes, and the connection closes
+     * after it (the client no longer speaks HTTP on it). */
+    req->resp_remaining = content_length;
+    c->close_after = true;
   } else if (content_length >= 0) {
     p = put_content_length(p, (uint64_t)content_length);
     req->resp_remaining = content_length;

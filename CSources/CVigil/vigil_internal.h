@@ -72,6 +72,10 @@ typedef struct {
 } vigil_hdr_index_t;
 
 #define VIGIL_INLINE_HEADERS 12
+/* Longest method token llhttp 8.1 does not know that we take (longer: 501;
+ * the registered ones are under 20 bytes). */
+#define VIGIL__METHOD_MAX 64
+#define VIGIL__METHOD_OTHER 0xff
 /* Requests kept per loop for reuse (loop->req_pool), and the largest
  * strings buffer a pooled request may keep: a request with a bigger one is
  * freed whole (request_free), not pooled. The pool is freed with the loop
@@ -111,6 +115,9 @@ struct vigil_request_s {
    * per request otherwise. */
   vigil_hdr_index_t inline_headers[VIGIL_INLINE_HEADERS];
   struct sockaddr_storage peer;
+  /* A method llhttp 8.1 does not know (parse.c: unknown_method), NUL
+   * terminated; `method` points here then. Written before it is read. */
+  char method_token[VIGIL__METHOD_MAX + 1];
 
   /* ---- zeroed for each request, from here to the end (REQUEST_RESET_FROM). */
   atomic_uint refs;
@@ -139,13 +146,14 @@ struct vigil_request_s {
   uint32_t nheaders;
   uint32_t headers_cap;
   vigil_hdr_index_t *headers; /* points at inline_headers or a heap array */
-  const char *method;        /* static string from llhttp */
-  uint8_t method_id;
+  const char *method;        /* static string from llhttp, or method_token */
+  uint8_t method_id;         /* llhttp_method_t, or VIGIL__METHOD_OTHER */
   uint8_t version;           /* 10 or 11 */
   bool keep_alive;           /* as the request asked (llhttp_should_keep_alive) */
   bool chunked;
   bool expect_continue;
   bool is_head;
+  bool is_connect;           /* 2xx answers carry no framing (response.c) */
   bool absolute_form;
   bool upgrade;              /* Upgrade header or CONNECT (for hijack) */
   int64_t content_length;    /* -1 chunked */
@@ -340,6 +348,14 @@ struct vigil_conn_s {
   bool version_seen;         /* parse.c: the request line carried a version */
   bool te_seen;              /* parse.c: a Transfer-Encoding line was seen */
   bool first_line_done;      /* parse.c: the request line has ended */
+  bool method_other;         /* parse.c: a token llhttp does not know, fed as GET */
+  bool method_retry;         /* parse.c: llhttp took an RTSP method: redo as unknown */
+  bool head_is_head;         /* parse.c: the method is HEAD (error answers) */
+  bool te_unknown;           /* parse.c: a transfer coding other than chunked */
+  bool expect_other;         /* parse.c: an expectation other than 100-continue */
+  uint8_t rl_state;          /* parse.c: check_request_line's state */
+  uint8_t rl_n;              /* parse.c: bytes matched in that state */
+  const char *method_at;     /* parse.c: first method byte, one execute call */
   size_t chunk_ext_bytes;
   int in_header_value;       /* parse.c: which header part is being assembled */
   bool head_ready;           /* parse.c: a head is complete, to dispatch */

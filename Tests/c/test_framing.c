@@ -331,10 +331,10 @@ static void t_byte_by_byte(void) {
   tc_close(&c);
 }
 
-/* Guards the HTAB rewrite of trailing OWS (llhttp 8.1 does not take HTAB there):
- * it
- * must stop at the end of the head: body bytes reach the handler as sent,
- * whatever the split (here one right after the head's last CR). */
+/* Guards the HTAB rewrite of trailing OWS (llhttp 8.1 does not take HTAB
+ * there): it must stop at the end of the head, so body bytes reach the
+ * handler as sent, whatever the split (here also right after the head's
+ * last CR, the split that can fool it). */
 static void t_body_htab_untouched(void) {
   const char *raw = "POST /echo HTTP/1.1\r\nHost: a\t\r\nContent-Length: 9\r\n\r\na\t\r\nb \t\r\n";
   size_t len = strlen(raw), head = strstr(raw, "\r\n\r\n") - raw;
