@@ -300,6 +300,11 @@ static int ieq(const char *a, size_t an, const char *b) {
   return an == bn && strncasecmp(a, b, an) == 0;
 }
 
+/* Methods are case-sensitive (RFC 9110 9.1): "head" is not HEAD. */
+static int meq(const char *a, size_t an, const char *b) {
+  return an == strlen(b) && memcmp(a, b, an) == 0;
+}
+
 static void check_head(vigil_request_t *req) {
   int v = vigil_request_version(req);
   if (v != 10 && v != 11) fail("handler got HTTP version %d", v);
@@ -308,13 +313,15 @@ static void check_head(vigil_request_t *req) {
   const char *t = vigil_request_target(req, &tl);
   if (m == NULL || ml == 0) fail("handler got an empty method");
   if (tl == 0) fail("handler got an empty target");
+  for (size_t i = 0; i < ml; i++)
+    if (!is_tchar((unsigned char)m[i]))
+      fail("handler got a method with byte 0x%02x", (unsigned char)m[i]);
   for (size_t i = 0; i < tl; i++) {
     unsigned char ch = (unsigned char)t[i];
     if (ch <= 0x20 || ch == 0x7f) fail("handler got a target with byte 0x%02x", ch);
   }
-  int absolute = (tl > 7 && strncasecmp(t, "http://", 7) == 0) ||
-                 (tl > 8 && strncasecmp(t, "https://", 8) == 0) ||
-                 ieq(m, ml, "CONNECT");
+  if (meq(m, ml, "CONNECT") ? t[0] == '/' || t[0] == '*' : t[0] == '*' && !meq(m, ml, "OPTIONS"))
+    fail("handler got target form %.*s for %.*s", (int)tl, t, (int)ml, m);
   size_t n = vigil_request_header_count(req);
   int hosts = 0, cls = 0, tes = 0;
   const char *clv = NULL;
@@ -328,6 +335,8 @@ static void check_head(vigil_request_t *req) {
     for (size_t k = 0; k < nl; k++)
       if (!is_tchar((unsigned char)name[k]))
         fail("handler got a header name with byte 0x%02x", (unsigned char)name[k]);
+    if (vl > 0 && (val[0] == ' ' || val[0] == '\t' || val[vl - 1] == ' ' || val[vl - 1] == '\t'))
+      fail("handler got a header value with OWS around it");
     for (size_t k = 0; k < vl; k++) {
       unsigned char ch = (unsigned char)val[k];
       if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
@@ -338,7 +347,7 @@ static void check_head(vigil_request_t *req) {
     if (ieq(name, nl, "transfer-encoding")) tes++;
   }
   if (hosts > 1) fail("handler got %d Host headers", hosts);
-  if (v == 11 && hosts == 0 && !absolute) fail("handler got HTTP/1.1 without Host");
+  if (v == 11 && hosts == 0) fail("handler got HTTP/1.1 without Host");
   if (cls > 1) fail("handler got %d Content-Length headers", cls);
   if (cls && tes) fail("handler got both Content-Length and Transfer-Encoding");
   int64_t cl = vigil_request_content_length(req);
@@ -397,7 +406,7 @@ static void on_request(vigil_request_t *req, void *ud) {
   st->cl = vigil_request_content_length(req);
   size_t ml;
   const char *m = vigil_request_method(req, &ml);
-  st->is_head = ieq(m, ml, "HEAD");
+  st->is_head = meq(m, ml, "HEAD");
   if (fs->ndisp < (int)sizeof fs->is_head) fs->is_head[fs->ndisp++] = (unsigned char)st->is_head;
   vigil_request_set_data(req, st);
   if (vigil_request_on_cancel(req, on_cancel, st) != 0) abort();

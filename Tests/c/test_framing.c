@@ -68,7 +68,7 @@ static void on_request(vigil_request_t *req, void *ud) {
 static void on_body(vigil_request_t *req, const char *data, size_t len, int end, void *ud) {
   req_state_t *st = vigil_request_get_data(req);
   if (st == NULL) return;
-  if (st->echo && st->body + (long long)len <= (long long)sizeof st->copy)
+  if (st->echo && len > 0 && st->body + (long long)len <= (long long)sizeof st->copy)
     memcpy(st->copy + st->body, data, len);
   st->body += (long long)len;
   if (end) {
