@@ -31,6 +31,8 @@ static int on_message_begin(llhttp_t *p) {
   c->head_is_head = false;
   c->te_unknown = false;
   c->expect_other = false;
+  c->conn_close = false;
+  c->conn_keep = false;
   return 0;
 }
 
@@ -177,6 +179,22 @@ static bool only_chunked(const char *v, size_t n) {
   return true;
 }
 
+/* Does the list `v` (RFC 9110 5.6.1: members with OWS around commas) hold
+ * `tok`, case-insensitively? */
+static bool list_has(const char *v, size_t n, const char *tok, size_t tn) {
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i;
+    while (j < n && v[j] != ',') j++;
+    size_t a = i, b = j;
+    while (a < b && is_ows(v[a])) a++;
+    while (b > a && is_ows(v[b - 1])) b--;
+    if (b - a == tn && strncasecmp(v + a, tok, tn) == 0) return true;
+    i = j + 1;
+  }
+  return false;
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
@@ -188,7 +206,13 @@ static int on_header_value_complete(llhttp_t *p) {
   const char *v = r->strings.base + h->value_off;
   while (h->value_len > 0 && is_ows(v[h->value_len - 1])) h->value_len--;
   while (h->value_len > 0 && is_ows(*v)) v++, h->value_off++, h->value_len--;
-  if (name_eq(r, h, "transfer-encoding", 17)) {
+  if (name_eq(r, h, "connection", 10)) {
+    /* llhttp 8.1 reads the options itself but takes only SP as OWS
+     * (`close<HTAB>,x` is not close to it): read them again here
+     * (on_headers_complete). */
+    if (list_has(v, h->value_len, "close", 5)) c->conn_close = true;
+    if (list_has(v, h->value_len, "keep-alive", 10)) c->conn_keep = true;
+  } else if (name_eq(r, h, "transfer-encoding", 17)) {
     c->te_seen = true;
     if (!only_chunked(v, h->value_len)) c->te_unknown = true;
   } else if (name_eq(r, h, "host", 4)) {
@@ -271,7 +295,10 @@ static int on_headers_complete(llhttp_t *p) {
     if (c->head_error == 0) c->head_error = 505;
     return HPE_USER;
   }
+  /* RFC 9112 9.3: close wins; HTTP/1.0 persists only when asked to. */
   r->keep_alive = llhttp_should_keep_alive(p) != 0;
+  if (c->conn_close) r->keep_alive = false;
+  else if (r->version == 10 && c->conn_keep) r->keep_alive = true;
   r->chunked = (p->flags & F_CHUNKED) != 0;
   /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
    * framing (a 1.0 hop could not have sent it): 400 and close. */
@@ -394,6 +421,13 @@ static const llhttp_settings_t settings = {
 void vigil__parser_init(vigil_conn_t *c) {
   llhttp_init(&c->parser, HTTP_REQUEST, &settings);
   c->parser.data = c;
+  /* Whether the connection persists is the core's call (r->keep_alive,
+   * from llhttp's reading and the Connection options read again in
+   * on_header_value_complete), and the core parses nothing after a
+   * request it closes on. Without this llhttp 8.1 would refuse the next
+   * request after an HTTP/1.0 one whose keep-alive it did not see
+   * (`keep-alive<HTAB>, x`). */
+  llhttp_set_lenient_keep_alive(&c->parser, 1);
 }
 
 void vigil__head_reset(vigil_conn_t *c) {

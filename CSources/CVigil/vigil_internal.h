@@ -353,6 +353,8 @@ struct vigil_conn_s {
   bool head_is_head;         /* parse.c: the method is HEAD (error answers) */
   bool te_unknown;           /* parse.c: a transfer coding other than chunked */
   bool expect_other;         /* parse.c: an expectation other than 100-continue */
+  bool conn_close;           /* parse.c: Connection lists close */
+  bool conn_keep;            /* parse.c: Connection lists keep-alive */
   uint8_t rl_state;          /* parse.c: check_request_line's state */
   uint8_t rl_n;              /* parse.c: bytes matched in that state */
   const char *method_at;     /* parse.c: first method byte, one execute call */

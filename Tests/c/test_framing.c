@@ -125,6 +125,14 @@ static const case_t cases[] = {
     /* 16: fails before the fix: kept open */
     {"Connection: close + HTAB closes", "GET /" H11 "Connection: close\t\r\n\r\n", 200, CLOSED,
      NULL, 0},
+    {"Connection: close + HTAB before a comma closes",
+     "GET /" H11 "Connection: close\t,x\r\n\r\n", 200, CLOSED, NULL, 0},
+    {"Connection: x,\tclose closes", "GET /" H11 "Connection: x,\tclose\r\n\r\n", 200,
+     CLOSED, NULL, 0},
+    {"HTTP/1.0 Connection: keep-alive + HTAB keeps the connection",
+     "GET / HTTP/1.0\r\nConnection: keep-alive\t\r\n\r\n", 200, OPEN, NULL, 0},
+    {"HTTP/1.0 Connection: keep-alive\t, x keeps the connection",
+     "GET / HTTP/1.0\r\nConnection: keep-alive\t, x\r\n\r\n", 200, OPEN, NULL, 0},
     /* fails before the fix: 400 */
     {"Content-Length: 5 + HTAB", "POST /" H11 "Content-Length: 5\t\r\n\r\nhello", 200, OPEN,
      "M=POST|T=/|H=a|X=-|B=5", 0},
