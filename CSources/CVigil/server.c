@@ -410,12 +410,17 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
     return r;
   }
   loop->uv.data = loop;
+  r = uv_poll_init(&loop->uv, &loop->shutdown_poll, s->shutdown_fd);
+  if (r != 0) {
+    uv_loop_close(&loop->uv);
+    vigil__loop_unref(loop);
+    return r;
+  }
   uv_async_init(&loop->uv, &loop->async, on_async);
   uv_prepare_init(&loop->uv, &loop->prepare);
   uv_timer_init(&loop->uv, &loop->watch_timer);
   uv_timer_init(&loop->uv, &loop->grace_timer);
   uv_timer_init(&loop->uv, &loop->tick_timer);
-  uv_poll_init(&loop->uv, &loop->shutdown_poll, s->shutdown_fd);
   for (int k = 0; k < T_KINDS; k++) vigil__list_init(&loop->timers[k]);
   loop->async.data = loop->prepare.data = loop;
   loop->watch_timer.data = loop->grace_timer.data = loop->tick_timer.data = loop;
