@@ -73,7 +73,10 @@ VIGIL_EXPORT const char *vigil_version_string(void);
 /* Other negative values come from the system or libuv: for example
  * -98 (EADDRINUSE) from vigil_server_start. */
 
-/* A short English description of an error code; never NULL. */
+/* A short English description of an error code: a static string, never
+ * NULL, valid for the life of the program and the same from every thread
+ * (so two calls may appear in one printf). Codes neither Vigil nor libuv
+ * knows get "unknown error". */
 VIGIL_EXPORT const char *vigil_strerror(int err);
 
 /* ------------------------------------------------------------------------ */
@@ -199,10 +202,14 @@ typedef struct vigil_config_s {
   /* Limits. 0 turns one off. */
   unsigned max_headers;          /* header lines before 431 (100) */
   size_t max_target_bytes;       /* request-target bytes before 414 (8 KiB) */
-  /* Request body bytes (8 MiB): a Content-Length above it gets 413 before
-   * any handler runs; a chunked body passing it ends the request with
-   * VIGIL_REASON_BODY_TOO_LARGE (413 if no response started) and closes.
-   * Per request: vigil_request_set_body_limit. */
+  /* Request body bytes (8 MiB), the default of each request's body limit
+   * (vigil_request_set_body_limit), checked when the body is read, not
+   * before the handler runs: a Content-Length above the request's limit
+   * ends the request at vigil_request_body_start (413, before any
+   * "100 Continue"); a chunked body passing it ends the request as it
+   * passes. Either way with VIGIL_REASON_BODY_TOO_LARGE, a 413 if no
+   * response started, and the connection closes. A body the handler never
+   * reads is never read past drain_limit (the connection closes instead). */
   uint64_t max_body_bytes;
   /* Open connections per server (10000): past it new connections are
    * accepted and closed at once, the others undisturbed. */
@@ -247,11 +254,16 @@ VIGIL_EXPORT int vigil_server_start(vigil_server_t *server);
 /* The bound port (useful with port 0), or a negative error before start. */
 VIGIL_EXPORT int vigil_server_port(const vigil_server_t *server);
 
-/* Begin a graceful shutdown; any thread, never blocks, idempotent. Stops
+/* Begin a graceful shutdown; any thread, never blocks, idempotent, and
+ * async-signal-safe: a SIGTERM handler may call it (then call
+ * vigil_server_wait and vigil_server_free outside the handler). The loops
+ * begin it on their next iteration, never inside this call. Stops
  * accepting, closes idle connections at once; requests in flight get
  * `Connection: close` and may finish within `grace_ms`; then their requests
  * are cancelled with VIGIL_REASON_SERVER_SHUTDOWN and their connections
- * closed. Once everything is closed the loops exit and on_stopped runs. */
+ * closed. Once everything is closed the loops exit and on_stopped runs.
+ * Returns 0 (also when a shutdown was already requested: the first call's
+ * grace_ms holds), or VIGIL_EINVAL for a server that is not started. */
 VIGIL_EXPORT int vigil_server_shutdown(vigil_server_t *server,
                                        uint64_t grace_ms);
 
@@ -371,9 +383,11 @@ VIGIL_EXPORT vigil_reason_t vigil_request_reason(const vigil_request_t *req);
 /* With VIGIL_REASON_TIMED_OUT: which timeout. Any thread. */
 VIGIL_EXPORT vigil_timeout_t vigil_request_timeout(const vigil_request_t *req);
 
-/* Lower (or raise) this request's body limit, from max_body_bytes; 0 means
- * none. Call before the body is read: a Content-Length above it then ends
- * the request at vigil_request_body_start. Any thread. */
+/* Lower or raise this request's body limit, which starts at
+ * max_body_bytes (so one upload route can take more than the rest); 0 means
+ * none. Call before vigil_request_body_start: a Content-Length above it
+ * then ends the request there (413); a chunked body ends when it passes it.
+ * Any thread. Returns 0, or VIGIL_EINVAL for a NULL request. */
 VIGIL_EXPORT int vigil_request_set_body_limit(vigil_request_t *req,
                                               uint64_t max_bytes);
 

@@ -43,12 +43,18 @@ const char *vigil_strerror(int err) {
     case VIGIL_EALREADY: return "already done (response started or ended, or request finished)";
     case VIGIL_ESHUTDOWN: return "server stopped";
     case VIGIL_EBUSY: return "not possible in the current state";
-    default: {
-      /* uv_strerror allocates (and leaks) for codes it does not know. */
-      static _Thread_local char buf[96];
-      return uv_strerror_r(err, buf, sizeof buf);
-    }
   }
+  /* A libuv (negated errno) code: its static message, so that every call
+   * returns a string that stays valid and two calls in one printf do not
+   * share a buffer. uv_strerror itself allocates, and leaks, a string for a
+   * code it does not know; such a code gets a fixed text here instead. */
+  switch (err) {
+#define VIGIL_UV_MSG(name, msg) \
+    case UV_##name: return msg;
+    UV_ERRNO_MAP(VIGIL_UV_MSG)
+#undef VIGIL_UV_MSG
+  }
+  return "unknown error";
 }
 
 const char *vigil_reason_name(vigil_reason_t reason) {

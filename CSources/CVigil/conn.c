@@ -757,16 +757,19 @@ void vigil__conn_body_start(vigil_conn_t *c) {
   vigil_request_t *req = c->req;
   if (req == NULL) return;
   c->body_paused = false;
-  if (!req->body_started) {
-    req->body_started = true;
-    /* Not on a hijacked connection: its bytes are the handler's now. */
-    if (c->phase != PHASE_HIJACKED) vigil__send_continue(req);
-  }
+  /* The body limit as the handler left it (vigil_request_set_body_limit),
+   * checked before "100 Continue": a client that waits for it is told 413
+   * instead of sending a body we would refuse (RFC 9110 10.1.1). */
   uint64_t limit = atomic_load(&req->body_limit);
   if (c->phase == PHASE_BODY_WAIT && limit && !req->chunked &&
       (uint64_t)req->content_length > limit) {
     fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
     return;
+  }
+  if (!req->body_started) {
+    req->body_started = true;
+    /* Not on a hijacked connection: its bytes are the handler's now. */
+    if (c->phase != PHASE_HIJACKED) vigil__send_continue(req);
   }
   if (c->phase == PHASE_BODY_WAIT || c->phase == PHASE_BODY_PAUSED) {
     c->phase = PHASE_BODY;

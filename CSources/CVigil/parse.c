@@ -355,12 +355,13 @@ static int on_headers_complete(llhttp_t *p) {
       (c->host_count > 1 || (r->version == 11 && c->host_count == 0)))
     c->head_error = 400;
   if (c->expect_other && c->head_error == 0) c->head_error = 417;
-  /* llhttp takes Content-Length up to 2^64-1; we keep it in an int64. */
-  uint64_t max_body = c->loop->server->config.max_body_bytes;
+  /* llhttp takes Content-Length up to 2^64-1; we keep it in an int64. The
+   * body limit is not checked here but when the body is first read
+   * (vigil__conn_body_start): the handler may raise it for this request
+   * (vigil_request_set_body_limit), and a body nobody reads is never read. */
   if (c->head_error == 0 && (p->flags & F_CONTENT_LENGTH) &&
-      (p->content_length > (uint64_t)INT64_MAX ||
-       (max_body && p->content_length > max_body)))
-    c->head_error = 413; /* known up front: before any handler */
+      p->content_length > (uint64_t)INT64_MAX)
+    c->head_error = 413;
   if (c->head_error != 0) return HPE_USER;
   c->head_ready = true;
   if (!r->chunked && r->content_length == 0) {

@@ -640,10 +640,6 @@ void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op) {
     op->task(op->userdata);
     return;
   }
-  if (op->type == OP_SHUTDOWN) {
-    vigil__op_shutdown(loop, op);
-    return;
-  }
   if (op->type == OP_FINISH) {
     run_finish(req);
     goto done;

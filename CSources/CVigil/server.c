@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,6 +262,7 @@ static void loop_close_handles(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
 }
 
 static void loop_maybe_exit(vigil_loop_t *loop) {
@@ -313,8 +315,14 @@ static void loop_begin_shutdown(vigil_loop_t *loop, uint64_t grace_ms) {
 
 bool vigil__loop_stopping(vigil_loop_t *loop) { return loop->stopping; }
 
-void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op) {
-  loop_begin_shutdown(loop, op->grace_ms);
+/* vigil_server_shutdown wrote the server's eventfd. Nobody reads it: it
+ * stays readable for every loop, and each stops watching it here. */
+static void on_shutdown_signal(uv_poll_t *h, int status, int events) {
+  vigil_loop_t *loop = h->data;
+  (void)status;
+  (void)events;
+  uv_poll_stop(h);
+  loop_begin_shutdown(loop, atomic_load(&loop->server->shutdown_grace_ms));
 }
 
 /* ------------------------------------------------------------------ */
@@ -402,6 +410,12 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
     return r;
   }
   loop->uv.data = loop;
+  r = uv_poll_init(&loop->uv, &loop->shutdown_poll, s->shutdown_fd);
+  if (r != 0) {
+    uv_loop_close(&loop->uv);
+    vigil__loop_unref(loop);
+    return r;
+  }
   uv_async_init(&loop->uv, &loop->async, on_async);
   uv_prepare_init(&loop->uv, &loop->prepare);
   uv_timer_init(&loop->uv, &loop->watch_timer);
@@ -410,8 +424,10 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   for (int k = 0; k < T_KINDS; k++) vigil__list_init(&loop->timers[k]);
   loop->async.data = loop->prepare.data = loop;
   loop->watch_timer.data = loop->grace_timer.data = loop->tick_timer.data = loop;
-  loop->handles_open = 5;
+  loop->shutdown_poll.data = loop;
+  loop->handles_open = 6;
   uv_prepare_start(&loop->prepare, on_prepare);
+  uv_poll_start(&loop->shutdown_poll, UV_READABLE, on_shutdown_signal);
   /* The watch timer must not keep the loop from noticing it is idle, but
    * while it runs it has work: keep it referenced. */
   *out = loop;
@@ -432,6 +448,7 @@ static void loop_discard(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   uv_loop_close(&loop->uv);
 }
@@ -478,6 +495,7 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   c->host = s->host;
   s->nloops = c->loops;
   s->port = -1;
+  s->shutdown_fd = -1;
   atomic_init(&s->next_conn_id, 1);
   *out = s;
   return 0;
@@ -494,8 +512,21 @@ int vigil_server_start(vigil_server_t *s) {
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
     signal(SIGPIPE, SIG_IGN);
 
+  /* The one way into the loops that a signal handler may take
+   * (vigil_server_shutdown): a write to an eventfd each loop polls. */
+  s->shutdown_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->shutdown_fd < 0) {
+    int err = -errno;
+    atomic_store(&s->started, 0);
+    return err;
+  }
   s->loops = calloc(s->nloops, sizeof *s->loops);
-  if (s->loops == NULL) return VIGIL_ENOMEM;
+  if (s->loops == NULL) {
+    close(s->shutdown_fd);
+    s->shutdown_fd = -1;
+    atomic_store(&s->started, 0);
+    return VIGIL_ENOMEM;
+  }
   int r = 0;
   uint16_t port = s->config.port;
   unsigned made = 0;
@@ -518,6 +549,8 @@ int vigil_server_start(vigil_server_t *s) {
     }
     free(s->loops);
     s->loops = NULL;
+    close(s->shutdown_fd);
+    s->shutdown_fd = -1;
     s->port = -1;
     atomic_store(&s->started, 0);
     return r;
@@ -535,18 +568,25 @@ int vigil_server_port(const vigil_server_t *s) {
   return s->port;
 }
 
+/* Async-signal-safe (a SIGTERM handler may call it): lock-free atomics and
+ * one write(2), no allocation, no lock. The loops begin the shutdown when
+ * they see the eventfd readable, never inside the caller - not even on a
+ * loop thread, where the caller may be a signal handler that interrupted
+ * libuv. */
 int vigil_server_shutdown(vigil_server_t *s, uint64_t grace_ms) {
-  if (s == NULL || !atomic_load(&s->started)) return VIGIL_EINVAL;
+  if (s == NULL || !atomic_load(&s->started) || s->shutdown_fd < 0)
+    return VIGIL_EINVAL;
   int expected = 0;
   if (!atomic_compare_exchange_strong(&s->shutdown_requested, &expected, 1))
     return 0;
-  for (unsigned i = 0; i < s->nloops; i++) {
-    vigil_op_t *op = calloc(1, sizeof *op);
-    if (op == NULL) return VIGIL_ENOMEM;
-    op->type = OP_SHUTDOWN;
-    op->grace_ms = grace_ms;
-    if (vigil__loop_submit(s->loops[i], op) != 0) free(op);
-  }
+  atomic_store(&s->shutdown_grace_ms, grace_ms);
+  int saved = errno; /* a signal handler must leave errno as it found it */
+  uint64_t one = 1;
+  ssize_t w;
+  do w = write(s->shutdown_fd, &one, sizeof one);
+  while (w < 0 && errno == EINTR);
+  errno = saved;
+  /* EAGAIN cannot happen: the counter is written once. */
   return 0;
 }
 
@@ -568,6 +608,7 @@ void vigil_server_free(vigil_server_t *s) {
     vigil_server_wait(s);
     for (unsigned i = 0; i < s->nloops; i++) vigil__loop_unref(s->loops[i]);
     free(s->loops);
+    close(s->shutdown_fd);
   }
   free(s->host);
   free(s);

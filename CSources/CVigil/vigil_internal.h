@@ -218,14 +218,13 @@ enum {
   OP_HIJACK,
   OP_HIJACK_WRITE,
   OP_HIJACK_CLOSE,
-  OP_TASK,        /* vigil_server_post */
-  OP_SHUTDOWN
+  OP_TASK         /* vigil_server_post */
 };
 
 struct vigil_op_s {
   vigil_op_t *next;
   int type;
-  vigil_request_t *req;      /* holds a reference; NULL for OP_TASK, OP_SHUTDOWN */
+  vigil_request_t *req;      /* holds a reference; NULL for OP_TASK */
   int status;
   int64_t content_length;
   vigil_write_cb cb;
@@ -234,7 +233,6 @@ struct vigil_op_s {
   bool user_date;            /* the user supplied Date */
   size_t head_len;           /* serialized user header lines at data[0..head_len) */
   size_t body_len;           /* body bytes at data[head_len..] */
-  uint64_t grace_ms;         /* OP_SHUTDOWN */
   vigil_task_cb task;        /* OP_TASK */
   char data[];
 };
@@ -448,6 +446,7 @@ struct vigil_loop_s {
   uv_timer_t watch_timer;    /* paused-read probes, linger deadlines */
   uv_timer_t grace_timer;    /* shutdown grace period */
   uv_timer_t tick_timer;     /* deadlines (timer.c) */
+  uv_poll_t shutdown_poll;   /* the server's shutdown_fd */
   vigil_link_t timers[T_KINDS];
   bool tick_active;
   uv_tcp_t listener;
@@ -490,7 +489,6 @@ struct vigil_loop_s {
 };
 
 bool vigil__loop_stopping(vigil_loop_t *loop);
-void vigil__op_shutdown(vigil_loop_t *loop, vigil_op_t *op);
 /* response.c -> conn.c: the output queue is empty. */
 void vigil__conn_output_drained(vigil_conn_t *conn);
 void vigil__loop_ref(vigil_loop_t *loop);
@@ -518,6 +516,12 @@ struct vigil_server_s {
   atomic_uint conns_open;    /* across loops, for max_connections */
   atomic_int started;
   atomic_int shutdown_requested;
+  /* vigil_server_shutdown's only way in (async-signal-safe): an eventfd
+   * that every loop polls, written once; the grace period beside it. Made
+   * by vigil_server_start, closed by vigil_server_free (or a failed
+   * start); -1 otherwise. */
+  int shutdown_fd;
+  _Atomic uint64_t shutdown_grace_ms;
   atomic_uint loops_running;
   bool waited;
 };

@@ -18,9 +18,10 @@ public struct Request: Sendable {
     /// Identifies the connection the request arrived on (unique per server run).
     public var connectionID: UInt64 { context.connectionID }
 
-    /// Sets this request's body limit (default: `maxBodySize`; nil: none).
-    /// Call before reading the body; a body passing it ends the request with
-    /// `.bodyTooLarge` and a 413.
+    /// Sets this request's body limit (default: `maxBodySize`; nil: none),
+    /// lower or higher than the server's: an upload route may take more than
+    /// the rest. Call before reading the body; a body passing it ends the
+    /// request with `.bodyTooLarge` and a 413.
     public func setBodyLimit(_ bytes: Int?) {
         _ = vigil_request_set_body_limit(context.raw, UInt64(max(0, bytes ?? 0)))
     }

@@ -58,9 +58,11 @@ public final class Server: Sendable {
         public var maxHeaders: Int = 100
         /// Request-target bytes before 414.
         public var maxTargetBytes: Int = 8 * 1024
-        /// Request body bytes (nil: no limit): a larger Content-Length gets
-        /// 413 before any handler; a chunked body passing it ends the request
-        /// with `.bodyTooLarge`. Per request: `Request.setBodyLimit`.
+        /// Request body bytes (nil: no limit), the default of each request's
+        /// body limit (`Request.setBodyLimit` raises or lowers it), checked
+        /// when the body is read: a larger Content-Length ends the request
+        /// with `.bodyTooLarge` and a 413 at the first read, a chunked body
+        /// when it passes the limit. A body nobody reads is never read.
         public var maxBodySize: Int? = 8 * 1024 * 1024
         /// Open connections; past it new ones are closed at once.
         public var maxConnections: Int = 10_000

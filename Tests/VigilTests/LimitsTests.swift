@@ -40,10 +40,46 @@ final class LimitsTests: XCTestCase {
         try await assertRejected("GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n", status: 414)
     }
 
-    func testContentLengthOverLimitGets413BeforeHandler() async throws {
-        try await assertRejected(
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", status: 413,
-            configure: { $0.maxBodySize = 1000 })
+    /// The limit is checked when the body is read (so that a handler can
+    /// raise it first): a Content-Length over it ends the request with
+    /// `.bodyTooLarge` and a 413 at the first read, with no body byte read.
+    func testContentLengthOverLimitGets413WhenRead() async throws {
+        let ended = Signal<(CancellationReason?, Bool)>()
+        let server = try await TestServer.start({ $0.maxBodySize = 1000 }) { request, _ in
+            var threw = false
+            do { _ = try await request.body.collect(upTo: 1 << 20) } catch { threw = true }
+            ended.fire((request.cancellation.reason, threw))
+        }
+        let client = try server.client()
+        try await client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
+        let r = try await client.readResponse()
+        XCTAssertEqual(r.status, 413)
+        XCTAssertEqual(r.header("connection"), "close")
+        let e = await ended.wait()
+        XCTAssertEqual(e?.0, .bodyTooLarge)
+        XCTAssertEqual(e?.1, true)
+        try await server.stop()
+    }
+
+    /// One upload route may take more than `maxBodySize`. Fails before the
+    /// fix: the 413 came before any handler ran, so no handler could raise
+    /// the limit for a Content-Length body.
+    func testPerRequestBodyLimitRaisesAboveMaxBodySize() async throws {
+        let got = Signal<Int>()
+        let server = try await TestServer.start({ $0.maxBodySize = 1000 }) { request, response in
+            request.setBodyLimit(10_000)
+            let body = try await request.body.collect(upTo: 1 << 20)
+            got.fire(body.count)
+            try await response.write(HTTPResponse(status: .ok), body: "\(body.count)")
+        }
+        let client = try server.client()
+        try await client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + String(repeating: "u", count: 5000))
+        let r = try await client.readResponse()
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.bodyString, "5000")
+        let n = await got.wait()
+        XCTAssertEqual(n, 5000)
+        try await server.stop()
     }
 
     func testChunkedBodyOverLimitThrowsAndGets413() async throws {
