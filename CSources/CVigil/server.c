@@ -190,11 +190,28 @@ static void on_prepare(uv_prepare_t *h) {
 static void on_watch(uv_timer_t *t) {
   vigil_loop_t *loop = t->data;
   uint64_t now = uv_now(&loop->uv);
-  vigil_link_t *l = loop->watch.next;
-  while (l != &loop->watch) {
-    vigil_link_t *next = l->next; /* the conn may unwatch itself */
+  /* A callback run for one connection (its abort ends a request, and the
+   * user's on_request_done may start or finish another connection's
+   * request inline) can unwatch, or watch anew, any other connection: a
+   * saved `next` may be unlinked (self-linked) by then, and the walk would
+   * spin on it forever. So the list moves to a local head first; each
+   * connection is taken off it and put back on loop->watch before its
+   * callback, and one that another callback unwatched is simply no longer
+   * on the local list. */
+  vigil_link_t pending;
+  vigil__list_init(&pending);
+  if (!vigil__list_empty(&loop->watch)) {
+    pending.next = loop->watch.next;
+    pending.prev = loop->watch.prev;
+    pending.next->prev = &pending;
+    pending.prev->next = &pending;
+    vigil__list_init(&loop->watch);
+  }
+  while (!vigil__list_empty(&pending)) {
+    vigil_link_t *l = pending.next;
+    vigil__list_remove(l);
+    vigil__list_push(&loop->watch, l);
     vigil__conn_watch(VIGIL_CONTAINER_OF(l, vigil_conn_t, watch_link), now);
-    l = next;
   }
   if (vigil__list_empty(&loop->watch) && loop->watch_active) {
     uv_timer_stop(&loop->watch_timer);
