@@ -341,9 +341,13 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
      * send the body now, so the connection cannot be reused. */
     if (req->expect_continue && !req->continue_sent) c->close_after = true;
     /* A whole response while the body is unread: the handler is done with
-     * it, and if it is larger than we would drain, say so now. */
-    if (whole && (req->chunked || (uint64_t)req->content_length - c->body_read >
-                                      cfg->drain_limit))
+     * it, and if it is larger than we would drain, say so now. A chunked
+     * body's size is unknown here: it is drained like the others (up to
+     * drain_limit, conn.c finish_unread_body) and the connection closes
+     * after this response only if it turns out bigger (Go and Node keep
+     * the connection for a small one). */
+    if (whole && !req->chunked &&
+        (uint64_t)req->content_length - c->body_read > cfg->drain_limit)
       c->close_after = true;
   }
 
