@@ -790,6 +790,7 @@ void vigil__conn_hijack(vigil_conn_t *c) {
 
 void vigil__conn_hijack_close(vigil_conn_t *c) {
   if (c->phase != PHASE_HIJACKED) return; /* closing already */
+  vigil__conn_complete_waiters(c); /* before on_request_done, the last one */
   if (c->req != NULL) vigil__request_end(c->req, VIGIL_REASON_HANDLER_FINISHED);
   begin_closing(c);
 }

@@ -496,6 +496,14 @@ void vigil__conn_fail_waiters(vigil_conn_t *c, int err) {
   fire_waiters(c, err, true);
 }
 
+/* The handler finished (or closed its hijacked connection): the write
+ * completions still owed run now, before on_request_done, which vigil.h
+ * promises is the request's last callback (users free the completions'
+ * data there). Status 0: the bytes are queued and will be written; holding
+ * the completion back for backpressure means nothing to a handler that is
+ * done. */
+void vigil__conn_complete_waiters(vigil_conn_t *c) { fire_waiters(c, 0, true); }
+
 /* ------------------------------------------------------------------ */
 /* flushing */
 
@@ -617,6 +625,7 @@ static void run_finish(vigil_request_t *req) {
     if (c != NULL) vigil__conn_hijack_close(c);
     c = NULL;
   } else if (c != NULL) {
+    vigil__conn_complete_waiters(c);
     if (req->resp_state == RESP_NONE) {
       vigil__response_internal_error(req);
     } else if (req->resp_state == RESP_STARTED) {

@@ -402,6 +402,9 @@ void vigil__conn_flush(vigil_conn_t *conn);
 void vigil__conn_error_response(vigil_conn_t *conn, int status, bool is_head);
 /* Fail every waiter with err (connection gone). */
 void vigil__conn_fail_waiters(vigil_conn_t *conn, int err);
+/* Complete every waiter with 0: the handler is done, and its completions
+ * run before its on_request_done (response.c). */
+void vigil__conn_complete_waiters(vigil_conn_t *conn);
 void vigil__response_internal_error(vigil_request_t *req);
 void vigil__send_continue(vigil_request_t *req);
 const char *vigil__status_text(int status);
