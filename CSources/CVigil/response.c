@@ -476,9 +476,7 @@ void vigil__conn_error_response(vigil_conn_t *c, int status, bool is_head) {
 /* write waiters: completions of vigil_response_write, owed until the
  * connection's queue is under write_buffer_limit */
 
-static size_t queued(const vigil_conn_t *c) {
-  return c->out.len + (c->writing ? c->wbuf.len : 0);
-}
+static size_t queued(const vigil_conn_t *c) { return vigil__conn_queued(c); }
 
 static void fire_waiters(vigil_conn_t *c, int status, bool all) {
   size_t limit = c->loop->server->config.write_buffer_limit;
@@ -565,6 +563,12 @@ void vigil__conn_flush(vigil_conn_t *c) {
     if (!vigil__timer_armed(c, T_WRITE)) vigil__timer_arm(c, T_WRITE);
   }
   fire_waiters(c, 0, false);
+  if (c->out_blocked && !c->closing &&
+      queued(c) <= c->loop->server->config.write_buffer_limit) {
+    /* Pipelined requests waited for the output to drain (conn.c step). */
+    c->out_blocked = false;
+    vigil__conn_process(c);
+  }
   if (!c->closing && !c->writing && c->out.len == 0) {
     if (c->req == NULL && c->phase == PHASE_HEAD && c->in.len == 0)
       vigil__conn_drop_idle_buffers(c);

@@ -360,6 +360,8 @@ struct vigil_conn_s {
   bool reprocess;
   bool body_paused;          /* handler asked to pause the body */
   bool hijack_eof;           /* end delivered on a hijacked connection */
+  bool out_blocked;          /* the next request waits for the output to
+                                drain below write_buffer_limit */
   uint64_t linger_deadline;  /* uv_now ms; 0 = none */
 };
 
@@ -394,6 +396,12 @@ size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
                     llhttp_errno_t *err);
 /* The status to answer for a parse failure. */
 int vigil__parse_error_status(vigil_conn_t *conn, llhttp_errno_t err);
+
+/* Output bytes this connection holds: not yet written, or in the
+ * uv_write in flight. */
+static inline size_t vigil__conn_queued(const vigil_conn_t *c) {
+  return c->out.len + (c->writing ? c->wbuf.len : 0);
+}
 
 /* response.c: serialization and the write queue. */
 void vigil__conn_mark_dirty(vigil_conn_t *conn);
