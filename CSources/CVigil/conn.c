@@ -829,10 +829,22 @@ void vigil__conn_timeout(vigil_conn_t *c, int kind) {
       if (c->phase == PHASE_BODY) fail_request(c, VIGIL_REASON_TIMED_OUT, VIGIL_TIMEOUT_BODY, 408);
       else if (c->phase == PHASE_DRAIN) close_now(c);
       break;
-    case T_WRITE:
+    case T_WRITE: {
+      /* "No progress", not "not done": the client took some of the write
+       * in flight since the deadline was armed (vigil__conn_flush), so it
+       * is reading, slowly maybe. Look again one period later: a stall is
+       * noticed between one and two periods after the last byte the client
+       * took. */
+      size_t left = vigil__conn_unacked(c);
+      if (c->writing && left < c->write_mark) {
+        c->write_mark = left;
+        vigil__timer_arm(c, T_WRITE);
+        break;
+      }
       if (c->req) atomic_store(&c->req->timeout_kind, VIGIL_TIMEOUT_WRITE);
       vigil__conn_abort(c, VIGIL_REASON_TIMED_OUT);
       break;
+    }
     case T_HANDLER:
       if (c->req && !c->req->handler_done && c->phase != PHASE_HIJACKED)
         fail_request(c, VIGIL_REASON_TIMED_OUT, VIGIL_TIMEOUT_HANDLER, 503);

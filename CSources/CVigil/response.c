@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 
 /* ------------------------------------------------------------------ */
@@ -505,6 +507,24 @@ void vigil__conn_complete_waiters(vigil_conn_t *c) { fire_waiters(c, 0, true); }
 /* ------------------------------------------------------------------ */
 /* flushing */
 
+/* Bytes of the write in flight the client has not acknowledged yet: what
+ * libuv still holds plus the socket's send queue (SIOCOUTQ: unsent and
+ * unacknowledged). libuv's part alone is not enough: a send buffer
+ * autotuned to megabytes is refilled only once it is half empty (the
+ * socket signals writable then), which takes a client reading 3 MB/s longer
+ * than a short write timeout, though it reads all along. New bytes moving
+ * from libuv into the socket leave the sum unchanged; it drops exactly
+ * when the client acknowledges data. Asked only when the write deadline is
+ * armed or passes, never per write. */
+size_t vigil__conn_unacked(vigil_conn_t *c) {
+  size_t n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  int fd, outq = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+      outq > 0)
+    n += (size_t)outq;
+  return n;
+}
+
 void vigil__conn_mark_dirty(vigil_conn_t *c) {
   if (!c->closing && !vigil__list_linked(&c->dirty_link))
     vigil__list_push(&c->loop->dirty, &c->dirty_link);
@@ -557,10 +577,18 @@ void vigil__conn_flush(vigil_conn_t *c) {
       c->writing = true;
     }
   }
-  /* The write timeout runs while output waits on the client, from the last
-   * progress (a completed uv_write re-arms it). */
+  /* The write timeout runs while output waits on the client. Progress is
+   * any byte the client takes: libuv writes one big uv_write in pieces as
+   * the client reads, and says nothing until the last one, so the deadline
+   * remembers how much was left (write_mark, vigil__conn_unacked) and, when
+   * it passes, looks again (conn.c vigil__conn_timeout): less left means
+   * progress, and it is re-armed. A completed uv_write disarms it
+   * (on_write). */
   if (c->writing) {
-    if (!vigil__timer_armed(c, T_WRITE)) vigil__timer_arm(c, T_WRITE);
+    if (!vigil__timer_armed(c, T_WRITE)) {
+      c->write_mark = vigil__conn_unacked(c);
+      vigil__timer_arm(c, T_WRITE);
+    }
   }
   fire_waiters(c, 0, false);
   if (c->out_blocked && !c->closing &&

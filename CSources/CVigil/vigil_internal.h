@@ -326,6 +326,8 @@ struct vigil_conn_s {
     uv_shutdown_t shutdown;
   } *ureq;
   bool writing;
+  size_t write_mark;         /* vigil__conn_unacked when T_WRITE was armed
+                                or last saw progress */
   vigil_link_t waiters;      /* vigil_write_waiter_t: write completions owed */
 
   vigil_request_t *req;      /* the request in flight (holds a reference) */
@@ -404,6 +406,9 @@ static inline size_t vigil__conn_queued(const vigil_conn_t *c) {
 }
 
 /* response.c: serialization and the write queue. */
+/* Bytes written and not yet acknowledged by the client, libuv's queue
+ * included (write timeout progress). */
+size_t vigil__conn_unacked(vigil_conn_t *conn);
 void vigil__conn_mark_dirty(vigil_conn_t *conn);
 void vigil__conn_flush(vigil_conn_t *conn);
 /* Answer with an error status written by the core, then close. */

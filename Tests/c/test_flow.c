@@ -203,13 +203,14 @@ static size_t send_no_read(tc_client_t *c, const char *p, size_t len, int ms) {
   return sent;
 }
 
-/* Read and count bytes until EOF/reset or `ms`; `pace_bytes` per
- * `pace_ms` (0: as fast as possible). */
-static size_t read_all(tc_client_t *c, int ms, size_t pace_bytes, int pace_ms) {
+/* Read and count bytes until EOF/reset, `stop_at` bytes (0: no such
+ * stop) or `ms`; `pace_bytes` per `pace_ms` (0: as fast as possible). */
+static size_t read_all(tc_client_t *c, int ms, size_t pace_bytes, int pace_ms,
+                       size_t stop_at) {
   size_t total = 0;
   char buf[65536];
   uint64_t end = tc_now_ms() + (uint64_t)ms;
-  while (tc_now_ms() < end) {
+  while (tc_now_ms() < end && (stop_at == 0 || total < stop_at)) {
     size_t want = pace_bytes && pace_bytes < sizeof buf ? pace_bytes : sizeof buf;
     struct pollfd p = {c->fd, POLLIN, 0};
     if (poll(&p, 1, 100) <= 0) continue;
@@ -367,7 +368,7 @@ static void test_write_timeout_progress(void) {
   REQUIRE(connect_small(&c, port, 65536) == 0, "connect");
   REQUIRE(tc_send_str(&c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n") == 0, "send");
   uint64_t t0 = tc_now_ms();
-  size_t got = read_all(&c, 10000, 32 * 1024, 10);
+  size_t got = read_all(&c, 10000, 32 * 1024, 10, big_len + 1);
   tc_note("read %zu bytes in %llu ms", got, (unsigned long long)(tc_now_ms() - t0));
   CHECK(got > big_len, "the slow but steady reader got %zu of %zu body bytes", got, big_len);
   tc_close(&c);
@@ -425,7 +426,7 @@ static void test_fin_delivers_queued(void) {
   /* The handler hears at once, long before the client read it all. */
   CHECK(TC_WAIT_UNTIL(atomic_load(&done_calls) == 1, 2000), "cancelled at once");
   CHECK_EQ_INT(atomic_load(&last_reason), VIGIL_REASON_CLIENT_CLOSED);
-  got += read_all(&c, 10000, 0, 0);
+  got += read_all(&c, 10000, 0, 0, 0);
   tc_note("client read %zu bytes after its FIN", got);
   CHECK(got > big_len, "the half-closed client got %zu of the %zu queued body bytes", got,
         big_len);
