@@ -161,16 +161,42 @@ static void close_now(vigil_conn_t *c) {
   close_handle(c);
 }
 
+static void begin_closing(vigil_conn_t *c);
+
+/* The client half-closed (FIN) and the request in flight is cancelled for
+ * it: the handler hears at once, but a FIN only closes the client's
+ * sending side (RFC 9112 section 9.6): it can still read, so what was
+ * queued for it before the cancellation is delivered, then the connection
+ * closes (output_drained: shutdown; on_shutdown closes, the client's FIN
+ * having come). The write timeout bounds that flush; an RST, or a write
+ * failing, still closes at once. */
+static void cancel_after_fin(vigil_conn_t *c) {
+  vigil_request_t *req = c->req;
+  c->req = NULL;
+  c->close_after = true;
+  vigil__timer_disarm(c, T_HEADER);
+  vigil__timer_disarm(c, T_IDLE);
+  vigil__timer_disarm(c, T_BODY);
+  vigil__timer_disarm(c, T_HANDLER);
+  begin_closing(c); /* no more requests or body bytes parsed */
+  /* Write completions first: on_request_done is the request's last
+   * callback. */
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
+  if (req != NULL) {
+    req->conn = NULL;
+    vigil__request_end(req, VIGIL_REASON_CLIENT_CLOSED);
+    vigil__request_unref(req);
+  }
+}
+
 void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
   if (c->closing) return;
+  if (reason == VIGIL_REASON_CLIENT_CLOSED) {
+    cancel_after_fin(c);
+    return;
+  }
   vigil_request_t *req = c->req;
   c->req = NULL; /* ended below with the real reason, not close_now's */
-  if (reason == VIGIL_REASON_CLIENT_CLOSED && c->out.len > 0 && !c->writing) {
-    /* A FIN only closes the client's sending side: what we already have
-     * for it may still reach it. Best effort, never blocking. */
-    uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
-    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  }
   /* Mark closing first: the callbacks below may call back into the API,
    * and must find this connection gone. */
   mark_closing(c);

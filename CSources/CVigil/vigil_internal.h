@@ -372,7 +372,9 @@ void vigil__conn_accept(vigil_loop_t *loop);
 int vigil__server_adopt(vigil_server_t *server, int fd);
 /* Drive the state machine: parse what is buffered, advance requests. */
 void vigil__conn_process(vigil_conn_t *conn);
-/* Close at once (no flush), ending the request in flight with `reason`. */
+/* Close at once (no flush), ending the request in flight with `reason`;
+ * with VIGIL_REASON_CLIENT_CLOSED (a FIN) the request ends at once but what
+ * is queued is still written before the close. */
 void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
 /* Close once the output is flushed (graceful). */
 /* The watch timer tick (probing paused reads, linger deadlines). */
