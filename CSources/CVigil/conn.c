@@ -8,8 +8,8 @@
  * (the next pipelined request) are kept in conn->in for the next parse; they
  * are not a disconnect (golang/go#20617, #23921). The one pause is
  * backpressure: past read_buffer_limit unconsumed bytes we stop reading and
- * probe the socket's TCP state on the watch timer instead, so a disconnect
- * is still noticed within a tick.
+ * have the kernel report the socket's hang-up instead (server.c,
+ * "hang-ups"), so a disconnect is still noticed at once.
  *
  * Phases (vigil_phase_t) and what moves between them:
  *
@@ -130,6 +130,7 @@ static void mark_closing(vigil_conn_t *c) {
   c->closing = true;
   vigil__timer_disarm_all(c);
   vigil__loop_unwatch(c);
+  vigil__loop_hup_del(c); /* before uv_close closes the socket */
   if (vigil__list_linked(&c->dirty_link)) vigil__list_remove(&c->dirty_link);
 }
 
@@ -390,12 +391,38 @@ static void update_reading(vigil_conn_t *c) {
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
       c->reading = true;
+    vigil__loop_hup_del(c);
     if (c->linger_deadline == 0) vigil__loop_unwatch(c);
   } else if (!want && c->reading) {
-    /* Backpressure: stop reading, and probe on the watch timer so that a
-     * client leaving is still noticed while we do not read. */
+    /* Backpressure: stop reading, and have the kernel tell us of a FIN or
+     * an RST meanwhile (server.c, "hang-ups"), so that a client leaving is
+     * still noticed while we do not read; failing that, probe it on the
+     * watch timer. */
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
+    if (vigil__loop_hup_add(c->loop, c) != 0) vigil__loop_watch(c->loop, c);
+  }
+}
+
+void vigil__conn_hangup(vigil_conn_t *c) {
+  if (c->closing) return;
+  bool fin;
+  if (socket_reset(c, &fin)) {
+    vigil__conn_abort(c, VIGIL_REASON_RESET);
+  } else if (fin && !c->hup_fin) {
+    if (c->loop->server->config.half_close == VIGIL_HALF_CLOSE_CANCEL) {
+      vigil__loop_hup_del(c);
+      on_fin(c);
+    } else {
+      /* "finish": a FIN while paused waits until we read up to it (the
+       * bytes before it are still the client's requests); an RST is still
+       * of interest. */
+      vigil__loop_hup_fin_seen(c);
+    }
+  } else {
+    /* Reported, yet neither (level-triggered, it would come back at
+     * once): leave it to the probe. */
+    vigil__loop_hup_del(c);
     vigil__loop_watch(c->loop, c);
   }
 }

@@ -364,6 +364,11 @@ struct vigil_conn_s {
   bool hijack_eof;           /* end delivered on a hijacked connection */
   bool out_blocked;          /* the next request waits for the output to
                                 drain below write_buffer_limit */
+  /* Registered in loop->hup_fd while reading is paused (server.c,
+   * "hang-ups"); hup_fin: the FIN was seen there in "finish" mode, only an
+   * RST is still of interest. */
+  bool hup_watched;
+  bool hup_fin;
   uint64_t linger_deadline;  /* uv_now ms; 0 = none */
 };
 
@@ -445,7 +450,13 @@ struct vigil_loop_s {
   uv_thread_t thread;
   uv_async_t async;
   uv_prepare_t prepare;      /* end-of-tick flush */
-  uv_timer_t watch_timer;    /* paused-read probes, linger deadlines */
+  uv_timer_t watch_timer;    /* linger deadlines (and paused-read probes
+                                when hup_fd cannot be had) */
+  /* Hang-ups of paused connections (server.c): an epoll instance of our
+   * own, created at the first pause, watched by one uv_poll_t; -1 until
+   * then. Closed with the loop's handles. */
+  int hup_fd;
+  uv_poll_t hup_poll;
   uv_timer_t grace_timer;    /* shutdown grace period */
   uv_timer_t tick_timer;     /* deadlines (timer.c) */
   vigil_link_t timers[T_KINDS];
@@ -498,6 +509,14 @@ void vigil__loop_unref(vigil_loop_t *loop);
 bool vigil__on_loop_thread(const vigil_loop_t *loop);
 void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn);
 void vigil__loop_unwatch(vigil_conn_t *conn);
+/* Paused connections' hang-ups (FIN, RST) as events (server.c): add
+ * returns 0 or an error (the caller then probes on the watch timer);
+ * fin_seen keeps only the RST of interest; del is a no-op if not added. */
+int vigil__loop_hup_add(vigil_loop_t *loop, vigil_conn_t *conn);
+void vigil__loop_hup_fin_seen(vigil_conn_t *conn);
+void vigil__loop_hup_del(vigil_conn_t *conn);
+/* conn.c: a paused connection's socket reported a hang-up. */
+void vigil__conn_hangup(vigil_conn_t *conn);
 /* Called by conn.c when a connection was freed (shutdown bookkeeping). */
 void vigil__loop_conn_closed(vigil_loop_t *loop);
 const char *vigil__loop_date(vigil_loop_t *loop, size_t *len);
