@@ -10,6 +10,7 @@
 #include "tc.h"
 
 #include <stdbool.h>
+#include <sys/resource.h>
 
 /* Which handler the running test wants. */
 enum {
@@ -530,15 +531,20 @@ static void test_chunked_unread_too_big(void) {
 
 /* ------------------------------------------------------------------ */
 /* 14. Paused connections: a hang-up is still seen (functional part; the
- * cost is measured by Tests/c/flow_paused_cost.c, not asserted here). */
+ * cost is measured by Benchmarks/mem/paused_conns.c, not asserted here). */
 
 static const char paused_head[] =
     "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n";
 
 /* A connection whose request holds more than read_buffer_limit unread
  * bytes: the core stops reading it. */
+static int send_paused(tc_client_t *c, int index);
 static int open_paused(tc_client_t *c, int port, int index) {
   if (tc_connect(c, port) != 0) return -1;
+  return send_paused(c, index);
+}
+
+static int send_paused(tc_client_t *c, int index) {
   char buf[4096];
   memset(buf, 'b', sizeof buf);
   size_t hl = sizeof paused_head - 1;
@@ -587,14 +593,28 @@ static void test_paused_hangups_finish(void) { test_paused_hangups(VIGIL_HALF_CL
 
 /* ------------------------------------------------------------------ */
 /* 2. The walk over paused connections survives a callback that resumes
- * another paused connection.
- * Fails before the fix: the loop thread spun forever on B's self-linked
- * node; the server answered nothing more (and could not be stopped: the
- * test then leaks it rather than hang). */
+ * another paused connection (A's RST -> on_request_done -> body_start of
+ * B's request, inline).
+ * Fails before the fix (the probe variant; the epoll variant checks the
+ * same scenario on the hang-up events that replaced the probes): the loop
+ * thread spun forever on B's self-linked node; the server answered nothing
+ * more (and could not be stopped: the test then leaves it and exits). */
 
 static bool stuck_server;
 
-static void test_watch_walk(void) {
+/* The lowest free descriptor number: with RLIMIT_NOFILE set to it, the next
+ * descriptor anyone asks for fails with EMFILE. */
+static int lowest_free_fd(void) {
+  int fd = dup(0);
+  if (fd >= 0) close(fd);
+  return fd;
+}
+
+/* probe: the paused connections are watched by the watch timer's probe
+ * walk (on_watch), the fallback when the loop's epoll instance for
+ * hang-ups cannot be created: RLIMIT_NOFILE is held at the descriptors in
+ * use while the connections pause. Otherwise by the epoll instance. */
+static void watch_walk(bool probe) {
   reset(M_PAUSED);
   vigil_config_t cfg;
   base_config(&cfg);
@@ -603,8 +623,19 @@ static void test_watch_walk(void) {
   int port = tc_server_start(&s, &cfg);
   REQUIRE(port > 0, "server start");
   tc_client_t a, b;
-  REQUIRE(open_paused(&a, port, 0) == 0, "paused connection A");
-  REQUIRE(open_paused(&b, port, 1) == 0, "paused connection B");
+  REQUIRE(tc_connect(&a, port) == 0 && tc_connect(&b, port) == 0, "connect");
+  tc_sleep_ms(50); /* both accepted: their sockets exist on the server */
+  struct rlimit old;
+  getrlimit(RLIMIT_NOFILE, &old);
+  if (probe) {
+    struct rlimit low = old;
+    low.rlim_cur = (rlim_t)lowest_free_fd();
+    setrlimit(RLIMIT_NOFILE, &low);
+  }
+  int ra = send_paused(&a, 0), rb = ra == 0 ? send_paused(&b, 1) : -1;
+  if (probe) setrlimit(RLIMIT_NOFILE, &old);
+  REQUIRE(ra == 0, "paused connection A");
+  REQUIRE(rb == 0, "paused connection B");
   start_in_done = held[1]; /* A's end starts B's body, inline */
   tc_close_rst(&a);
   CHECK(TC_WAIT_UNTIL(atomic_load(&done_calls) == 1, 1000), "A's RST seen");
@@ -630,6 +661,9 @@ static void test_watch_walk(void) {
   vigil_server_free(s);
 }
 
+static void test_watch_walk_probe(void) { watch_walk(true); }
+static void test_watch_walk_epoll(void) { watch_walk(false); }
+
 /* An optional argument runs only the tests whose name contains it. */
 static const char *only;
 #define RUNF(fn, name) \
@@ -654,7 +688,10 @@ int main(int argc, char **argv) {
   RUNF(test_chunked_unread_too_big, "unread chunked body past drain_limit: close");
   RUNF(test_paused_hangups_cancel, "paused connections: RST and FIN seen (cancel)");
   RUNF(test_paused_hangups_finish, "paused connections: RST after FIN seen (finish)");
-  RUNF(test_watch_walk, "paused walk: resuming another paused connection from a callback");
+  RUNF(test_watch_walk_epoll,
+       "paused hang-ups (epoll): resuming another paused connection from a callback");
+  RUNF(test_watch_walk_probe,
+       "paused walk (probe): resuming another paused connection from a callback");
   free(big_body);
   int rc = tc_summary();
   if (stuck_server) _exit(rc ? rc : 1);
