@@ -297,7 +297,8 @@ struct vigil_conn_s {
   vigil_loop_t *loop;
   uint64_t id;
   vigil_link_t link;         /* loop->conns */
-  vigil_link_t watch_link;   /* loop->watch: probing a paused read or lingering */
+  vigil_link_t watch_link;   /* loop->watch: lingering, or a paused read
+                                probed (when hup_fd cannot be had) */
   vigil_link_t dirty_link;   /* loop->dirty: output to flush this tick */
   vigil_link_t tlink[T_KINDS]; /* loop->timers[kind] */
   uint64_t deadline[T_KINDS];
@@ -382,7 +383,8 @@ void vigil__conn_process(vigil_conn_t *conn);
  * is queued is still written before the close. */
 void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
 /* Close once the output is flushed (graceful). */
-/* The watch timer tick (probing paused reads, linger deadlines). */
+/* The watch timer tick: linger deadlines, and probes of paused reads that
+ * could not be registered for hang-ups (server.c). */
 void vigil__conn_watch(vigil_conn_t *conn, uint64_t now);
 /* A response ended or the handler finished: maybe move to the next request. */
 void vigil__conn_request_progress(vigil_conn_t *conn);
