@@ -117,7 +117,11 @@ typedef struct vigil_request_s vigil_request_t;
  * and still want its answer; Go, Node and NIO treat it as "client gone"
  * (golang/go#18527). */
 typedef enum {
-  VIGIL_HALF_CLOSE_CANCEL = 0, /* cancel the request (default, like Go) */
+  /* Cancel the request at once (default, like Go): on_request_done gets
+   * VIGIL_REASON_CLIENT_CLOSED. The client can still read, so the output
+   * queued before the cancellation is still written (bounded by
+   * write_timeout_ms), then the connection closes. */
+  VIGIL_HALF_CLOSE_CANCEL = 0,
   VIGIL_HALF_CLOSE_FINISH = 1  /* finish the response, then close */
 } vigil_half_close_t;
 
@@ -137,7 +141,10 @@ typedef void (*vigil_body_cb)(vigil_request_t *req, const char *data,
 /* The request ended (loop thread): called exactly once per request, with the
  * cancellation reason as soon as the connection fails, or with
  * VIGIL_REASON_HANDLER_FINISHED once vigil_request_finish() has been
- * processed without a cancellation. It is the last callback for `req`. */
+ * processed without a cancellation. It is the last callback for `req`:
+ * every write completion of the request has run before it (with its
+ * status, or with an error on a cancellation), so per-request data the
+ * completions use may be freed here. */
 typedef void (*vigil_done_cb)(vigil_request_t *req, vigil_reason_t reason,
                               void *userdata);
 
@@ -177,15 +184,19 @@ typedef struct vigil_config_s {
 
   vigil_half_close_t half_close;
   /* Unconsumed bytes buffered per connection before reading pauses (64 KiB).
-   * While paused the socket's TCP state is probed every 50 ms, so a
-   * disconnect is still seen. */
+   * While paused the kernel reports the socket's FIN or RST (an epoll
+   * instance per loop), so a disconnect is still seen at once. */
   size_t read_buffer_limit;
   /* Output bytes queued per connection before vigil_response_write delays
-   * its completion callback (backpressure, 64 KiB). */
+   * its completion callback (backpressure, 64 KiB), and before the next
+   * pipelined request is parsed: a client pipelining without reading makes
+   * the server hold at most read_buffer_limit + write_buffer_limit + one
+   * response. */
   size_t write_buffer_limit;
-  /* Unread request body the server will still read and discard after the
-   * handler finished, to keep the connection; past it the connection closes
-   * (256 KiB, like Go's maxPostHandlerReadBytes). */
+  /* Unread request body (Content-Length or chunked) the server will still
+   * read and discard after the handler finished, to keep the connection;
+   * past it the connection closes (256 KiB, like Go's
+   * maxPostHandlerReadBytes). */
   size_t drain_limit;
   /* Header block bytes (request line included) before 431 (16 KiB). */
   size_t max_header_bytes;
@@ -222,7 +233,11 @@ typedef struct vigil_config_s {
   uint64_t header_timeout_ms;  /* first byte of a head to its end: 408 + close (10 s) */
   uint64_t idle_timeout_ms;    /* keep-alive connection with no request: close (60 s) */
   uint64_t body_timeout_ms;    /* no body progress while the handler reads it (30 s) */
-  uint64_t write_timeout_ms;   /* no progress writing the response (30 s) */
+  /* No progress writing the response (30 s): no byte of the output taken
+   * (acknowledged) by the client for this long. A slow but steady reader
+   * is never cut; the check runs when the deadline passes, so a stall is
+   * noticed between one and two periods after the last progress. */
+  uint64_t write_timeout_ms;
   uint64_t handler_timeout_ms; /* head arrived to handler finished (0: none): 503 */
   /* TCP_USER_TIMEOUT on each connection (0: the kernel's default, about 15
    * minutes): how long sent data may stay unacknowledged - or a client keep
@@ -438,7 +453,10 @@ VIGIL_EXPORT int vigil_response_start(vigil_request_t *req, int status,
 /* Completion of a write: status 0 once the bytes are queued and the
  * connection's queue is under write_buffer_limit (so awaiting it gives
  * backpressure), or a negative error (VIGIL_ECANCELED when the connection
- * died). Runs on the loop thread. */
+ * died). Runs on the loop thread, always before the request's
+ * on_request_done: a completion still owed when the handler finishes
+ * (vigil_request_finish, vigil_hijack_close) runs then, with 0 (the bytes
+ * are queued and will be written). */
 typedef void (*vigil_write_cb)(vigil_request_t *req, int status,
                                void *userdata);
 

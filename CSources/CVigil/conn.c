@@ -8,8 +8,8 @@
  * (the next pipelined request) are kept in conn->in for the next parse; they
  * are not a disconnect (golang/go#20617, #23921). The one pause is
  * backpressure: past read_buffer_limit unconsumed bytes we stop reading and
- * probe the socket's TCP state on the watch timer instead, so a disconnect
- * is still noticed within a tick.
+ * have the kernel report the socket's hang-up instead (server.c,
+ * "hang-ups"), so a disconnect is still noticed at once.
  *
  * Phases (vigil_phase_t) and what moves between them:
  *
@@ -130,6 +130,7 @@ static void mark_closing(vigil_conn_t *c) {
   c->closing = true;
   vigil__timer_disarm_all(c);
   vigil__loop_unwatch(c);
+  vigil__loop_hup_del(c); /* before uv_close closes the socket */
   if (vigil__list_linked(&c->dirty_link)) vigil__list_remove(&c->dirty_link);
 }
 
@@ -161,16 +162,42 @@ static void close_now(vigil_conn_t *c) {
   close_handle(c);
 }
 
+static void begin_closing(vigil_conn_t *c);
+
+/* The client half-closed (FIN) and the request in flight is cancelled for
+ * it: the handler hears at once, but a FIN only closes the client's
+ * sending side (RFC 9112 section 9.6): it can still read, so what was
+ * queued for it before the cancellation is delivered, then the connection
+ * closes (output_drained: shutdown; on_shutdown closes, the client's FIN
+ * having come). The write timeout bounds that flush; an RST, or a write
+ * failing, still closes at once. */
+static void cancel_after_fin(vigil_conn_t *c) {
+  vigil_request_t *req = c->req;
+  c->req = NULL;
+  c->close_after = true;
+  vigil__timer_disarm(c, T_HEADER);
+  vigil__timer_disarm(c, T_IDLE);
+  vigil__timer_disarm(c, T_BODY);
+  vigil__timer_disarm(c, T_HANDLER);
+  begin_closing(c); /* no more requests or body bytes parsed */
+  /* Write completions first: on_request_done is the request's last
+   * callback. */
+  vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
+  if (req != NULL) {
+    req->conn = NULL;
+    vigil__request_end(req, VIGIL_REASON_CLIENT_CLOSED);
+    vigil__request_unref(req);
+  }
+}
+
 void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
   if (c->closing) return;
+  if (reason == VIGIL_REASON_CLIENT_CLOSED) {
+    cancel_after_fin(c);
+    return;
+  }
   vigil_request_t *req = c->req;
   c->req = NULL; /* ended below with the real reason, not close_now's */
-  if (reason == VIGIL_REASON_CLIENT_CLOSED && c->out.len > 0 && !c->writing) {
-    /* A FIN only closes the client's sending side: what we already have
-     * for it may still reach it. Best effort, never blocking. */
-    uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
-    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  }
   /* Mark closing first: the callbacks below may call back into the API,
    * and must find this connection gone. */
   mark_closing(c);
@@ -364,12 +391,38 @@ static void update_reading(vigil_conn_t *c) {
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
       c->reading = true;
+    vigil__loop_hup_del(c);
     if (c->linger_deadline == 0) vigil__loop_unwatch(c);
   } else if (!want && c->reading) {
-    /* Backpressure: stop reading, and probe on the watch timer so that a
-     * client leaving is still noticed while we do not read. */
+    /* Backpressure: stop reading, and have the kernel tell us of a FIN or
+     * an RST meanwhile (server.c, "hang-ups"), so that a client leaving is
+     * still noticed while we do not read; failing that, probe it on the
+     * watch timer. */
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
+    if (vigil__loop_hup_add(c->loop, c) != 0) vigil__loop_watch(c->loop, c);
+  }
+}
+
+void vigil__conn_hangup(vigil_conn_t *c) {
+  if (c->closing) return;
+  bool fin;
+  if (socket_reset(c, &fin)) {
+    vigil__conn_abort(c, VIGIL_REASON_RESET);
+  } else if (fin && !c->hup_fin) {
+    if (c->loop->server->config.half_close == VIGIL_HALF_CLOSE_CANCEL) {
+      vigil__loop_hup_del(c);
+      on_fin(c);
+    } else {
+      /* "finish": a FIN while paused waits until we read up to it (the
+       * bytes before it are still the client's requests); an RST is still
+       * of interest. */
+      vigil__loop_hup_fin_seen(c);
+    }
+  } else {
+    /* Reported, yet neither (level-triggered, it would come back at
+     * once): leave it to the probe. */
+    vigil__loop_hup_del(c);
     vigil__loop_watch(c->loop, c);
   }
 }
@@ -593,6 +646,17 @@ static bool step(vigil_conn_t *c) {
         if (c->read_eof) begin_closing(c);
         return false;
       }
+      if (vigil__conn_queued(c) > c->loop->server->config.write_buffer_limit) {
+        /* Output backpressure: a client that pipelines and does not read
+         * would otherwise have every answer queued here (issue: 200 MB for
+         * 20 000 requests). The next request waits until the output drains
+         * below write_buffer_limit (vigil__conn_flush resumes us), as Go
+         * stops reading while its flush blocks; input stops too once it
+         * reaches read_buffer_limit (update_reading). So a connection holds
+         * at most both limits plus one response. */
+        c->out_blocked = true;
+        return false;
+      }
       used = vigil__parse(c, in_data(c), in_pending(c), &err);
       in_consume(c, used);
       if (err == HPE_OK) {
@@ -794,6 +858,7 @@ void vigil__conn_hijack(vigil_conn_t *c) {
 
 void vigil__conn_hijack_close(vigil_conn_t *c) {
   if (c->phase != PHASE_HIJACKED) return; /* closing already */
+  vigil__conn_complete_waiters(c); /* before on_request_done, the last one */
   if (c->req != NULL) vigil__request_end(c->req, VIGIL_REASON_HANDLER_FINISHED);
   begin_closing(c);
 }
@@ -821,10 +886,22 @@ void vigil__conn_timeout(vigil_conn_t *c, int kind) {
       if (c->phase == PHASE_BODY) fail_request(c, VIGIL_REASON_TIMED_OUT, VIGIL_TIMEOUT_BODY, 408);
       else if (c->phase == PHASE_DRAIN) close_now(c);
       break;
-    case T_WRITE:
+    case T_WRITE: {
+      /* "No progress", not "not done": the client took some of the write
+       * in flight since the deadline was armed (vigil__conn_flush), so it
+       * is reading, slowly maybe. Look again one period later: a stall is
+       * noticed between one and two periods after the last byte the client
+       * took. */
+      size_t left = vigil__conn_unacked(c);
+      if (c->writing && left < c->write_mark) {
+        c->write_mark = left;
+        vigil__timer_arm(c, T_WRITE);
+        break;
+      }
       if (c->req) atomic_store(&c->req->timeout_kind, VIGIL_TIMEOUT_WRITE);
       vigil__conn_abort(c, VIGIL_REASON_TIMED_OUT);
       break;
+    }
     case T_HANDLER:
       if (c->req && !c->req->handler_done && c->phase != PHASE_HIJACKED)
         fail_request(c, VIGIL_REASON_TIMED_OUT, VIGIL_TIMEOUT_HANDLER, 503);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 
 /* ------------------------------------------------------------------ */
@@ -341,9 +343,13 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
      * send the body now, so the connection cannot be reused. */
     if (req->expect_continue && !req->continue_sent) c->close_after = true;
     /* A whole response while the body is unread: the handler is done with
-     * it, and if it is larger than we would drain, say so now. */
-    if (whole && (req->chunked || (uint64_t)req->content_length - c->body_read >
-                                      cfg->drain_limit))
+     * it, and if it is larger than we would drain, say so now. A chunked
+     * body's size is unknown here: it is drained like the others (up to
+     * drain_limit, conn.c finish_unread_body) and the connection closes
+     * after this response only if it turns out bigger (Go and Node keep
+     * the connection for a small one). */
+    if (whole && !req->chunked &&
+        (uint64_t)req->content_length - c->body_read > cfg->drain_limit)
       c->close_after = true;
   }
 
@@ -479,9 +485,7 @@ void vigil__conn_error_response(vigil_conn_t *c, int status, bool is_head) {
 /* write waiters: completions of vigil_response_write, owed until the
  * connection's queue is under write_buffer_limit */
 
-static size_t queued(const vigil_conn_t *c) {
-  return c->out.len + (c->writing ? c->wbuf.len : 0);
-}
+static size_t queued(const vigil_conn_t *c) { return vigil__conn_queued(c); }
 
 static void fire_waiters(vigil_conn_t *c, int status, bool all) {
   size_t limit = c->loop->server->config.write_buffer_limit;
@@ -499,8 +503,34 @@ void vigil__conn_fail_waiters(vigil_conn_t *c, int err) {
   fire_waiters(c, err, true);
 }
 
+/* The handler finished (or closed its hijacked connection): the write
+ * completions still owed run now, before on_request_done, which vigil.h
+ * promises is the request's last callback (users free the completions'
+ * data there). Status 0: the bytes are queued and will be written; holding
+ * the completion back for backpressure means nothing to a handler that is
+ * done. */
+void vigil__conn_complete_waiters(vigil_conn_t *c) { fire_waiters(c, 0, true); }
+
 /* ------------------------------------------------------------------ */
 /* flushing */
+
+/* Bytes of the write in flight the client has not acknowledged yet: what
+ * libuv still holds plus the socket's send queue (SIOCOUTQ: unsent and
+ * unacknowledged). libuv's part alone is not enough: a send buffer
+ * autotuned to megabytes is refilled only once it is half empty (the
+ * socket signals writable then), which takes a client reading 3 MB/s longer
+ * than a short write timeout, though it reads all along. New bytes moving
+ * from libuv into the socket leave the sum unchanged; it drops exactly
+ * when the client acknowledges data. Asked only when the write deadline is
+ * armed or passes, never per write. */
+size_t vigil__conn_unacked(vigil_conn_t *c) {
+  size_t n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  int fd, outq = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+      outq > 0)
+    n += (size_t)outq;
+  return n;
+}
 
 void vigil__conn_mark_dirty(vigil_conn_t *c) {
   if (!c->closing && !vigil__list_linked(&c->dirty_link))
@@ -554,12 +584,26 @@ void vigil__conn_flush(vigil_conn_t *c) {
       c->writing = true;
     }
   }
-  /* The write timeout runs while output waits on the client, from the last
-   * progress (a completed uv_write re-arms it). */
+  /* The write timeout runs while output waits on the client. Progress is
+   * any byte the client takes: libuv writes one big uv_write in pieces as
+   * the client reads, and says nothing until the last one, so the deadline
+   * remembers how much was left (write_mark, vigil__conn_unacked) and, when
+   * it passes, looks again (conn.c vigil__conn_timeout): less left means
+   * progress, and it is re-armed. A completed uv_write disarms it
+   * (on_write). */
   if (c->writing) {
-    if (!vigil__timer_armed(c, T_WRITE)) vigil__timer_arm(c, T_WRITE);
+    if (!vigil__timer_armed(c, T_WRITE)) {
+      c->write_mark = vigil__conn_unacked(c);
+      vigil__timer_arm(c, T_WRITE);
+    }
   }
   fire_waiters(c, 0, false);
+  if (c->out_blocked && !c->closing &&
+      queued(c) <= c->loop->server->config.write_buffer_limit) {
+    /* Pipelined requests waited for the output to drain (conn.c step). */
+    c->out_blocked = false;
+    vigil__conn_process(c);
+  }
   if (!c->closing && !c->writing && c->out.len == 0) {
     if (c->req == NULL && c->phase == PHASE_HEAD && c->in.len == 0)
       vigil__conn_drop_idle_buffers(c);
@@ -620,6 +664,7 @@ static void run_finish(vigil_request_t *req) {
     if (c != NULL) vigil__conn_hijack_close(c);
     c = NULL;
   } else if (c != NULL) {
+    vigil__conn_complete_waiters(c);
     if (req->resp_state == RESP_NONE) {
       vigil__response_internal_error(req);
     } else if (req->resp_state == RESP_STARTED) {

@@ -303,7 +303,8 @@ struct vigil_conn_s {
   vigil_loop_t *loop;
   uint64_t id;
   vigil_link_t link;         /* loop->conns */
-  vigil_link_t watch_link;   /* loop->watch: probing a paused read or lingering */
+  vigil_link_t watch_link;   /* loop->watch: lingering, or a paused read
+                                probed (when hup_fd cannot be had) */
   vigil_link_t dirty_link;   /* loop->dirty: output to flush this tick */
   vigil_link_t tlink[T_KINDS]; /* loop->timers[kind] */
   uint64_t deadline[T_KINDS];
@@ -332,6 +333,8 @@ struct vigil_conn_s {
     uv_shutdown_t shutdown;
   } *ureq;
   bool writing;
+  size_t write_mark;         /* vigil__conn_unacked when T_WRITE was armed
+                                or last saw progress */
   vigil_link_t waiters;      /* vigil_write_waiter_t: write completions owed */
 
   vigil_request_t *req;      /* the request in flight (holds a reference) */
@@ -376,6 +379,13 @@ struct vigil_conn_s {
   bool reprocess;
   bool body_paused;          /* handler asked to pause the body */
   bool hijack_eof;           /* end delivered on a hijacked connection */
+  bool out_blocked;          /* the next request waits for the output to
+                                drain below write_buffer_limit */
+  /* Registered in loop->hup_fd while reading is paused (server.c,
+   * "hang-ups"); hup_fin: the FIN was seen there in "finish" mode, only an
+   * RST is still of interest. */
+  bool hup_watched;
+  bool hup_fin;
   uint64_t linger_deadline;  /* uv_now ms; 0 = none */
 };
 
@@ -384,10 +394,13 @@ void vigil__conn_accept(vigil_loop_t *loop);
 int vigil__server_adopt(vigil_server_t *server, int fd);
 /* Drive the state machine: parse what is buffered, advance requests. */
 void vigil__conn_process(vigil_conn_t *conn);
-/* Close at once (no flush), ending the request in flight with `reason`. */
+/* Close at once (no flush), ending the request in flight with `reason`;
+ * with VIGIL_REASON_CLIENT_CLOSED (a FIN) the request ends at once but what
+ * is queued is still written before the close. */
 void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
 /* Close once the output is flushed (graceful). */
-/* The watch timer tick (probing paused reads, linger deadlines). */
+/* The watch timer tick: linger deadlines, and probes of paused reads that
+ * could not be registered for hang-ups (server.c). */
 void vigil__conn_watch(vigil_conn_t *conn, uint64_t now);
 /* A response ended or the handler finished: maybe move to the next request. */
 void vigil__conn_request_progress(vigil_conn_t *conn);
@@ -411,13 +424,25 @@ size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
 /* The status to answer for a parse failure. */
 int vigil__parse_error_status(vigil_conn_t *conn, llhttp_errno_t err);
 
+/* Output bytes this connection holds: not yet written, or in the
+ * uv_write in flight. */
+static inline size_t vigil__conn_queued(const vigil_conn_t *c) {
+  return c->out.len + (c->writing ? c->wbuf.len : 0);
+}
+
 /* response.c: serialization and the write queue. */
+/* Bytes written and not yet acknowledged by the client, libuv's queue
+ * included (write timeout progress). */
+size_t vigil__conn_unacked(vigil_conn_t *conn);
 void vigil__conn_mark_dirty(vigil_conn_t *conn);
 void vigil__conn_flush(vigil_conn_t *conn);
 /* Answer with an error status written by the core, then close. */
 void vigil__conn_error_response(vigil_conn_t *conn, int status, bool is_head);
 /* Fail every waiter with err (connection gone). */
 void vigil__conn_fail_waiters(vigil_conn_t *conn, int err);
+/* Complete every waiter with 0: the handler is done, and its completions
+ * run before its on_request_done (response.c). */
+void vigil__conn_complete_waiters(vigil_conn_t *conn);
 void vigil__response_internal_error(vigil_request_t *req);
 void vigil__send_continue(vigil_request_t *req);
 const char *vigil__status_text(int status);
@@ -443,7 +468,13 @@ struct vigil_loop_s {
   uv_thread_t thread;
   uv_async_t async;
   uv_prepare_t prepare;      /* end-of-tick flush */
-  uv_timer_t watch_timer;    /* paused-read probes, linger deadlines */
+  uv_timer_t watch_timer;    /* linger deadlines (and paused-read probes
+                                when hup_fd cannot be had) */
+  /* Hang-ups of paused connections (server.c): an epoll instance of our
+   * own, created at the first pause, watched by one uv_poll_t; -1 until
+   * then. Closed with the loop's handles. */
+  int hup_fd;
+  uv_poll_t hup_poll;
   uv_timer_t grace_timer;    /* shutdown grace period */
   uv_timer_t tick_timer;     /* deadlines (timer.c) */
   uv_poll_t shutdown_poll;   /* the server's shutdown_fd */
@@ -496,6 +527,14 @@ void vigil__loop_unref(vigil_loop_t *loop);
 bool vigil__on_loop_thread(const vigil_loop_t *loop);
 void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn);
 void vigil__loop_unwatch(vigil_conn_t *conn);
+/* Paused connections' hang-ups (FIN, RST) as events (server.c): add
+ * returns 0 or an error (the caller then probes on the watch timer);
+ * fin_seen keeps only the RST of interest; del is a no-op if not added. */
+int vigil__loop_hup_add(vigil_loop_t *loop, vigil_conn_t *conn);
+void vigil__loop_hup_fin_seen(vigil_conn_t *conn);
+void vigil__loop_hup_del(vigil_conn_t *conn);
+/* conn.c: a paused connection's socket reported a hang-up. */
+void vigil__conn_hangup(vigil_conn_t *conn);
 /* Called by conn.c when a connection was freed (shutdown bookkeeping). */
 void vigil__loop_conn_closed(vigil_loop_t *loop);
 const char *vigil__loop_date(vigil_loop_t *loop, size_t *len);
