@@ -94,4 +94,5 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let notStarted = VigilError(code: VIGIL_EBUSY)
     /// A bad argument: header bytes, status, or a body longer than its Content-Length.
     public static let invalidArgument = VigilError(code: VIGIL_EINVAL)
+    public static let concurrentIteration = VigilError(code: -100_001) // STUB
 }
