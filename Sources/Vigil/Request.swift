@@ -62,7 +62,10 @@ public struct CancellationHandle: Sendable {
 /// The body is not read from the client until the first `next()` (that is
 /// also when `100 Continue` is sent), so a handler that never looks at a
 /// body never makes the client send it. Reading throws `RequestEndedError`
-/// once the connection is gone or after the handler has returned.
+/// once the connection is gone or after the handler has returned. One reader
+/// at a time: a `next()` while another is waiting (two tasks iterating the
+/// same body) throws `VigilError.concurrentIteration` at once; once the
+/// body was read to its end, `next()` keeps returning nil.
 public struct RequestBody: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     let context: RequestContext

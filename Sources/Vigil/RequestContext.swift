@@ -42,7 +42,13 @@ final class RequestContext: Sendable {
         var bodyPaused = false
         var bodyEnded = false
         var bodyWaiter: Continuation<[UInt8]?, any Error>?
-        var hijacked = false
+        /// A `next()` is waiting (it alone may set `bodyWaiter`): one body,
+        /// one reader at a time; a concurrent `next()` throws at once.
+        var bodyReading = false
+        var hijack = HijackState.none
+
+        /// After a hijack, the body stream carries the connection's raw bytes.
+        var isRaw: Bool { hijack == .active || hijack == .closed }
 
         /// Everything waiting on the request, taken out; nil if nothing
         /// (the usual request: no copies, no releases of empty tables).
@@ -69,6 +75,16 @@ final class RequestContext: Sendable {
             reason = .handlerFinished
             return takeWork()
         }
+    }
+
+    enum HijackState {
+        case none
+        /// Between `beginHijack` and the core's answer: the body state is
+        /// untouched until the core says yes, and no read may start the body.
+        case pending
+        case active
+        /// `close()` was called: the stream is at its end.
+        case closed
     }
 
     /// The running handler's task. `UnsafeCurrentTask` may only be used while
@@ -246,6 +262,8 @@ final class RequestContext: Sendable {
         let chunk = bytes.isEmpty ? nil : [UInt8](bytes)
         let (waiter, value, pause) = state.withLock {
             s -> (Continuation<[UInt8]?, any Error>?, [UInt8]?, Bool) in
+            // Closed by the handler: what still arrives is nobody's.
+            if s.hijack == .closed { return (nil, nil, false) }
             if end { s.bodyEnded = true }
             if let waiter = s.bodyWaiter, chunk != nil || end {
                 s.bodyWaiter = nil
@@ -269,15 +287,32 @@ final class RequestContext: Sendable {
         if pause { _ = vigil_request_body_pause(raw) }
     }
 
-    /// Resets the body stream for raw bytes after a hijack.
-    func prepareHijack() throws {
+    /// First half of a hijack, before `vigil_request_hijack`: checks and
+    /// marks it pending, changing nothing else, so that a hijack the core
+    /// refuses (response started, request cancelled) leaves the body as it
+    /// was (`endHijack(succeeded: false)`).
+    func beginHijack() throws {
         try state.withLock { s in
-            if s.hijacked { throw VigilError.alreadySent }
+            if s.hijack != .none { throw VigilError.alreadySent }
             if s.bodyStarted && !(s.bodyEnded && s.chunkIndex >= s.chunks.count) {
                 // Mid-body: raw bytes would mix with the body's framing.
                 throw VigilError(code: VIGIL_EBUSY)
             }
-            s.hijacked = true
+            s.hijack = .pending
+        }
+    }
+
+    /// Second half: the core's answer. On success the body stream restarts
+    /// as the connection's raw bytes. Nothing is delivered in between: the
+    /// core delivers raw bytes only after `vigil_request_body_start`, which
+    /// no `next()` calls while the hijack is pending.
+    func endHijack(succeeded: Bool) {
+        state.withLock { s in
+            guard succeeded else {
+                s.hijack = .none
+                return
+            }
+            s.hijack = .active
             s.bodyStarted = false
             s.bodyEnded = false
             s.bodyPaused = false
@@ -287,15 +322,39 @@ final class RequestContext: Sendable {
         }
     }
 
+    /// The handler closed its hijacked connection (`vigil_hijack_close`
+    /// accepted it). The stream ends: a waiting `next()` and every later one
+    /// return nil. The request ends with `.handlerFinished`, as the core
+    /// reports it, unless it ended already: close-notify waiters and
+    /// `onCancel` callbacks get it now. Set here and not from
+    /// `on_request_done`, which runs later when the close is posted to the
+    /// loop from another thread: after `close()` returns, the reason is set.
+    func hijackClosed() {
+        let (bodyWaiter, work) = state.withLock {
+            s -> (Continuation<[UInt8]?, any Error>?, CancelWork?) in
+            s.hijack = .closed
+            s.bodyEnded = true
+            s.chunks = []
+            s.chunkIndex = 0
+            s.buffered = 0
+            let waiter = s.bodyWaiter
+            s.bodyWaiter = nil
+            guard s.reason == nil else { return (waiter, nil) }
+            s.reason = .handlerFinished
+            return (waiter, s.takeWork())
+        }
+        bodyWaiter?.resume(returning: nil)
+        work?.run(.handlerFinished, bodyError: RequestEndedError(reason: .handlerFinished))
+    }
+
     func nextBodyChunk() async throws -> [UInt8]? {
         enum Step { case value([UInt8]?), fail(any Error), wait }
         let (step, start) = state.withLock { s -> (Step, Bool) in
-            if !hasBody && !s.hijacked { return (.value(nil), false) }
+            if !hasBody && !s.isRaw { return (.value(nil), false) }
+            // Another next() is waiting: two readers would share one waiter
+            // slot (and split the bytes between them).
+            if s.bodyReading { return (.fail(VigilError.concurrentIteration), false) }
             var start = false
-            if !s.bodyStarted {
-                s.bodyStarted = true
-                start = true
-            }
             if s.chunkIndex < s.chunks.count {
                 let c = s.chunks[s.chunkIndex]
                 s.chunkIndex += 1
@@ -310,8 +369,16 @@ final class RequestContext: Sendable {
                 }
                 return (.value(c), start)
             }
-            if s.bodyEnded { return (.value(nil), start) }
+            if s.bodyEnded { return (.value(nil), false) }
             if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false) }
+            // Starting the body now could hand raw bytes to a hijack that is
+            // about to reset the stream, or make the core refuse it.
+            if s.hijack == .pending { return (.fail(VigilError(code: VIGIL_EBUSY)), false) }
+            if !s.bodyStarted {
+                s.bodyStarted = true
+                start = true
+            }
+            s.bodyReading = true
             return (.wait, start)
         }
         if start { _ = vigil_request_body_start(raw) }
@@ -320,6 +387,7 @@ final class RequestContext: Sendable {
         case .fail(let e): throw e
         case .wait: break
         }
+        defer { state.withLock { $0.bodyReading = false } }
         return try await withTaskCancellationHandler {
             try await withThrowingContinuation {
                 (c: Continuation<[UInt8]?, any Error>) in
@@ -339,6 +407,8 @@ final class RequestContext: Sendable {
                 if let action { c.resume(with: action) }
             }
         } onCancel: {
+            // The waiter, if still there, is this call's: only the next()
+            // holding `bodyReading` sets one.
             let c = state.withLock { s -> Continuation<[UInt8]?, any Error>? in
                 defer { s.bodyWaiter = nil }
                 return s.bodyWaiter
