@@ -5,8 +5,10 @@ import HTTPTypes
 public struct Request: Sendable {
     let context: RequestContext
 
-    /// The request head: method, target (as `path`), authority (from Host),
-    /// and the header fields.
+    /// The request head: method (any token, as sent), target (as `path`),
+    /// authority (from Host), and the header fields. An absolute-form target
+    /// (`http://a/p`) gives scheme, authority (over Host) and path; CONNECT's
+    /// authority-form target gives the authority and no path.
     public var head: HTTPRequest { context.head }
 
     /// The request body, streamed with backpressure. Iterate it once.
