@@ -29,7 +29,8 @@ public struct Request: Sendable {
 
     /// Suspends until the request ends, and says why: the connection closed,
     /// was reset, a write failed, the server shut down... or, if the handler
-    /// returns first, `.handlerFinished`. Returns at once if the request has
+    /// returns (or closes its hijacked connection) first, `.handlerFinished`.
+    /// Returns at once if the request has
     /// already ended. Every waiter is resumed exactly once. Throws
     /// `CancellationError` if the waiting task is cancelled for another reason.
     public func connectionClosed() async throws -> CancellationReason {
@@ -52,8 +53,9 @@ public struct CancellationHandle: Sendable {
 
     /// Runs `body` exactly once with the reason the request ended: at the
     /// moment it is cancelled (on the server's loop thread: keep it short), or
-    /// with `.handlerFinished` when the handler returns first. Runs at once
-    /// if the request has already ended.
+    /// with `.handlerFinished` when the handler returns first (in its task)
+    /// or closes its hijacked connection (in `close()`). Runs at once if the
+    /// request has already ended.
     public func onCancel(_ body: @escaping @Sendable (CancellationReason) -> Void) {
         context.onCancel(body)
     }
