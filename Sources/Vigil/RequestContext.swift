@@ -42,24 +42,40 @@ final class RequestContext: Sendable {
         var bodyPaused = false
         var bodyEnded = false
         var bodyWaiter: Continuation<[UInt8]?, any Error>?
-        /// A `next()` is waiting (it alone may set `bodyWaiter`): one body,
-        /// one reader at a time; a concurrent `next()` throws at once.
+        /// A `next()` is waiting: from its first look at the state until its
+        /// continuation is taken out (`takeBodyWaiter`) or resumed at once.
+        /// It alone may set `bodyWaiter`: one body, one reader at a time; a
+        /// concurrent `next()` throws at once. Cleared when the waiter is
+        /// taken, not when the reader runs again: a reader resumed but not
+        /// yet scheduled is done (a handler that closed its hijacked
+        /// connection may read the end at once).
         var bodyReading = false
+        /// Numbers the waiting reads, so that a late cancellation handler of
+        /// a read already resumed leaves the next reader's waiter alone.
+        var bodyReadID = 0
         var hijack = HijackState.none
 
         /// After a hijack, the body stream carries the connection's raw bytes.
         var isRaw: Bool { hijack == .active || hijack == .closed }
 
+        /// The waiting body read, taken out (it no longer holds the reader
+        /// slot).
+        mutating func takeBodyWaiter() -> Continuation<[UInt8]?, any Error>? {
+            guard let waiter = bodyWaiter else { return nil }
+            bodyWaiter = nil
+            bodyReading = false
+            return waiter
+        }
+
         /// Everything waiting on the request, taken out; nil if nothing
         /// (the usual request: no copies, no releases of empty tables).
         mutating func takeWork() -> CancelWork? {
-            let bodyWaiter = self.bodyWaiter
             if closeWaiters.isEmpty && onCancel.isEmpty && bodyWaiter == nil { return nil }
             let work = CancelWork(
-                waiters: Array(closeWaiters.values), callbacks: onCancel, bodyWaiter: bodyWaiter)
+                waiters: Array(closeWaiters.values), callbacks: onCancel,
+                bodyWaiter: takeBodyWaiter())
             closeWaiters = [:]
             onCancel = []
-            self.bodyWaiter = nil
             return work
         }
 
@@ -69,8 +85,7 @@ final class RequestContext: Sendable {
             guard reason == nil else {
                 // Ended already: the waiters and callbacks had their
                 // reason; only a body read still pending is left.
-                defer { bodyWaiter = nil }
-                return bodyWaiter.map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
+                return takeBodyWaiter().map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
             }
             reason = .handlerFinished
             return takeWork()
@@ -110,6 +125,12 @@ final class RequestContext: Sendable {
     }
 
     var reason: CancellationReason? { state.withLock { $0.reason } }
+
+    /// For tests: whether a body read is waiting, and how many close-notify
+    /// waiters are registered.
+    var waiters: (bodyRead: Bool, closeNotify: Int) {
+        state.withLock { ($0.bodyWaiter != nil, $0.closeWaiters.count) }
+    }
 
     // MARK: handler task
 
@@ -265,8 +286,8 @@ final class RequestContext: Sendable {
             // Closed by the handler: what still arrives is nobody's.
             if s.hijack == .closed { return (nil, nil, false) }
             if end { s.bodyEnded = true }
-            if let waiter = s.bodyWaiter, chunk != nil || end {
-                s.bodyWaiter = nil
+            if s.bodyWaiter != nil, chunk != nil || end {
+                let waiter = s.takeBodyWaiter()
                 if let chunk {
                     // Handing this one over; an end flag stays for the next call.
                     return (waiter, chunk, false)
@@ -337,8 +358,7 @@ final class RequestContext: Sendable {
             s.chunks = []
             s.chunkIndex = 0
             s.buffered = 0
-            let waiter = s.bodyWaiter
-            s.bodyWaiter = nil
+            let waiter = s.takeBodyWaiter()
             guard s.reason == nil else { return (waiter, nil) }
             s.reason = .handlerFinished
             return (waiter, s.takeWork())
@@ -349,11 +369,11 @@ final class RequestContext: Sendable {
 
     func nextBodyChunk() async throws -> [UInt8]? {
         enum Step { case value([UInt8]?), fail(any Error), wait }
-        let (step, start) = state.withLock { s -> (Step, Bool) in
-            if !hasBody && !s.isRaw { return (.value(nil), false) }
+        let (step, start, id) = state.withLock { s -> (Step, Bool, Int) in
+            if !hasBody && !s.isRaw { return (.value(nil), false, 0) }
             // Another next() is waiting: two readers would share one waiter
             // slot (and split the bytes between them).
-            if s.bodyReading { return (.fail(VigilError.concurrentIteration), false) }
+            if s.bodyReading { return (.fail(VigilError.concurrentIteration), false, 0) }
             var start = false
             if s.chunkIndex < s.chunks.count {
                 let c = s.chunks[s.chunkIndex]
@@ -367,19 +387,20 @@ final class RequestContext: Sendable {
                     s.bodyPaused = false
                     start = true
                 }
-                return (.value(c), start)
+                return (.value(c), start, 0)
             }
-            if s.bodyEnded { return (.value(nil), false) }
-            if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false) }
+            if s.bodyEnded { return (.value(nil), false, 0) }
+            if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false, 0) }
             // Starting the body now could hand raw bytes to a hijack that is
             // about to reset the stream, or make the core refuse it.
-            if s.hijack == .pending { return (.fail(VigilError(code: VIGIL_EBUSY)), false) }
+            if s.hijack == .pending { return (.fail(VigilError(code: VIGIL_EBUSY)), false, 0) }
             if !s.bodyStarted {
                 s.bodyStarted = true
                 start = true
             }
             s.bodyReading = true
-            return (.wait, start)
+            s.bodyReadID &+= 1
+            return (.wait, start, s.bodyReadID)
         }
         if start { _ = vigil_request_body_start(raw) }
         switch step {
@@ -387,32 +408,35 @@ final class RequestContext: Sendable {
         case .fail(let e): throw e
         case .wait: break
         }
-        defer { state.withLock { $0.bodyReading = false } }
         return try await withTaskCancellationHandler {
             try await withThrowingContinuation {
                 (c: Continuation<[UInt8]?, any Error>) in
                 let action = state.withLock { s -> Result<[UInt8]?, any Error>? in
+                    let now: Result<[UInt8]?, any Error>
                     if s.chunkIndex < s.chunks.count {
                         let chunk = s.chunks[s.chunkIndex]
                         s.chunkIndex += 1
                         s.buffered -= chunk.count
-                        return .success(chunk)
+                        now = .success(chunk)
+                    } else if s.bodyEnded {
+                        now = .success(nil)
+                    } else if let r = s.reason {
+                        now = .failure(RequestEndedError(reason: r))
+                    } else if Task.isCancelled {
+                        now = .failure(CancellationError())
+                    } else {
+                        s.bodyWaiter = c
+                        return nil
                     }
-                    if s.bodyEnded { return .success(nil) }
-                    if let r = s.reason { return .failure(RequestEndedError(reason: r)) }
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    s.bodyWaiter = c
-                    return nil
+                    s.bodyReading = false  // answered without waiting
+                    return now
                 }
                 if let action { c.resume(with: action) }
             }
         } onCancel: {
-            // The waiter, if still there, is this call's: only the next()
-            // holding `bodyReading` sets one.
-            let c = state.withLock { s -> Continuation<[UInt8]?, any Error>? in
-                defer { s.bodyWaiter = nil }
-                return s.bodyWaiter
-            }
+            // Only this call's waiter: once it was taken, the slot may hold
+            // the next reader's.
+            let c = state.withLock { s in s.bodyReadID == id ? s.takeBodyWaiter() : nil }
             c?.resume(throwing: CancellationError())
         }
     }

@@ -31,7 +31,7 @@ final class ReliabilityTests: XCTestCase {
             // A read and a close-notify waiter pending when close() comes.
             async let pending = outcome { var it = conn.makeAsyncIterator(); return try await it.next() }
             async let pendingClosed = outcome { try await request.connectionClosed() }
-            try await Task.sleep(for: .milliseconds(150))
+            await waitUntil { request.context.waiters == (true, 1) }
             try conn.close()
             let reasonNow = request.cancellation.reason
             let later = await outcome { var it = conn.makeAsyncIterator(); return try await it.next() }
@@ -168,7 +168,7 @@ final class ReliabilityTests: XCTestCase {
                 while let chunk = try? await it.next() { out += chunk }
                 return out
             }()
-            try await Task.sleep(for: .milliseconds(150))
+            await waitUntil { request.context.waiters.bodyRead }
             do {
                 var it = body.makeAsyncIterator()
                 let got = try await it.next()
@@ -204,7 +204,7 @@ final class ReliabilityTests: XCTestCase {
                 var it = conn.makeAsyncIterator()
                 return try? await it.next()
             }()
-            try await Task.sleep(for: .milliseconds(150))
+            await waitUntil { request.context.waiters.bodyRead }
             do {
                 var it = conn.makeAsyncIterator()
                 _ = try await it.next()
@@ -325,5 +325,13 @@ func outcome<T: Sendable>(within seconds: Double = 5, _ body: @escaping @Sendabl
         }
     } catch {
         return "error: \(error)"
+    }
+}
+
+/// Polls `condition` every 5 ms until it holds or `seconds` pass.
+func waitUntil(seconds: Double = 3, _ condition: () -> Bool) async {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while !condition() && ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(5))
     }
 }
