@@ -43,6 +43,11 @@ stops_on() {
 }
 
 if start; then ok "demo serves GET /"; else fail "demo did not start"; fi
+# HEAD is answered as GET without the body (RFC 9110 §9.3.2; curl -I, health
+# checks): fails before the fix: 404.
+a=$(request "$PORT" 'HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+[[ "$a" == "HTTP/1.1 200"* && "$a" == *"Content-Length: 13"* && "$a" != *"Hello"* ]] \
+  && ok "HEAD / (200, GET's Content-Length, no body)" || fail "HEAD /: $a"
 a=$(request "$PORT" 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\necho me')
 [[ "$a" == *"echo me"* ]] && ok "POST /echo" || fail "POST /echo: $a"
 a=$(request "$PORT" 'GET /stream?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')

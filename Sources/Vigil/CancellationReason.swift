@@ -86,7 +86,12 @@ public struct RequestEndedError: Error, Sendable, Hashable, CustomStringConverti
 public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: Int32
     public init(code: Int32) { self.code = code }
-    public var description: String { String(cString: vigil_strerror(code)) + " (\(code))" }
+    public var description: String {
+        if code == Self.concurrentIterationCode {
+            return "another next() on this body or connection is waiting (one reader at a time)"
+        }
+        return String(cString: vigil_strerror(code)) + " (\(code))"
+    }
 
     /// The response was already started or ended.
     public static let alreadySent = VigilError(code: VIGIL_EALREADY)
@@ -94,4 +99,11 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let notStarted = VigilError(code: VIGIL_EBUSY)
     /// A bad argument: header bytes, status, or a body longer than its Content-Length.
     public static let invalidArgument = VigilError(code: VIGIL_EINVAL)
+    /// A `next()` on a request body or a hijacked connection while another
+    /// `next()` on the same one is still waiting: one reader at a time (two
+    /// would split the bytes between them). Thrown at once; the waiting
+    /// reader goes on. Its code is Swift's own, no C function returns it.
+    public static let concurrentIteration = VigilError(code: concurrentIterationCode)
+    /// Outside the C core's codes (negative errno values, libuv's included).
+    static let concurrentIterationCode: Int32 = -100_001
 }

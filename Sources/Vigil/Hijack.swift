@@ -13,8 +13,11 @@ extension Request {
     /// golang/go#22347, #32314). The connection closes when `close()` is
     /// called or the handler returns.
     public func hijack() throws -> HijackedConnection {
-        try context.prepareHijack()
-        try context.check(vigil_request_hijack(context.raw))
+        try context.beginHijack()
+        let r = vigil_request_hijack(context.raw)
+        // Refused (response started, request ended): nothing changed.
+        context.endHijack(succeeded: r == 0)
+        try context.check(r)
         return HijackedConnection(context: context)
     }
 }
@@ -30,7 +33,9 @@ public struct HijackedConnection: AsyncSequence, Sendable {
         let context: RequestContext
         /// The next bytes; nil once the client half-closed (with
         /// `halfClose: .finishResponse`; with `.cancel` a FIN ends the
-        /// request and this throws `RequestEndedError(.clientClosed)`).
+        /// request and this throws `RequestEndedError(.clientClosed)`) or
+        /// after `close()`. One `next()` at a time per connection: a
+        /// concurrent one throws `VigilError.concurrentIteration`.
         public mutating func next() async throws -> [UInt8]? {
             try await context.nextBodyChunk()
         }
@@ -47,8 +52,14 @@ public struct HijackedConnection: AsyncSequence, Sendable {
         try await write(Array(string.utf8))
     }
 
-    /// Closes the connection once what was written is sent.
+    /// Closes the connection once what was written is sent. The stream
+    /// ends: a waiting `next()` and every later one return nil. The request
+    /// ends with `.handlerFinished` unless it ended already, so
+    /// `connectionClosed()` waiters return and `onCancel` callbacks run with
+    /// it; the handler's task is not cancelled. Calling it again does
+    /// nothing more.
     public func close() throws {
         try context.check(vigil_hijack_close(context.raw))
+        context.hijackClosed()
     }
 }

@@ -5,8 +5,10 @@ import HTTPTypes
 public struct Request: Sendable {
     let context: RequestContext
 
-    /// The request head: method, target (as `path`), authority (from Host),
-    /// and the header fields.
+    /// The request head: method (any token, as sent), target (as `path`),
+    /// authority (from Host), and the header fields. An absolute-form target
+    /// (`http://a/p`) gives scheme, authority (over Host) and path; CONNECT's
+    /// authority-form target gives the authority and no path.
     public var head: HTTPRequest { context.head }
 
     /// The request body, streamed with backpressure. Iterate it once.
@@ -28,7 +30,8 @@ public struct Request: Sendable {
 
     /// Suspends until the request ends, and says why: the connection closed,
     /// was reset, a write failed, the server shut down... or, if the handler
-    /// returns first, `.handlerFinished`. Returns at once if the request has
+    /// returns (or closes its hijacked connection) first, `.handlerFinished`.
+    /// Returns at once if the request has
     /// already ended. Every waiter is resumed exactly once. Throws
     /// `CancellationError` if the waiting task is cancelled for another reason.
     public func connectionClosed() async throws -> CancellationReason {
@@ -51,8 +54,9 @@ public struct CancellationHandle: Sendable {
 
     /// Runs `body` exactly once with the reason the request ended: at the
     /// moment it is cancelled (on the server's loop thread: keep it short), or
-    /// with `.handlerFinished` when the handler returns first. Runs at once
-    /// if the request has already ended.
+    /// with `.handlerFinished` when the handler returns first (in its task)
+    /// or closes its hijacked connection (in `close()`). Runs at once if the
+    /// request has already ended.
     public func onCancel(_ body: @escaping @Sendable (CancellationReason) -> Void) {
         context.onCancel(body)
     }
@@ -63,7 +67,10 @@ public struct CancellationHandle: Sendable {
 /// The body is not read from the client until the first `next()` (that is
 /// also when `100 Continue` is sent), so a handler that never looks at a
 /// body never makes the client send it. Reading throws `RequestEndedError`
-/// once the connection is gone or after the handler has returned.
+/// once the connection is gone or after the handler has returned. One reader
+/// at a time: a `next()` while another is waiting (two tasks iterating the
+/// same body) throws `VigilError.concurrentIteration` at once; once the
+/// body was read to its end, `next()` keeps returning nil.
 public struct RequestBody: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     let context: RequestContext

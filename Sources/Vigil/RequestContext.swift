@@ -42,18 +42,40 @@ final class RequestContext: Sendable {
         var bodyPaused = false
         var bodyEnded = false
         var bodyWaiter: Continuation<[UInt8]?, any Error>?
-        var hijacked = false
+        /// A `next()` is waiting: from its first look at the state until its
+        /// continuation is taken out (`takeBodyWaiter`) or resumed at once.
+        /// It alone may set `bodyWaiter`: one body, one reader at a time; a
+        /// concurrent `next()` throws at once. Cleared when the waiter is
+        /// taken, not when the reader runs again: a reader resumed but not
+        /// yet scheduled is done (a handler that closed its hijacked
+        /// connection may read the end at once).
+        var bodyReading = false
+        /// Numbers the waiting reads, so that a late cancellation handler of
+        /// a read already resumed leaves the next reader's waiter alone.
+        var bodyReadID = 0
+        var hijack = HijackState.none
+
+        /// After a hijack, the body stream carries the connection's raw bytes.
+        var isRaw: Bool { hijack == .active || hijack == .closed }
+
+        /// The waiting body read, taken out (it no longer holds the reader
+        /// slot).
+        mutating func takeBodyWaiter() -> Continuation<[UInt8]?, any Error>? {
+            guard let waiter = bodyWaiter else { return nil }
+            bodyWaiter = nil
+            bodyReading = false
+            return waiter
+        }
 
         /// Everything waiting on the request, taken out; nil if nothing
         /// (the usual request: no copies, no releases of empty tables).
         mutating func takeWork() -> CancelWork? {
-            let bodyWaiter = self.bodyWaiter
             if closeWaiters.isEmpty && onCancel.isEmpty && bodyWaiter == nil { return nil }
             let work = CancelWork(
-                waiters: Array(closeWaiters.values), callbacks: onCancel, bodyWaiter: bodyWaiter)
+                waiters: Array(closeWaiters.values), callbacks: onCancel,
+                bodyWaiter: takeBodyWaiter())
             closeWaiters = [:]
             onCancel = []
-            self.bodyWaiter = nil
             return work
         }
 
@@ -63,12 +85,21 @@ final class RequestContext: Sendable {
             guard reason == nil else {
                 // Ended already: the waiters and callbacks had their
                 // reason; only a body read still pending is left.
-                defer { bodyWaiter = nil }
-                return bodyWaiter.map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
+                return takeBodyWaiter().map { CancelWork(waiters: [], callbacks: [], bodyWaiter: $0) }
             }
             reason = .handlerFinished
             return takeWork()
         }
+    }
+
+    enum HijackState {
+        case none
+        /// Between `beginHijack` and the core's answer: the body state is
+        /// untouched until the core says yes, and no read may start the body.
+        case pending
+        case active
+        /// `close()` was called: the stream is at its end.
+        case closed
     }
 
     /// The running handler's task. `UnsafeCurrentTask` may only be used while
@@ -94,6 +125,12 @@ final class RequestContext: Sendable {
     }
 
     var reason: CancellationReason? { state.withLock { $0.reason } }
+
+    /// For tests: whether a body read is waiting, and how many close-notify
+    /// waiters are registered.
+    var waiters: (bodyRead: Bool, closeNotify: Int) {
+        state.withLock { ($0.bodyWaiter != nil, $0.closeWaiters.count) }
+    }
 
     // MARK: handler task
 
@@ -246,9 +283,11 @@ final class RequestContext: Sendable {
         let chunk = bytes.isEmpty ? nil : [UInt8](bytes)
         let (waiter, value, pause) = state.withLock {
             s -> (Continuation<[UInt8]?, any Error>?, [UInt8]?, Bool) in
+            // Closed by the handler: what still arrives is nobody's.
+            if s.hijack == .closed { return (nil, nil, false) }
             if end { s.bodyEnded = true }
-            if let waiter = s.bodyWaiter, chunk != nil || end {
-                s.bodyWaiter = nil
+            if s.bodyWaiter != nil, chunk != nil || end {
+                let waiter = s.takeBodyWaiter()
                 if let chunk {
                     // Handing this one over; an end flag stays for the next call.
                     return (waiter, chunk, false)
@@ -269,15 +308,32 @@ final class RequestContext: Sendable {
         if pause { _ = vigil_request_body_pause(raw) }
     }
 
-    /// Resets the body stream for raw bytes after a hijack.
-    func prepareHijack() throws {
+    /// First half of a hijack, before `vigil_request_hijack`: checks and
+    /// marks it pending, changing nothing else, so that a hijack the core
+    /// refuses (response started, request cancelled) leaves the body as it
+    /// was (`endHijack(succeeded: false)`).
+    func beginHijack() throws {
         try state.withLock { s in
-            if s.hijacked { throw VigilError.alreadySent }
+            if s.hijack != .none { throw VigilError.alreadySent }
             if s.bodyStarted && !(s.bodyEnded && s.chunkIndex >= s.chunks.count) {
                 // Mid-body: raw bytes would mix with the body's framing.
                 throw VigilError(code: VIGIL_EBUSY)
             }
-            s.hijacked = true
+            s.hijack = .pending
+        }
+    }
+
+    /// Second half: the core's answer. On success the body stream restarts
+    /// as the connection's raw bytes. Nothing is delivered in between: the
+    /// core delivers raw bytes only after `vigil_request_body_start`, which
+    /// no `next()` calls while the hijack is pending.
+    func endHijack(succeeded: Bool) {
+        state.withLock { s in
+            guard succeeded else {
+                s.hijack = .none
+                return
+            }
+            s.hijack = .active
             s.bodyStarted = false
             s.bodyEnded = false
             s.bodyPaused = false
@@ -287,15 +343,38 @@ final class RequestContext: Sendable {
         }
     }
 
+    /// The handler closed its hijacked connection (`vigil_hijack_close`
+    /// accepted it). The stream ends: a waiting `next()` and every later one
+    /// return nil. The request ends with `.handlerFinished`, as the core
+    /// reports it, unless it ended already: close-notify waiters and
+    /// `onCancel` callbacks get it now. Set here and not from
+    /// `on_request_done`, which runs later when the close is posted to the
+    /// loop from another thread: after `close()` returns, the reason is set.
+    func hijackClosed() {
+        let (bodyWaiter, work) = state.withLock {
+            s -> (Continuation<[UInt8]?, any Error>?, CancelWork?) in
+            s.hijack = .closed
+            s.bodyEnded = true
+            s.chunks = []
+            s.chunkIndex = 0
+            s.buffered = 0
+            let waiter = s.takeBodyWaiter()
+            guard s.reason == nil else { return (waiter, nil) }
+            s.reason = .handlerFinished
+            return (waiter, s.takeWork())
+        }
+        bodyWaiter?.resume(returning: nil)
+        work?.run(.handlerFinished, bodyError: RequestEndedError(reason: .handlerFinished))
+    }
+
     func nextBodyChunk() async throws -> [UInt8]? {
         enum Step { case value([UInt8]?), fail(any Error), wait }
-        let (step, start) = state.withLock { s -> (Step, Bool) in
-            if !hasBody && !s.hijacked { return (.value(nil), false) }
+        let (step, start, id) = state.withLock { s -> (Step, Bool, Int) in
+            if !hasBody && !s.isRaw { return (.value(nil), false, 0) }
+            // Another next() is waiting: two readers would share one waiter
+            // slot (and split the bytes between them).
+            if s.bodyReading { return (.fail(VigilError.concurrentIteration), false, 0) }
             var start = false
-            if !s.bodyStarted {
-                s.bodyStarted = true
-                start = true
-            }
             if s.chunkIndex < s.chunks.count {
                 let c = s.chunks[s.chunkIndex]
                 s.chunkIndex += 1
@@ -308,11 +387,20 @@ final class RequestContext: Sendable {
                     s.bodyPaused = false
                     start = true
                 }
-                return (.value(c), start)
+                return (.value(c), start, 0)
             }
-            if s.bodyEnded { return (.value(nil), start) }
-            if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false) }
-            return (.wait, start)
+            if s.bodyEnded { return (.value(nil), false, 0) }
+            if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false, 0) }
+            // Starting the body now could hand raw bytes to a hijack that is
+            // about to reset the stream, or make the core refuse it.
+            if s.hijack == .pending { return (.fail(VigilError(code: VIGIL_EBUSY)), false, 0) }
+            if !s.bodyStarted {
+                s.bodyStarted = true
+                start = true
+            }
+            s.bodyReading = true
+            s.bodyReadID &+= 1
+            return (.wait, start, s.bodyReadID)
         }
         if start { _ = vigil_request_body_start(raw) }
         switch step {
@@ -324,25 +412,31 @@ final class RequestContext: Sendable {
             try await withThrowingContinuation {
                 (c: Continuation<[UInt8]?, any Error>) in
                 let action = state.withLock { s -> Result<[UInt8]?, any Error>? in
+                    let now: Result<[UInt8]?, any Error>
                     if s.chunkIndex < s.chunks.count {
                         let chunk = s.chunks[s.chunkIndex]
                         s.chunkIndex += 1
                         s.buffered -= chunk.count
-                        return .success(chunk)
+                        now = .success(chunk)
+                    } else if s.bodyEnded {
+                        now = .success(nil)
+                    } else if let r = s.reason {
+                        now = .failure(RequestEndedError(reason: r))
+                    } else if Task.isCancelled {
+                        now = .failure(CancellationError())
+                    } else {
+                        s.bodyWaiter = c
+                        return nil
                     }
-                    if s.bodyEnded { return .success(nil) }
-                    if let r = s.reason { return .failure(RequestEndedError(reason: r)) }
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    s.bodyWaiter = c
-                    return nil
+                    s.bodyReading = false  // answered without waiting
+                    return now
                 }
                 if let action { c.resume(with: action) }
             }
         } onCancel: {
-            let c = state.withLock { s -> Continuation<[UInt8]?, any Error>? in
-                defer { s.bodyWaiter = nil }
-                return s.bodyWaiter
-            }
+            // Only this call's waiter: once it was taken, the slot may hold
+            // the next reader's.
+            let c = state.withLock { s in s.bodyReadID == id ? s.takeBodyWaiter() : nil }
             c?.resume(throwing: CancellationError())
         }
     }

@@ -351,7 +351,23 @@ final class ServerCore: Sendable {
 
     /// Loop thread: a request head arrived.
     func request(_ raw: OpaquePointer) {
-        let context = RequestContext(raw: raw, head: makeHead(raw))
+        guard let head = makeHead(raw) else {
+            // A method that is not a token: the core lets none through
+            // (RFC 9110 §9.1), but a handler must never see it as another
+            // method. Answered 400 without a handler.
+            let context = RequestContext(
+                raw: raw, head: HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/"))
+            vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
+            "Connection".withCString { n in
+                "close".withCString { v in
+                    var close = vigil_header_t(name: n, name_len: 10, value: v, value_len: 5)
+                    _ = vigil_response_send(raw, 400, &close, 1, nil, 0)
+                }
+            }
+            context.finishHandler()
+            return
+        }
+        let context = RequestContext(raw: raw, head: head)
         vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
         if !queues[Int(vigil_request_loop(raw))].push(context) {
             // run() is over: no task will take it.
@@ -466,17 +482,20 @@ func milliseconds(_ d: Duration?) -> UInt64 {
     return max(1, ms)
 }
 
-/// Builds the swift-http-types head from the C request (loop thread).
-func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
+/// Builds the swift-http-types head from the C request (loop thread); nil
+/// if the method is not a token.
+func makeHead(_ raw: OpaquePointer) -> HTTPRequest? {
     var mlen = 0
     let m = UnsafeRawBufferPointer(start: vigil_request_method(raw, &mlen)!, count: mlen)
-    let method = knownMethod(m)
-        ?? HTTPRequest.Method(String(decoding: m, as: UTF8.self)) ?? .get
+    guard let method = httpMethod(m) else { return nil }
     var tlen = 0
     let t = vigil_request_target(raw, &tlen)!
-    let path = String(decoding: UnsafeRawBufferPointer(start: t, count: tlen), as: UTF8.self)
+    let target = requestTargetParts(
+        method: method, target: UnsafeRawBufferPointer(start: t, count: tlen))
     var fields = HTTPFields()
-    var authority: String?
+    // From the target (absolute-form, CONNECT's authority-form), else Host.
+    var authority = target.authority
+    var hostSeen = false
     let n = vigil_request_header_count(raw)
     // Host alone (the common small request) needs no field storage.
     if n > 1 { fields.reserveCapacity(n) }
@@ -488,9 +507,12 @@ func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
         vigil_request_header_at(raw, i, &name, &nl, &value, &vl)
         let nameBytes = UnsafeRawBufferPointer(start: name, count: nl)
         let valueBytes = UnsafeRawBufferPointer(start: value, count: vl)
-        if authority == nil, isHost(nameBytes) {
-            // As in swift-http-types' HTTP/1 mapping: Host becomes :authority.
-            authority = String(decoding: valueBytes, as: UTF8.self)
+        if !hostSeen, isHost(nameBytes) {
+            // As in swift-http-types' HTTP/1 mapping: Host becomes
+            // :authority; with an authority in the target, Host is ignored
+            // (RFC 9112 §3.2.2: the server MUST use the target's).
+            hostSeen = true
+            if authority == nil { authority = String(decoding: valueBytes, as: UTF8.self) }
             continue
         }
         guard let fieldName = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
@@ -499,11 +521,73 @@ func makeHead(_ raw: OpaquePointer) -> HTTPRequest {
         fields.append(HTTPField(name: fieldName, lenientValue: valueBytes))
     }
     return HTTPRequest(
-        method: method, scheme: nil, authority: authority, path: path, headerFields: fields)
+        method: method, scheme: target.scheme, authority: authority, path: target.path,
+        headerFields: fields)
+}
+
+/// The method from its bytes: any token (RFC 9110 §9.1: methods are
+/// case-sensitive tokens; `QUERY`, `get` and `MKCOLA` are three methods),
+/// kept as sent; nil if not a token. The common ones without building a
+/// String.
+func httpMethod(_ m: UnsafeRawBufferPointer) -> HTTPRequest.Method? {
+    knownMethod(m) ?? HTTPRequest.Method(String(decoding: m, as: UTF8.self))
+}
+
+/// The `HTTPRequest` pseudo-header parts of a request-target (RFC 9112
+/// §3.2), as swift-http-types expects them:
+/// - origin-form `/p?q` and asterisk-form `*`: the path;
+/// - authority-form (CONNECT): the authority, no path (§3.2.3);
+/// - absolute-form `http://a/p?q`: scheme (lowercased, RFC 3986 §3.1),
+///   authority and path (§3.2.2, which a server MUST accept); an empty path
+///   is `/`, or `*` for OPTIONS (§3.3).
+/// A target that fits none of these stays the path as it came: the core
+/// checks the forms, this only splits them.
+func requestTargetParts(
+    method: HTTPRequest.Method, target t: UnsafeRawBufferPointer
+) -> (scheme: String?, authority: String?, path: String?) {
+    // Origin-form, nearly every request: one byte compared.
+    if t.first == UInt8(ascii: "/") { return (nil, nil, String(decoding: t, as: UTF8.self)) }
+    if method == .connect { return (nil, String(decoding: t, as: UTF8.self), nil) }
+    guard let (scheme, authority, rest) = splitAbsoluteForm(t) else {
+        return (nil, nil, String(decoding: t, as: UTF8.self))
+    }
+    let path: String
+    if rest.isEmpty {
+        path = method == .options ? "*" : "/"
+    } else if rest.first == UInt8(ascii: "/") {
+        path = String(decoding: rest, as: UTF8.self)
+    } else {
+        path = "/" + String(decoding: rest, as: UTF8.self)  // "http://a?q"
+    }
+    return (scheme, authority, path)
+}
+
+/// absolute-URI = scheme ":" "//" authority path-abempty [ "?" query ]
+/// (RFC 3986 §3; scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )):
+/// the scheme (lowercased), the authority (not empty) and the rest.
+private func splitAbsoluteForm(
+    _ t: UnsafeRawBufferPointer
+) -> (String, String, Slice<UnsafeRawBufferPointer>)? {
+    func isAlpha(_ b: UInt8) -> Bool { (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z") }
+    func isSchemeByte(_ b: UInt8) -> Bool {
+        isAlpha(b) || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
+            || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") || b == UInt8(ascii: ".")
+    }
+    guard let colon = t.firstIndex(of: UInt8(ascii: ":")), colon > 0, isAlpha(t[0]),
+          t[1..<colon].allSatisfy(isSchemeByte), colon + 2 < t.count,
+          t[colon + 1] == UInt8(ascii: "/"), t[colon + 2] == UInt8(ascii: "/")
+    else { return nil }
+    let start = colon + 3
+    let end = t[start...].firstIndex {
+        $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#")
+    } ?? t.count
+    guard end > start else { return nil }
+    return (String(decoding: t[..<colon], as: UTF8.self).lowercased(),
+            String(decoding: t[start..<end], as: UTF8.self), t[end...])
 }
 
 /// The common methods without building and validating a String (the core
-/// has validated the token already; llhttp knows only registered methods).
+/// has validated the token already).
 private func knownMethod(_ m: UnsafeRawBufferPointer) -> HTTPRequest.Method? {
     func eq(_ s: StaticString) -> Bool {
         guard s.utf8CodeUnitCount == m.count else { return false }

@@ -1,6 +1,8 @@
 // vigil-demo: the demo and benchmark server.
 //
 //   GET  /          200 text/plain "Hello, World!"
+//   (HEAD is answered as GET on every GET route: the core sends the head
+//   without the body, RFC 9110 §9.3.2)
 //   GET  /wait      waits up to 30 s for the request to be cancelled; records
 //                   the wall-clock time (CLOCK_REALTIME, ns) at which the
 //                   handler observed it; after 30 s answers 200 "timeout"
@@ -40,17 +42,20 @@ nonisolated(nonsending) func handle(
     _ request: Request, _ response: ResponseWriter, _ server: Server
 ) async throws {
     let path = request.head.path ?? "/"
+    // HEAD is GET without the body (RFC 9110 §9.3.2: curl -I, load
+    // balancers' health checks); the core drops the body bytes itself.
+    let method = request.head.method == .head ? .get : request.head.method
     // The benchmark's route first, without splitting strings. Every route
     // is a function of its own: an async function's frame holds whatever
     // lives across its awaits, so one big switch here would make even the
     // smallest request pay (in task-allocator memory) for /echo's and
     // /stream's state.
-    if path == "/" && request.head.method == .get {
+    if path == "/" && method == .get {
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
         return
     }
     let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
-    switch (request.head.method, route) {
+    switch (method, route) {
     case (.get, "/"):
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
     case (.get, "/wait"):
