@@ -291,8 +291,12 @@ static int on_headers_complete(llhttp_t *p) {
     r->version = (uint8_t)(10 + p->http_minor);
   } else {
     /* llhttp takes any single digits; we speak 1.0 and 1.1 only (RFC 9110
-     * 15.6.6: 505 for a major version we do not support, 0.9 included). */
-    if (c->head_error == 0) c->head_error = 505;
+     * 15.6.6: 505 for a major version we do not support, 0.9 included). A
+     * request line with no version at all (HTTP/0.9's "GET /", which llhttp
+     * completes as 0.9 when more lines follow in the same read) is 400, as
+     * check_head_bytes answers when the line arrives alone: the answer must
+     * not depend on how the bytes were split. */
+    if (c->head_error == 0) c->head_error = c->version_seen ? 505 : 400;
     return HPE_USER;
   }
   /* RFC 9112 9.3: close wins; HTTP/1.0 persists only when asked to. */

@@ -410,9 +410,10 @@ final class MalformedInputTests: XCTestCase {
             "GET / HTTP/1.2\r\nHost: x\r\n\r\n"), statuses: [400, 505])
     }
 
-    /// HTTP/0.9 has no version and no headers; Vigil does not speak it.
-    /// Either a 400 or a close without response is fine; what is not fine is
-    /// waiting forever or calling a handler.
+    /// HTTP/0.9 has no version and no headers; Vigil does not speak it: a
+    /// request line without a version is 400 however the bytes arrive (an
+    /// explicit `HTTP/0.9` is 505, README). Waiting forever or calling a
+    /// handler is never fine.
     func testHTTP09StyleRequest() async throws {
         // llhttp 8.1 takes "GET /\r\n" as an HTTP/0.9 request line and then
         // waits for a header block; only the server can refuse at once.

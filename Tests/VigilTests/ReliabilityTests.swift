@@ -240,7 +240,10 @@ final class ReliabilityTests: XCTestCase {
         let server = try await TestServer.start { request, response in
             let h = request.head
             seen.fire(Parts(method: h.method.rawValue, scheme: h.scheme, authority: h.authority, path: h.path))
-            try await response.write(HTTPResponse(status: .ok), body: h.path ?? "")
+            // A 2xx to CONNECT has no framing and ends with the connection
+            // (RFC 9110 9.3.6); another status keeps readResponse simple.
+            let status: HTTPResponse.Status = h.method == .connect ? .notFound : .ok
+            try await response.write(HTTPResponse(status: status), body: h.path ?? "")
         }
         let client = try server.client()
         try await client.send(raw)

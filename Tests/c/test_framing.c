@@ -206,6 +206,10 @@ static const case_t cases[] = {
     {"unknown expectation -> 417", "GET /" H11 "Expect: bogus\r\n\r\n", 417, CLOSED, NULL, 0},
     /* fails before the fix: 400 */
     {"HTTP/0.9 -> 505", "GET / HTTP/0.9\r\n\r\n", 505, CLOSED, NULL, 0},
+    /* No version at all: 400 whether the line comes alone or with more
+     * lines in the same read. fails before the fix: 505 in one write, 400
+     * split after the first line */
+    {"no version -> 400", "GET /\r\nHost: a\r\n\r\n", 400, CLOSED, NULL, 0},
     {"HTTP/2.0 -> 505", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, CLOSED, NULL, 0},
     {"CONNECT authority-form", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
      200, CLOSED, "M=CONNECT|T=a.example:443|H=a.example:443|X=-|B=0", 0},
