@@ -506,6 +506,7 @@ struct vigil_loop_s {
   bool stopping;
   bool grace_over;
   bool watch_active;
+  uint64_t trim_peak;        /* open connections since the last malloc_trim */
   int handles_open;          /* loop handles still to close at exit */
   uint64_t date_sec;
   uint64_t date_tick;        /* uv_now when the clock was last read */
