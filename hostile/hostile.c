@@ -202,6 +202,37 @@ static int fd_count(void) {
 
 static int server_alive(void) { return kill(g_pid, 0) == 0; }
 
+/* Kernel memory the server's connections hold (not in its RSS): the sum
+ * of skmem r (receive queue) and w (send queue, wmem_queued) over the
+ * server's side of every connection to its port, from `ss -tmn`. Returns
+ * KiB, -1 if ss is not there. */
+static long kernel_kb(long *rq_kb, long *wq_kb) {
+  char cmd[128], line[1024];
+  snprintf(cmd, sizeof cmd, "ss -tmnH state established '( sport = :%d )' 2>/dev/null",
+           g_port);
+  FILE *f = popen(cmd, "r");
+  if (f == NULL) return -1;
+  long long r = 0, w = 0;
+  int any = 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    char *m = strstr(line, "skmem:(");
+    if (m == NULL) continue;
+    any = 1;
+    for (char *q = m + 7; *q && *q != ')';) {
+      if (q[0] == 'r' && q[1] >= '0' && q[1] <= '9') r += strtoll(q + 1, NULL, 10);
+      if (q[0] == 'w' && q[1] >= '0' && q[1] <= '9') w += strtoll(q + 1, NULL, 10);
+      q = strchr(q, ',');
+      if (q == NULL) break;
+      q++;
+    }
+  }
+  pclose(f);
+  (void)any;
+  *rq_kb = (long)(r / 1024);
+  *wq_kb = (long)(w / 1024);
+  return (long)((r + w) / 1024);
+}
+
 /* The peak sampler: a thread reading VmRSS every 10 ms. */
 static atomic_long g_peak;
 static atomic_int g_sampling;
@@ -637,8 +668,13 @@ static int shape_pipeline(int conns) {
   size_t sent = 0;
   for (int i = 0; i < conns; i++) sent += cs[i].sent > total ? total : cs[i].sent;
   double t_sent = now_s() - r.t0;
-  note(&r, "%d connections; sent %zu of %zu request bytes in %.1f s", opened,
-       sent, total * (size_t)conns, t_sent);
+  sleep_s(2.0);
+  long rq, wq;
+  kernel_kb(&rq, &wq);
+  note(&r, "%d connections; sent %zu of %zu request bytes in %.1f s; 2 s "
+           "later the server held %ld KiB RSS over its baseline, and its "
+           "sockets %ld KiB unread + %ld KiB unsent in the kernel",
+       opened, sent, total * (size_t)conns, t_sent, rss_kb() - r.base_kb, rq, wq);
   /* The server must end it: the write timeout (no progress for 30 s). */
   double closed = wait_server_closed(&r, WRITE_TIMEOUT_S + 15.0);
   if (closed > 0) {
@@ -668,10 +704,12 @@ static int shape_slowread(int conns) {
   hc_t *cs = hc_open(conns, 4096, &opened);
   for (int i = 0; i < conns; i++)
     if (cs[i].fd >= 0) send(cs[i].fd, req, strlen(req), MSG_NOSIGNAL);
-  double end = now_s() + secs;
+  double end = now_s() + secs, half = now_s() + secs / 2;
+  int64_t half_ns = -1;
   int early = 0;
   size_t got = 0;
   while (now_s() < end) {
+    if (half_ns < 0 && now_s() >= half) half_ns = cpu_ns();
     for (int i = 0; i < conns; i++) {
       hc_t *c = &cs[i];
       if (c->fd < 0) continue;
@@ -687,9 +725,17 @@ static int shape_slowread(int conns) {
     }
     sleep_s(0.1);
   }
+  double steady = (double)(cpu_ns() - half_ns) / 1e9 / (secs / 2);
+  long rq, wq;
+  kernel_kb(&rq, &wq);
+  note(&r, "the server's sockets held %ld KiB unsent in the kernel (%.0f KiB "
+           "per connection; not in RSS, not bounded by writeBufferLimit: "
+           "tcp_wmem)",
+       wq, (double)wq / (opened ? opened : 1));
   note(&r, "%d connections read 8 bytes per 100 ms for %.0f s (%zu bytes in "
-           "all); %d closed by the server meanwhile",
-       opened, secs, got, early);
+           "all); %d closed by the server meanwhile; server CPU over the "
+           "second half (steady state): %.0f%% of a core",
+       opened, secs, got, early, steady * 100);
   if (early > 0) {
     int cnt;
     double t = max_closed(cs, conns, &cnt);
@@ -915,7 +961,7 @@ static int shape_onebyte(int conns, int echo) {
   r.end_ok = cnt == opened && opened > 0;
   snprintf(r.ended, sizeof r.ended, "%d/%d closed by server, last @%.2fs (%s; %s)", cnt,
            opened, last, st,
-           echo ? "max body 8 MiB" : "drain limit 256 KiB");
+           echo ? "max body 8 MiB" : "unread body, drain limit 256 KiB");
   hc_close_all(cs, conns);
   if (wait_server_closed(&r, 5.0) < 0) r.end_ok = 0;
   measure_end(&r);
@@ -964,7 +1010,8 @@ static int shape_upload(int conns, int over) {
        opened, g_upload_len, (double)sent / (opened ? opened : 1), st);
   r.end_ok = cnt == opened && opened > 0;
   snprintf(r.ended, sizeof r.ended, "%d/%d closed by server, last @%.2fs (%s; %s)", cnt,
-           opened, last, st, over ? "max body, before the handler" : "drain limit 256 KiB");
+           opened, last, st, over ? "max body, before the handler"
+                : "unread body over the drain limit 256 KiB");
   hc_close_all(cs, conns);
   if (wait_server_closed(&r, 5.0) < 0) r.end_ok = 0;
   measure_end(&r);
@@ -1052,6 +1099,8 @@ static int shape_paused(int conns) {
    * nothing happens. */
   sleep_s(2.0);
   long rss_paused = rss_kb();
+  long rq, wq;
+  kernel_kb(&rq, &wq);
   int64_t c1 = cpu_ns();
   double w0 = now_s();
   sleep_s(idle_s);
@@ -1063,8 +1112,9 @@ static int shape_paused(int conns) {
   double cpu_max = IDLE_CPU_MAX * (double)conns / 10000.0 + 0.003;
   if (cpu_max > IDLE_CPU_MAX) cpu_max = IDLE_CPU_MAX;
   note(&r, "%d paused connections + 1 control; each sent GET /wait with a "
-           "%zu-byte body (read limit %ld) in %.1f s; RSS while paused %ld KiB",
-       done, body, READ_LIMIT, t_sent, rss_paused);
+           "%zu-byte body (read limit %ld) in %.1f s; RSS while paused %ld KiB; "
+           "the server's sockets held %ld KiB unread in the kernel",
+       done, body, READ_LIMIT, t_sent, rss_paused, rq);
   note(&r, "server CPU while %d connections were paused and nothing happened: "
            "%.2f%% of a core over %.0f s (bound %.2f%%; defect 14: < 5%% at "
            "10 000)",
