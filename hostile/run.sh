@@ -146,7 +146,10 @@ else
 fi
 
 if [ "$MODE" = full ] && [ -n "$RESULTS" ]; then
-  commit="$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- CSources Sources include 2>/dev/null || echo ' (with uncommitted changes to the server)')"
+  # The server's code: the last commit that changed it (and whether the
+  # working tree differs from it).
+  commit="server code at $(git log -1 --format='%h %cs' -- CSources Sources include Package.swift 2>/dev/null)$(git diff --quiet HEAD -- CSources Sources include Package.swift 2>/dev/null || echo ' plus uncommitted changes'), tree at $(git rev-parse --short HEAD 2>/dev/null)"
+  swiftv="$(swift --version 2>/dev/null | head -1 | sed 's/.*Swift version \([^ ]*\).*/\1/')"
   cpu="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
   {
     sed -n '1,/^<!-- results below are written by hostile\/run.sh -->$/p' hostile/RESULTS.md 2>/dev/null
@@ -154,7 +157,7 @@ if [ "$MODE" = full ] && [ -n "$RESULTS" ]; then
     echo
     echo "## Run of $started"
     echo
-    echo "Commit $commit; $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), RLIMIT_NOFILE $(ulimit -n); \`bash hostile/run.sh full\` took ${elapsed} s."
+    echo "The demo built from the $commit (Swift ${swiftv:-?}, release); $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), libuv $(pkg-config --modversion libuv 2>/dev/null || echo ?), RLIMIT_NOFILE $(ulimit -n); the machine's 2 CPUs were shared with other work; \`bash hostile/run.sh full\` took ${elapsed} s."
     echo
     table
     echo
