@@ -34,6 +34,8 @@
  *   upload       POST with Content-Length 8 MiB to a route that never reads
  *                it; ends by the drain limit (404, then close)
  *   upload-over  Content-Length 8 MiB + 1: 413 before the handler (limit)
+ *   warmup       not a shape: one request of every route, before the
+ *                baseline (run.sh runs it on each fresh demo)
  *
  * Measured: VmRSS (/proc/PID/status) before the shape (baseline), the peak
  * (sampled every 10 ms by a thread) and 2 s after the shape ended; server
@@ -227,7 +229,10 @@ static long kernel_kb(long *rq_kb, long *wq_kb) {
     }
   }
   pclose(f);
-  (void)any;
+  if (!any) {
+    *rq_kb = *wq_kb = -1;
+    return -1;
+  }
   *rq_kb = (long)(r / 1024);
   *wq_kb = (long)(w / 1024);
   return (long)((r + w) / 1024);
@@ -1192,6 +1197,42 @@ static int shape_paused(int conns) {
   return emit(&r);
 }
 
+/* warmup: one request of every route (and one cancellation), so that the
+ * baseline includes what the first request of each kind allocates for
+ * good. */
+static int warmup(void) {
+  static char req[80000];
+  const char *gets[] = {"/", "/stats", "/cancels", "/stream?n=100", "/nope", "/"};
+  int ok = 0;
+  for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+             gets[i]);
+    char *out = NULL;
+    if (fetch(req, &out, 5.0) > 0 && status_of(out, strlen(out)) != 0) ok++;
+    free(out);
+  }
+  int l = snprintf(req, sizeof req,
+                   "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                   "Content-Length: 70000\r\n\r\n");
+  memset(req + l, 'e', 70000);
+  req[l + 70000] = 0;
+  char *out = NULL;
+  if (fetch(req, &out, 5.0) > 0) ok++;
+  free(out);
+  out = NULL;
+  if (fetch("POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            &out, 5.0) > 0)
+    ok++;
+  free(out);
+  out = NULL;
+  /* /wait, then a FIN after 0.2 s: the cancellation path (its timers). */
+  fetch("GET /wait HTTP/1.1\r\nHost: a\r\n\r\n", &out, 0.2);
+  free(out);
+  sleep_s(0.3);
+  return ok == 8 ? 0 : 2;
+}
+
 /* ------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -1229,6 +1270,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "hostile: no process %d to measure\n", (int)g_pid);
     return 2;
   }
+  if (!strcmp(shape, "warmup")) return warmup();
   /* Defaults: full / check. */
   struct {
     const char *name;

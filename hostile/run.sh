@@ -79,12 +79,7 @@ start_demo() {
   fi
   # Warm up every route once, so the baseline includes what the first
   # request of each kind allocates for good.
-  local u="http://127.0.0.1:$PORT"
-  curl -s -m 5 "$u/" "$u/stats" "$u/cancels" "$u/stream?n=100" "$u/nope" "$u/" >/dev/null
-  curl -s -m 5 -o /dev/null -d "$(head -c 70000 /dev/zero | tr '\0' e)" "$u/echo"
-  curl -s -m 5 -o /dev/null -H 'Transfer-Encoding: chunked' -d hello "$u/echo"
-  curl -s -m 0.2 -o /dev/null "$u/wait" # a cancellation (Task.sleep's timers)
-  sleep 0.3
+  "$OUT/hostile" --port "$PORT" --pid "$PID" --shape warmup || echo "hostile: the warm-up requests did not all get an answer" >&2
 }
 
 # Time limit per shape (s): the client's own bounds plus a margin.
