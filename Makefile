@@ -9,7 +9,7 @@ LLHTTP_DIR := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 DEBS := libuv1-dev node-llhttp pkg-config
 
-.PHONY: deps run build test test-swift test-asan test-tsan test-demo bench clean
+.PHONY: deps run build test test-swift test-asan test-tsan test-demo bench clean hostile hostile-check
 
 # Install the Debian packages that are missing (apt-get update first).
 deps:
@@ -53,6 +53,16 @@ test-tsan: deps
 # (Benchmarks/README.md). Installs wrk and golang-go itself.
 bench: deps
 	bash Benchmarks/run.sh
+
+# Hostile clients against the release demo, server RSS and CPU measured
+# (hostile/RESULTS.md): `hostile` is the full run (a few minutes, writes
+# hostile/RESULTS.md), `hostile-check` a short one (< 2 min) that fails
+# when a shape exceeds its memory bound or does not end.
+hostile: build
+	bash hostile/run.sh full
+
+hostile-check: build
+	bash hostile/run.sh check
 
 -include mk/c.mk
 -include mk/fuzz.mk
