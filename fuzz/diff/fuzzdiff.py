@@ -234,7 +234,7 @@ def parse_responses(buf):
             keep = "keep-alive" in conn
         else:
             keep = "close" not in conn
-        out.append({"status": status, "headers": hdrs, "report": report, "keep": keep,
+        out.append({"status": status, "version": m.group(1), "headers": hdrs, "report": report, "keep": keep,
                     "end": min(body_end, len(buf)), "start": pos})
         pos = min(body_end, len(buf))
     return out, buf[pos:]
@@ -254,11 +254,18 @@ def outcome(res):
         if 100 <= r["status"] < 200:
             continue
         rep = r["report"]
+        if rep is None and r["status"] == 200 and r["headers"].get("content-length") == "0":
+            # Go answers `OPTIONS *` itself (net/http's globalOptionsHandler)
+            # without calling the handler: no report, an empty 200.
+            rep = {"method": "OPTIONS", "target": "*", "version": r["version"],
+                   "body_len": None, "sha256": ""}
         if rep is not None and r["status"] == 200:
             if rep.get("upgrade"):
                 reports.append([rep["method"], rep["target"], rep["version"], None, None, None])
                 end = "upgrade"
                 break
+            if rep["method"] == "OPTIONS" and rep["target"] == "*":
+                rep = dict(rep, body_len=None, sha256="")  # see above: not comparable
             reports.append([rep["method"], rep["target"], rep["version"], rep["body_len"],
                             rep["sha256"][:16], r["keep"]])
             continue
@@ -318,45 +325,89 @@ def is_reject(o):
     return o["end"].startswith("rejected")
 
 
+def stops(o):
+    """The connection ends by the server's decision: a rejection, a close,
+    or a last answer with Connection: close."""
+    return is_reject(o) or o["end"] == "closed" or (o["reports"] and o["reports"][-1][5] is False)
+
+
+def conservative(a, b):
+    """True when outcome `a` reads strictly less of the stream than `b`
+    and then stops: a's requests are b's first ones (the last may say
+    close where b's says keep-alive), and a rejects or closes where b reads
+    on. A server that waits for more bytes (open) is not conservative: it
+    reads what follows as part of the current request."""
+    ar, br = a["reports"], b["reports"]
+    if not stops(a) or len(ar) > len(br) or key(a) == key(b):
+        return False
+    if ar[:-1] != br[:len(ar) - 1] if ar else False:
+        return False
+    if ar:
+        x, y = ar[-1], br[len(ar) - 1]
+        if x != y and not (x[:5] == y[:5] and x[5] is False and y[5] is True):
+            return False
+    if len(ar) < len(br):
+        return True
+    # same requests: a rejects / closes where b stays open or closes later
+    return not stops(b) or (is_reject(a) and not is_reject(b)) or (ar and ar[-1] != br[-1])
+
+
+def allowed(kind, v, data, allow):
+    text = data.decode("latin-1")
+    vstatus = int(v["end"].split()[1]) if is_reject(v) else None
+    for rule in allow:
+        if rule.get("kind", "stricter") != kind:
+            continue
+        if rule.get("status") and vstatus not in rule["status"]:
+            continue
+        if re.search(rule["match"], text, re.S):
+            return rule["id"]
+    return None
+
+
 def verdict(outs, data, allow):
-    """None when Vigil agrees with a reference; else (kind, detail, rule id
-    or None). Kinds: stricter (Vigil rejects where a reference read on),
-    status (all reject at the same point, Vigil with another status),
-    laxer (Vigil reads on where both references reject), framing (any
-    other difference)."""
+    """None when Vigil reads the stream as the references do (the rules are
+    in fuzz/README.md); else (kind, detail, allowlist rule id or None).
+    Kinds:
+      stricter  Vigil rejects where the (stricter) reference reads on
+      status    Vigil rejects at the same point with another status
+      lenient   the references disagree, one stops earlier, and Vigil reads
+                on like the other (a smuggling shape unless allowlisted)
+      laxer     Vigil reads on where both references reject
+      framing   any other difference (Vigil's reading is neither's)"""
     outs = truncate_upgrade(outs)
     v, g, n = outs["vigil"], outs["go"], outs["node"]
     kv = key(v)
-    if kv == key(g) or kv == key(n):
-        return None
-    vr = v["reports"]
-    kind = "framing"
-    if is_reject(v):
-        for ref in (g, n):
-            rr = ref["reports"]
-            if rr[:len(vr)] == vr and (len(rr) > len(vr) or not is_reject(ref)):
-                kind = "stricter"
-                break
-        else:
-            for ref in (g, n):
-                if ref["reports"] == vr and is_reject(ref):
-                    kind = "status"
-                    break
+    if key(g) == key(n):
+        if kv == key(g):
+            return None
+        strict = lax = g
+    elif conservative(g, n):
+        strict, lax = g, n
+    elif conservative(n, g):
+        strict, lax = n, g
     else:
-        both = all(is_reject(r) and len(r["reports"]) <= len(vr) and vr[:len(r["reports"])] == r["reports"]
-                   for r in (g, n))
-        if both:
-            kind = "laxer"
-    if kind in ("stricter", "status"):
-        text = data.decode("latin-1")
-        vstatus = int(v["end"].split()[1])
-        for rule in allow:
-            if rule.get("kind", "stricter") != kind:
-                continue
-            if rule.get("status") and vstatus not in rule["status"]:
-                continue
-            if re.search(rule["match"], text, re.S):
-                return (kind, "allowed", rule["id"])
+        # Two different readings: Vigil may take either.
+        if kv == key(g) or kv == key(n):
+            return None
+        strict = lax = None
+    if strict is not None and kv == key(strict):
+        return None
+    if lax is not None and kv == key(lax):
+        kind = "lenient"
+    elif strict is not None and conservative(v, strict) and is_reject(v):
+        kind = "stricter"
+    elif any(is_reject(r) and is_reject(v) and r["reports"] == v["reports"] for r in (g, n)):
+        kind = "status"
+    elif any(conservative(v, r) and is_reject(v) for r in (g, n)):
+        kind = "stricter"
+    elif all(is_reject(r) and (conservative(r, v) or r["reports"] == v["reports"]) for r in (g, n)):
+        kind = "laxer"
+    else:
+        kind = "framing"
+    rid = allowed(kind, v, data, allow) if kind in ("stricter", "status", "lenient") else None
+    if rid:
+        return (kind, "allowed", rid)
     return (kind, diff_field(v, g, n), None)
 
 

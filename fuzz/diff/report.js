@@ -8,7 +8,8 @@
 // The whole body is read before answering. Node's own rejections come from
 // its 'clientError' default, reproduced here with two changes: a message
 // cut short by the client's FIN (HPE_INVALID_EOF_STATE) closes without an
-// answer, as Go and Vigil do, and the answer carries Content-Length: 0 and
+// answer, as Go and Vigil do, bytes after a request that closes the
+// connection are ignored (below), and the answer carries Content-Length: 0 and
 // X-Error (llhttp's code) for the reader of a finding. CONNECT and Upgrade
 // requests (which Node hands to 'connect' / 'upgrade', not 'request') are
 // reported with "upgrade":true and the connection closed: tunnels are not
@@ -69,13 +70,34 @@ const STATUS = {
 };
 server.on('clientError', (err, socket) => {
   const code = err.code || 'ERR';
-  if (code === 'HPE_INVALID_EOF_STATE' || code === 'ECONNRESET' || !socket.writable ||
-      (socket._httpMessage && socket._httpMessage._headerSent)) {
+  // Bytes after a request that closes the connection (Connection: close,
+  // HTTP/1.0): llhttp 9 calls them an error; RFC 9112 9.6 says the server
+  // does not read them. Let the pending answer go out, then close, as Go
+  // does.
+  if (code === 'HPE_CLOSED_CONNECTION') {
+    if (!socket._httpMessage) socket.destroy();
+    return;
+  }
+  if (code === 'HPE_INVALID_EOF_STATE' || code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
   const status = STATUS[code] || '400 Bad Request';
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\nX-Error: ${code}\r\n\r\n`);
+  // Node answers the error at once, before the answers of the requests it
+  // parsed earlier in the same read (their handlers have not run yet), and
+  // so loses them. Go and Vigil answer a pipeline in order: answer those
+  // first, then the error.
+  const reject = () => {
+    const m = socket._httpMessage;
+    if (m && !m.writableFinished) {
+      m.once('finish', () => setImmediate(reject));
+      m.once('close', () => setImmediate(reject));
+      return;
+    }
+    if (socket.destroyed || !socket.writable) return;
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\nX-Error: ${code}\r\n\r\n`);
+  };
+  reject();
 });
 
 function tunnel(req, socket) {
