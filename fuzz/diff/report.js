@@ -89,7 +89,9 @@ server.on('clientError', (err, socket) => {
   // first, then the error.
   const reject = () => {
     const m = socket._httpMessage;
-    if (m && !m.writableFinished) {
+    // Wait only for answers to requests that were read whole; an error in
+    // the body of the request being answered is that request's rejection.
+    if (m && !m.writableFinished && m.req && m.req.complete) {
       m.once('finish', () => setImmediate(reject));
       m.once('close', () => setImmediate(reject));
       return;
