@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
   config.max_headers = 10000;
   config.max_target_bytes = 1 << 20;
   config.max_chunk_ext_bytes = 1 << 20;
-  config.max_body_bytes = 1ull << 30;
+  config.max_body_bytes = 0; /* none: Go and Node have none either */
   config.drain_limit = 1 << 20;
   config.header_timeout_ms = 20000;
   config.idle_timeout_ms = 60000;
