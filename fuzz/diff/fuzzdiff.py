@@ -863,7 +863,7 @@ def main():
     ap.add_argument("--hex", default=None)
     ap.add_argument("--splits", default="")
     ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
 
     allow = load_allow(args.allow)
 
