@@ -90,9 +90,9 @@ $(FUZZ_BIN): $(FUZZ_OUT)/obj/fuzz_request.o $(FUZZ_OBJS)
 # Needs go (Debian golang-go) and node (20: llhttp 9) on PATH. The servers
 # run on free loopback ports and are stopped by fuzzdiff.py (and die with
 # it); `timeout` bounds the whole run. FUZZ_DIFF_SAN=1 builds Vigil's
-# report server with ASan+UBSan.
+# report server with ASan+UBSan (in .build-fuzz-diff-san/).
 
-FUZZ_DIFF_OUT  ?= .build-fuzz-diff
+FUZZ_DIFF_OUT  ?= .build-fuzz-diff$(if $(FUZZ_DIFF_SAN),-san)
 FUZZ_DIFF_CC   ?= $(CC)
 FUZZ_DIFF_SANON := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_DIFF_SANF := $(if $(FUZZ_DIFF_SAN),$(FUZZ_DIFF_SANON))

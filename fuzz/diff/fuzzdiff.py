@@ -46,8 +46,9 @@ def _pdeathsig():
 class Servers:
     """The three report servers; stop() is bounded and idempotent."""
 
-    def __init__(self, bindir, node="node"):
+    def __init__(self, bindir, logdir, node="node"):
         self.procs = {}
+        os.makedirs(logdir, exist_ok=True)
         self.ports = {}
         cmds = {
             "vigil": [os.path.join(bindir, "vigil_report"), "--port", "0"],
@@ -56,8 +57,10 @@ class Servers:
         }
         try:
             for name, cmd in cmds.items():
-                p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig)
+                # stderr kept: a sanitizer report of the Vigil server lands there.
+                with open(os.path.join(logdir, "%s.stderr" % name), "ab") as err:
+                    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
+                                         stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig)
                 self.procs[name] = p
             deadline = time.monotonic() + 10
             for name, p in self.procs.items():
@@ -704,7 +707,7 @@ def start_servers(args):
             n, _, p = part.partition("=")
             ports[n] = int(p)
         return None, ports
-    srv = Servers(args.bin)
+    srv = Servers(args.bin, args.out)
     return srv, srv.ports
 
 
@@ -720,7 +723,7 @@ def mode_fuzz(args, runner, srv):
     batch = ThreadPoolExecutor(max_workers=args.jobs)
     while time.monotonic() < deadline:
         if srv and not srv.alive():
-            print("fuzz-diff: FINDING: report server(s) died: %s" % srv.dead())
+            print("fuzz-diff: FINDING: report server(s) died: %s (stderr in %s/)" % (srv.dead(), args.out))
             found["server died"] = [None]
             break
         idx = list(range(i, i + args.jobs))
