@@ -355,14 +355,26 @@ def conservative(a, b):
     return not stops(b) or (is_reject(a) and not is_reject(b)) or (ar and ar[-1] != br[-1])
 
 
-def allowed(kind, v, data, allow):
+def allowed(kind, v, data, allow, ref=None):
+    """The id of the allowlist rule that covers this difference, or None.
+    A rule's optional "report" ({"method"|"target"|"version": regex}) must
+    fully match the first request Vigil read beyond the reference's."""
     text = data.decode("latin-1")
     vstatus = int(v["end"].split()[1]) if is_reject(v) else None
+    extra = None
+    if ref is not None and len(v["reports"]) > len(ref["reports"]):
+        extra = v["reports"][len(ref["reports"])]
     for rule in allow:
         if rule.get("kind", "stricter") != kind:
             continue
         if rule.get("status") and vstatus not in rule["status"]:
             continue
+        if rule.get("report"):
+            if extra is None:
+                continue
+            fields = {"method": extra[0], "target": extra[1], "version": extra[2]}
+            if not all(re.fullmatch(rx, fields[f], re.S) for f, rx in rule["report"].items()):
+                continue
         if re.search(rule["match"], text, re.S):
             return rule["id"]
     return None
@@ -408,7 +420,7 @@ def verdict(outs, data, allow):
         kind = "laxer"
     else:
         kind = "framing"
-    rid = allowed(kind, v, data, allow) if kind in ("stricter", "status", "lenient") else None
+    rid = allowed(kind, v, data, allow, strict) if kind in ("stricter", "status", "lenient") else None
     if rid:
         return (kind, "allowed", rid)
     return (kind, diff_field(v, g, n), None)
@@ -452,6 +464,10 @@ def load_allow(path):
         for k in ("id", "match", "rule", "rfc"):
             if k not in r:
                 raise ValueError("allowlist rule without %r: %r" % (k, r))
+        for f, rx in r.get("report", {}).items():
+            if f not in ("method", "target", "version"):
+                raise ValueError("allowlist rule %s: report field %r" % (r["id"], f))
+            re.compile(rx)
     return rules
 
 
