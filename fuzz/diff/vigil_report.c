@@ -2,7 +2,7 @@
  * vigil_report.c - the Vigil side of the differential framing fuzzer
  * (fuzz/diff/README.md): answers every request the core parses with a
  * report of what it parsed, so fuzzdiff.py can compare Vigil's reading of a
- * byte stream with Go's net/http (report.go) and Node's http (report.js).
+ * byte stream with Go's net/http (go/main.go) and Node's http (report.js).
  *
  *   vigil_report --port N      (127.0.0.1; port 0 picks one, printed)
  *

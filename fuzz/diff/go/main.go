@@ -1,4 +1,4 @@
-// report.go - the Go net/http side of the differential framing fuzzer
+// main.go - the Go net/http side of the differential framing fuzzer
 // (fuzz/diff/README.md). Answers every request net/http parses with a
 // report of what it parsed; see fuzz/diff/vigil_report.c for the format,
 // which all three servers share byte for byte.
