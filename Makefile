@@ -31,8 +31,10 @@ run: build
 
 # Every test: Swift tests, then under AddressSanitizer and ThreadSanitizer,
 # then the C API tests (mk/c.mk), the demo as `make run` builds it (routes,
-# SIGTERM/SIGINT), then 60 s of fuzzing (mk/fuzz.mk).
-test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke
+# SIGTERM/SIGINT), then 60 s of fuzzing (mk/fuzz.mk), then the differential
+# framing fuzzer for 60 s and its case suites (fuzz/diff/).
+test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
+      fuzz-diff-smoke fuzz-cases
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -68,4 +70,4 @@ hostile-check: build
 -include mk/fuzz.mk
 
 clean:
-	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz
+	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff

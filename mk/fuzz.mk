@@ -76,3 +76,71 @@ $(FUZZ_OUT)/obj/fuzz_request.o: fuzz/fuzz_request.c include/vigil.h
 
 $(FUZZ_BIN): $(FUZZ_OUT)/obj/fuzz_request.o $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_SAN) $(FUZZ_LD) -o $@ $^ -luv -lpthread
+
+# ---------------------------------------------------------------------------
+# The differential framing fuzzer (fuzz/diff/, fuzz/README.md): the same byte
+# streams through Vigil, Go's net/http and Node's http, readings compared.
+#
+#   make fuzz-diff [FUZZ_SECONDS=60] [FUZZ_SEED=S]   generate and compare;
+#                                  findings in .build-fuzz-diff/findings/
+#   make fuzz-diff-smoke           the 60 s run `make test` calls
+#   make fuzz-cases                the case suites fuzz/diff/cases/*.jsonl
+#   make fuzz-diff-build           only build the three report servers
+#
+# Needs go (Debian golang-go) and node (20: llhttp 9) on PATH. The servers
+# run on free loopback ports and are stopped by fuzzdiff.py (and die with
+# it); `timeout` bounds the whole run. FUZZ_DIFF_SAN=1 builds Vigil's
+# report server with ASan+UBSan (in .build-fuzz-diff-san/).
+
+FUZZ_DIFF_OUT  ?= .build-fuzz-diff$(if $(FUZZ_DIFF_SAN),-san)
+FUZZ_DIFF_CC   ?= $(CC)
+FUZZ_DIFF_SANON := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_DIFF_SANF := $(if $(FUZZ_DIFF_SAN),$(FUZZ_DIFF_SANON))
+FUZZ_DIFF_CFLAGS := -g -O2 -fno-omit-frame-pointer $(FUZZ_DIFF_SANF) -DLLHTTP_STRICT_MODE=1 \
+                    -D_GNU_SOURCE -I include -I $(LLHTTP_INC) -I CSources/CVigil
+FUZZ_DIFF_OBJS := $(patsubst CSources/CVigil/%.c,$(FUZZ_DIFF_OUT)/obj/vigil/%.o,$(FUZZ_CORE)) \
+                  $(patsubst %,$(FUZZ_DIFF_OUT)/obj/llhttp/%.o,api http llhttp)
+FUZZ_DIFF_PY   := nice -n 5 timeout -k 10
+FUZZ_DIFF_RUN   = python3 fuzz/diff/fuzzdiff.py
+FUZZ_DIFF_ARGS  = --bin $(FUZZ_DIFF_OUT) --out $(FUZZ_DIFF_OUT)/findings
+
+.PHONY: fuzz-diff fuzz-diff-smoke fuzz-cases fuzz-diff-build fuzz-diff-tools fuzz-diff-file-rules
+
+fuzz-diff: fuzz-diff-build
+	$(FUZZ_DIFF_PY) $$(( $(FUZZ_SECONDS) + 180 )) $(FUZZ_DIFF_RUN) fuzz --seconds $(FUZZ_SECONDS) \
+	  $(FUZZ_DIFF_ARGS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED),)
+
+fuzz-diff-smoke: fuzz-diff-build
+	$(FUZZ_DIFF_PY) 300 $(FUZZ_DIFF_RUN) fuzz --seconds 60 --minimize 10 $(FUZZ_DIFF_ARGS) \
+	  $(if $(FUZZ_SEED),--seed $(FUZZ_SEED),)
+
+fuzz-cases: fuzz-diff-build
+	$(FUZZ_DIFF_PY) 900 $(FUZZ_DIFF_RUN) cases $(FUZZ_DIFF_ARGS) $(sort $(wildcard fuzz/diff/cases/*.jsonl))
+
+fuzz-diff-build: deps fuzz-diff-tools
+	@$(MAKE) --no-print-directory -f mk/fuzz.mk fuzz-diff-file-rules CC="$(CC)"
+
+fuzz-diff-tools:
+	@for t in go node python3; do command -v $$t >/dev/null 2>&1 || { \
+	  echo "error: fuzz-diff needs '$$t' on PATH (Debian: golang-go; Node 20; python3)"; exit 1; }; done
+
+fuzz-diff-file-rules: $(FUZZ_DIFF_OUT)/vigil_report $(FUZZ_DIFF_OUT)/vigil-diff-go
+
+$(FUZZ_DIFF_OUT)/obj/vigil/%.o: CSources/CVigil/%.c include/vigil.h CSources/CVigil/vigil_internal.h
+	@mkdir -p $(@D)
+	$(FUZZ_DIFF_CC) $(FUZZ_DIFF_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIFF_OUT)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_DIFF_CC) $(FUZZ_DIFF_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIFF_OUT)/vigil_report: fuzz/diff/vigil_report.c include/vigil.h $(FUZZ_DIFF_OBJS)
+	$(FUZZ_DIFF_CC) $(FUZZ_DIFF_CFLAGS) -Wall -Wextra -o $@ fuzz/diff/vigil_report.c \
+	  $(FUZZ_DIFF_OBJS) -luv -lpthread
+
+# Standard library only: no module download (GOPROXY=off), cache in the
+# build directory.
+$(FUZZ_DIFF_OUT)/vigil-diff-go: fuzz/diff/go/main.go fuzz/diff/go/go.mod
+	@mkdir -p $(@D)
+	cd fuzz/diff/go && GOCACHE=$(abspath $(FUZZ_DIFF_OUT))/gocache GOPROXY=off GOFLAGS= \
+	  go build -o $(abspath $@) .

@@ -1,0 +1,3 @@
+module vigil/fuzzdiff
+
+go 1.19
