@@ -405,7 +405,7 @@ static void loop_maybe_exit(vigil_loop_t *loop) {
  * VIGIL_TRIM_MIN_CONNS, malloc_trim returns the free pages of every arena.
  * Rare by construction (a halving since the last trim), so its cost - a
  * walk of the heaps - is not paid per connection. */
-#define VIGIL_TRIM_MIN_CONNS 128
+#define VIGIL_TRIM_MIN_CONNS 32
 
 static void loop_note_open(vigil_loop_t *loop) {
   uint64_t open = atomic_load_explicit(&loop->open, memory_order_relaxed);
