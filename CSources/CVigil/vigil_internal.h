@@ -340,7 +340,17 @@ struct vigil_conn_s {
   bool version_seen;         /* parse.c: the request line carried a version */
   bool te_seen;              /* parse.c: a Transfer-Encoding line was seen */
   bool first_line_done;      /* parse.c: the request line has ended */
-  size_t chunk_ext_bytes;
+  size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
+  /* parse.c, chunked framing: the parser as it was paused at head complete
+   * (restored after each extension list the core checked itself), the
+   * extension scanner's state (0: llhttp parses), and the framing byte
+   * check's state, carried across reads. */
+  llhttp_t chunk_snap;
+  const char *ext_at;        /* set by the extension callback: list start */
+  uint64_t ext_size;         /* the chunk size llhttp parsed before it */
+  uint8_t ext_state;
+  uint8_t frame_last;        /* previous framing byte */
+  bool frame_line_start;
   int in_header_value;       /* parse.c: which header part is being assembled */
   bool head_ready;           /* parse.c: a head is complete, to dispatch */
   bool msg_complete;         /* parse.c: the message ended */
