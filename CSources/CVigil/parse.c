@@ -319,11 +319,11 @@ static inline uint64_t load_le64(const unsigned char *p) {
  * every byte of the head: bare LF (and so "\r\n\n" ending the block), bare
  * CR, a line starting with SP/HTAB (obs-fold, CVE-2024-27982), a line
  * starting with ':' (empty name), control bytes, and the size limit. The
- * first offending byte decides the status; past max_header_bytes, 431.
+ * first offending byte decides the status; past max_header_bytes, 431;
+ * either replaces a status a callback noted (returns true then).
  * This runs on every request: the middle of a line is skipped through a
  * table, only line ends and line starts take the slow path. */
-static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
-  if (c->head_error != 0) return;
+static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   size_t limit = c->loop->server->config.max_header_bytes;
   size_t room = c->head_bytes < limit ? limit - c->head_bytes : 0;
   const unsigned char *s = (const unsigned char *)data, *p = s;
@@ -387,6 +387,7 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   c->head_line_start = line_start;
   if (err != 0) c->head_error = err;
   else if (len > room) c->head_error = 431;
+  return err != 0 || len > room;
 }
 
 /* ------------------------------------------------------------------ */
@@ -585,8 +586,13 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
     /* With the parser pausing at head complete, what this call consumed in
      * the head phase is head bytes only (plus, for a body-less request,
      * nothing after the final CRLF). */
-    check_head_bytes(c, data, off);
-    if (c->head_error != 0)
+    /* One answer whatever the segmentation: the byte checks cover every
+     * byte llhttp consumed, which ends where a callback stopped it, so
+     * what they find lies before a callback's error and replaces it. A
+     * callback's error that did not stop llhttp (an invalid Host value)
+     * is acted on when llhttp stops: at head complete, another error, or
+     * the size limit - not at the end of whichever read it came in. */
+    if (check_head_bytes(c, data, off) || (c->head_error != 0 && e != HPE_OK))
       e = HPE_USER;
     else if (e == HPE_PAUSED && c->head_ready && (p->flags & F_CHUNKED)) {
       /* A chunked body follows: the parser state its size lines start
