@@ -607,6 +607,46 @@ static void t_head_error_order(void) {
   }
 }
 
+/* A limit passed by a span (the target: 414; the header count: 431)
+ * before a byte llhttp refuses in that span: the limit's status, whether
+ * or not a read ended inside the span before the bad byte. Fails before
+ * the fix (found by the fuzzer's whole-vs-split comparison): 400 in one
+ * write, 414/431 when cut inside the span. */
+static void t_span_limit_before_error(void) {
+  static char raw[40000];
+  for (int k = 0; k < 2; k++) {
+    int n, cut;
+    if (k == 0) {
+      /* a 9000-byte target (max_target_bytes 8 KiB), then a control byte */
+      n = snprintf(raw, sizeof raw, "GET /");
+      memset(raw + n, 'a', 9000);
+      n += 9000;
+      cut = n - 100;
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "\x01 HTTP/1.1\r\nHost: a\r\n\r\n");
+    } else {
+      /* 100 header lines (max_headers), then a name with a bad byte */
+      n = snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: a\r\n");
+      for (int i = 0; i < 99; i++)
+        n += snprintf(raw + n, sizeof raw - (size_t)n, "X-%d: v\r\n", i);
+      cut = n + 3;
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "X-Over\x01: v\r\n\r\n");
+    }
+    int want = k == 0 ? 414 : 431;
+    int got[2] = {0, 0};
+    for (int v = 0; v < 2; v++) {
+      size_t c = (size_t)cut;
+      outcome_t o;
+      REQUIRE(exchange(raw, (size_t)n, &c, v, 1, &o) == 0, "connect");
+      got[v] = o.nresp ? o.status[0] : -1;
+      CHECK(o.nresp == 1 && o.status[0] == want && o.closed && o.nlog == 0,
+            "%s (%s): expected %d + close", k ? "header count" : "target length",
+            v ? "cut inside the span" : "one write", want);
+      if (!(o.nresp == 1 && o.status[0] == want)) note_outcome("span", &o);
+    }
+    CHECK(got[0] == got[1], "whole %d, split %d", got[0], got[1]);
+  }
+}
+
 static void t_stats(void) {
   CHECK(tc_stats_settled(server, 3000), "stats did not settle");
 }
@@ -650,6 +690,7 @@ int main(void) {
   }
   RUN(t_leading_bare_lf, "empty lines: a bare LF before a request line -> 400");
   RUN(t_head_error_order, "head: a noted error and the size limit give 431 however split");
+  RUN(t_span_limit_before_error, "head: a span's limit before a bad byte in it, however split");
   RUN(t_stats, "stats: requests_live and connections_open back to 0");
   vigil_server_free(server);
   return tc_summary();
