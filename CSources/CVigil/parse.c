@@ -40,6 +40,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   size_t max = c->loop->server->config.max_target_bytes;
   if (max && r->target_len + len > max) {
     if (c->head_error == 0) c->head_error = 414;
+    c->head_error_at = at + (max - r->target_len); /* the first byte over */
     return HPE_USER;
   }
   if (vigil__buf_append(&r->strings, at, len) != 0) return HPE_USER;
@@ -57,6 +58,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     unsigned max = c->loop->server->config.max_headers;
     if (max && r->nheaders >= max) {
       if (c->head_error == 0) c->head_error = 431;
+      c->head_error_at = at;
       return HPE_USER;
     }
     if (vigil__request_add_header(r) != 0) return HPE_USER;
@@ -598,6 +600,12 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
       ((span_cb)p->_span_cb0)(p, start, pos);
   }
   if (in_head) {
+    /* A span's limit was passed in this call (a span is reported at its end
+     * or at the end of the call): the head ends for us where it was passed,
+     * not where llhttp stopped. */
+    if (c->head_error_at != NULL && c->head_error_at >= data && c->head_error_at <= data + off)
+      off = (size_t)(c->head_error_at - data);
+    c->head_error_at = NULL;
     /* With the parser pausing at head complete, what this call consumed in
      * the head phase is head bytes only (plus, for a body-less request,
      * nothing after the final CRLF).

@@ -336,6 +336,7 @@ struct vigil_conn_s {
   int head_last;             /* previous byte in the header block, -1 at start */
   int head_line_start;       /* 1 when the next byte starts a line */
   int head_error;            /* HTTP status to answer, 0 if fine */
+  const char *head_error_at; /* parse.c: where a span's limit was passed */
   int host_count;
   bool version_seen;         /* parse.c: the request line carried a version */
   bool te_seen;              /* parse.c: a Transfer-Encoding line was seen */
