@@ -1,13 +1,16 @@
 /*
  * fuzz_request.c - libFuzzer target for Vigil's whole request path.
  *
- * Two long-lived servers are started once (LLVMFuzzerInitialize): A with
- * half_close = CANCEL (the default), B with half_close = FINISH. Each input
- * is played as one client connection: a socketpair(AF_UNIX, SOCK_STREAM)
- * whose server end is handed to the core with the testing hook
- * vigil__server_adopt (loop 0). The client writes the input's bytes in
- * pieces, half-closes (or closes abruptly), reads everything until EOF and
- * checks what came back. No network is involved.
+ * Three long-lived servers are started once (LLVMFuzzerInitialize): A with
+ * half_close = CANCEL (the default), B with half_close = FINISH, and C
+ * (FINISH, a synchronous handler) for the whole-vs-split comparison. Each
+ * input is played as one client connection: a socketpair(AF_UNIX,
+ * SOCK_STREAM) whose server end is handed to the core with the testing
+ * hook vigil__server_adopt (loop 0). The client writes the input's bytes
+ * in pieces, half-closes (or closes abruptly), reads everything until EOF
+ * and checks what came back. Then the same bytes go twice to C: in one
+ * write, and cut into pieces (below), and both must get the same answers.
+ * No network is involved.
  *
  * Input layout
  *   byte 0      flags
@@ -22,7 +25,8 @@
  *                           answers (the server's writes then fail)
  *                 bit 7     unused
  *   bytes 1..n  one byte per split point: the split is at byte*len/256 of
- *               the stream (n = bits 0-2)
+ *               the stream (n = bits 0-2); the split delivery to C cuts
+ *               there too, plus at 1-8 points from a hash of the stream
  *   rest        the byte stream the client sends
  *
  * What is checked (abort() on any violation; libFuzzer saves the input):
@@ -48,6 +52,11 @@
  *     cancel callback with the same reason, on_body never runs after it,
  *     a Content-Length body delivers exactly that many bytes, requests on
  *     one connection never overlap;
+ *   - one reading of every byte stream: on server C the input delivered
+ *     in one write and delivered cut into pieces (each read by the server
+ *     before the next is sent) give the same handler log (method, target,
+ *     Content-Length of each request; how it ended, body length and
+ *     digest) and byte-identical output (Date values masked);
  *   - after each input the server's counters come back: connections_open,
  *     requests_live, connections_idle, connections_hijacked to 0 (within
  *     STATS_DEADLINE_MS), connections_accepted + 1, every request we saw
@@ -146,7 +155,7 @@ typedef struct {
   unsigned char is_head[8192];
 } fserver_t;
 
-static fserver_t servers[2];
+static fserver_t servers[3]; /* A, B, and C: whole vs split (below) */
 
 typedef enum {
   K_GET, K_ECHO, K_ECHO_LATE, K_IGNORE, K_LATE_BODY, K_NORESP, K_PARTIAL,
@@ -622,6 +631,102 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
 }
 
 /* ------------------------------------------------------------------ */
+/* server C: the same bytes whole and split must get the same answers
+ *
+ * Every input is also played twice on server C (half_close FINISH): in one
+ * write, and cut at points derived from the input (split_points), each
+ * piece read by the server before the next is sent. Its handler is
+ * synchronous and its answers depend on the bytes only, not on how body
+ * spans were cut: "/ignore..." is answered at once with its body unread
+ * (drained); a request with a body is read whole, then answered with its
+ * length and FNV-1a digest; one without gets its method and target back.
+ * The handler also logs each request (method, target, Content-Length) and
+ * how it ended (reason, body length, digest). The two logs and the two
+ * outputs (Date values masked) must be equal: one reading of every byte
+ * stream, however it was segmented (issue 11, defect 20). */
+
+static struct {
+  char log[16384];
+  size_t loglen;
+  uint64_t hash, len;     /* the current request's body so far */
+  int finished;
+  int is_head;
+} sc; /* loop thread; one connection at a time, requests never overlap */
+
+static void sc_log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (sc.loglen < sizeof sc.log) {
+    int n = vsnprintf(sc.log + sc.loglen, sizeof sc.log - sc.loglen, fmt, ap);
+    if (n > 0) sc.loglen += (size_t)n;
+    if (sc.loglen > sizeof sc.log) sc.loglen = sizeof sc.log;
+  }
+  va_end(ap);
+}
+
+static void split_answer(vigil_request_t *req, const char *body, size_t len) {
+  vigil_header_t h[3];
+  size_t n = headers_for(sc.is_head, h);
+  vigil_response_send(req, 200, h, n, body, len);
+  sc.finished = 1;
+  vigil_request_finish(req);
+}
+
+static void split_on_request(vigil_request_t *req, void *ud) {
+  fserver_t *fs = ud;
+  if (fs->in_flight != 0) fail("%s: a request started while another was in flight", fs->name);
+  fs->in_flight++;
+  fs->seen++;
+  size_t ml, tl;
+  const char *m = vigil_request_method(req, &ml);
+  const char *t = vigil_request_target(req, &tl);
+  int show = tl > 200 ? 200 : (int)tl;
+  sc_log("request %.*s %.*s cl %lld\n", (int)ml, m, show, t,
+         (long long)vigil_request_content_length(req));
+  sc.hash = 1469598103934665603ull;
+  sc.len = 0;
+  sc.finished = 0;
+  sc.is_head = ieq(m, ml, "HEAD");
+  char body[300];
+  if (tl >= 7 && memcmp(t, "/ignore", 7) == 0) {
+    split_answer(req, "ignored\n", 8);
+  } else if (vigil_request_has_body(req)) {
+    vigil_request_body_start(req);
+  } else {
+    int n = snprintf(body, sizeof body, "%.*s %.*s\n", (int)ml, m, show, t);
+    split_answer(req, body, (size_t)n);
+  }
+}
+
+static void split_on_body(vigil_request_t *req, const char *data, size_t len, int end,
+                          void *ud) {
+  (void)ud;
+  for (size_t i = 0; i < len; i++) {
+    sc.hash ^= (unsigned char)data[i];
+    sc.hash *= 1099511628211ull;
+  }
+  sc.len += len;
+  if (end) {
+    char body[64];
+    int n = snprintf(body, sizeof body, "%llu %016llx\n", (unsigned long long)sc.len,
+                     (unsigned long long)sc.hash);
+    split_answer(req, body, (size_t)n);
+  }
+}
+
+static void split_on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
+  fserver_t *fs = ud;
+  sc_log("done %d %llu %016llx\n", (int)reason, (unsigned long long)sc.len,
+         (unsigned long long)sc.hash);
+  fs->in_flight--;
+  fs->done++;
+  if (!sc.finished) {
+    sc.finished = 1;
+    vigil_request_finish(req); /* cancelled: the handler's reference */
+  }
+}
+
+/* ------------------------------------------------------------------ */
 /* setup */
 
 static int fd_count(void) {
@@ -633,7 +738,8 @@ static int fd_count(void) {
   return n;
 }
 
-static void start_server(fserver_t *fs, const char *name, vigil_half_close_t hc) {
+static void start_server(fserver_t *fs, const char *name, vigil_half_close_t hc,
+                         vigil_request_cb req_cb, vigil_body_cb body_cb, vigil_done_cb done_cb) {
   vigil_config_t cfg;
   vigil_config_init(&cfg);
   cfg.host = "127.0.0.1";
@@ -651,9 +757,9 @@ static void start_server(fserver_t *fs, const char *name, vigil_half_close_t hc)
   cfg.idle_timeout_ms = SERVER_TIMEOUT_MS;
   cfg.body_timeout_ms = SERVER_TIMEOUT_MS;
   cfg.write_timeout_ms = SERVER_TIMEOUT_MS;
-  cfg.on_request = on_request;
-  cfg.on_body = on_body;
-  cfg.on_request_done = on_done;
+  cfg.on_request = req_cb;
+  cfg.on_body = body_cb;
+  cfg.on_request_done = done_cb;
   cfg.userdata = fs;
   fs->name = name;
   int r = vigil_server_new(&fs->srv, &cfg);
@@ -668,8 +774,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
   for (size_t i = 0; i < sizeof big_body; i++) big_body[i] = (char)('a' + i % 26);
-  start_server(&servers[0], "A(cancel)", VIGIL_HALF_CLOSE_CANCEL);
-  start_server(&servers[1], "B(finish)", VIGIL_HALF_CLOSE_FINISH);
+  start_server(&servers[0], "A(cancel)", VIGIL_HALF_CLOSE_CANCEL, on_request, on_body, on_done);
+  start_server(&servers[1], "B(finish)", VIGIL_HALF_CLOSE_FINISH, on_request, on_body, on_done);
+  start_server(&servers[2], "C(split)", VIGIL_HALF_CLOSE_FINISH, split_on_request, split_on_body,
+               split_on_done);
   pthread_t t;
   if (pthread_create(&t, NULL, worker_main, NULL) != 0) abort();
   pthread_detach(t);
@@ -925,32 +1033,11 @@ static void wait_stats(fserver_t *fs, uint64_t accepted_before) {
          (unsigned long long)fs->seen, (unsigned long long)fs->done, fs->in_flight);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static uint64_t runs;
-  static int fd_base = -1;
-  if (size < 1) return 0;
-  unsigned flags = data[0];
-  unsigned nsplit = flags & 7;
-  if (size < 1 + nsplit) return 0;
-  const uint8_t *in = data + 1 + nsplit;
-  size_t inlen = size - 1 - nsplit;
-  fserver_t *fs = &servers[(flags >> 4) & 1];
-  int abrupt = (flags >> 3) & 1;
-  int nowait = (flags >> 5) & 1;
-  int leave = (flags >> 6) & 1;
-
-  size_t cuts[9];
-  size_t ncut = 0;
-  cuts[ncut++] = 0;
-  for (unsigned i = 0; i < nsplit; i++) {
-    size_t c = (size_t)data[1 + i] * inlen / 256;
-    size_t j = ncut;
-    while (j > 1 && cuts[j - 1] > c) { cuts[j] = cuts[j - 1]; j--; }
-    cuts[j] = c;
-    ncut++;
-  }
-  cuts[ncut++] = inlen;
-
+/* Play one client connection to fs: the stream in pieces [cuts[i],
+ * cuts[i+1]), then a FIN (or a close), reading everything into obuf until
+ * the server closes; then wait for fs's counters to come back. */
+static void play(fserver_t *fs, const uint8_t *in, size_t inlen, const size_t *cuts,
+                 size_t ncut, int abrupt, int nowait, int leave) {
   cur_in = in;
   cur_inlen = inlen;
   cur_out = NULL;
@@ -998,7 +1085,119 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* counters first: once the connection is gone every dispatch happened */
   cur_out = obuf, cur_outlen = olen;
   wait_stats(fs, before.connections_accepted);
+}
+
+static void add_cut(size_t *cuts, size_t *ncut, size_t c) {
+  size_t j = *ncut;
+  while (j > 1 && cuts[j - 1] > c) { cuts[j] = cuts[j - 1]; j--; }
+  cuts[j] = c;
+  (*ncut)++;
+}
+
+/* The cut points of the split delivery: the input's own (the flags
+ * byte's split points, so that a reproducer can name them) and 1 to 8
+ * more in (0, inlen) from a hash of the stream (a mutation anywhere moves
+ * them all). `own` is play()'s cut list (ends included). Returns ncut for
+ * play(). */
+static size_t split_points(const uint8_t *in, size_t inlen, const size_t *own, size_t nown,
+                           size_t *cuts) {
+  uint64_t x = 1469598103934665603ull;
+  for (size_t i = 0; i < inlen; i++) x = (x ^ in[i]) * 1099511628211ull;
+  size_t ncut = 0;
+  cuts[ncut++] = 0;
+  for (size_t i = 1; i + 1 < nown; i++) add_cut(cuts, &ncut, own[i]);
+  if (inlen > 1) {
+    unsigned want = 1 + (unsigned)(x % 8);
+    for (unsigned k = 0; k < want; k++) {
+      x += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+      uint64_t z = x;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      z ^= z >> 31;
+      add_cut(cuts, &ncut, 1 + (size_t)(z % (inlen - 1)));
+    }
+  }
+  cuts[ncut++] = inlen;
+  return ncut;
+}
+
+/* Date values differ between two runs: blank them. */
+static void mask_dates(char *o, size_t n) {
+  static const char key[] = "\r\nDate: ";
+  for (char *p = o; (p = memmem(p, (size_t)(o + n - p), key, sizeof key - 1)) != NULL;) {
+    p += sizeof key - 1;
+    for (size_t k = 0; k < 29 && p < o + n; k++) *p++ = '#';
+  }
+}
+
+static void split_compare(const uint8_t *in, size_t inlen, const size_t *own, size_t nown) {
+  static char *wout;
+  static size_t wcap;
+  static char wlog[sizeof sc.log];
+  fserver_t *fs = &servers[2];
+  size_t whole[2] = {0, inlen};
+  sc.loglen = 0;
+  play(fs, in, inlen, whole, 2, 0, 0, 0);
+  mask_dates(obuf, olen);
+  if (olen > wcap) {
+    wout = realloc(wout, olen);
+    if (wout == NULL) abort();
+    wcap = olen;
+  }
+  size_t wlen = olen, wloglen = sc.loglen;
+  if (wlen) memcpy(wout, obuf, wlen);
+  memcpy(wlog, sc.log, wloglen);
+
+  size_t cuts[18];
+  size_t ncut = split_points(in, inlen, own, nown, cuts);
+  sc.loglen = 0;
+  play(fs, in, inlen, cuts, ncut, 0, 0, 0);
+  mask_dates(obuf, olen);
+  if (wlen == olen && wloglen == sc.loglen && memcmp(wout, obuf, wlen) == 0 &&
+      memcmp(wlog, sc.log, wloglen) == 0)
+    return;
+  char where[256];
+  size_t k = 0;
+  for (size_t i = 1; i + 1 < ncut && k < sizeof where - 24; i++)
+    k += (size_t)snprintf(where + k, sizeof where - k, "%s%zu", i > 1 ? "," : "", cuts[i]);
+  fprintf(stderr, "\n==== whole delivery: handler log:\n%.*s", (int)wloglen, wlog);
+  dump("whole delivery: server output", wout, wlen);
+  fprintf(stderr, "==== split delivery (cut at %s): handler log:\n%.*s", where,
+          (int)sc.loglen, sc.log);
+  cur_out = NULL;
+  dump("split delivery: server output", obuf, olen);
+  fail("%s: the same bytes got different answers whole and cut at %s", fs->name, where);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static uint64_t runs;
+  static int fd_base = -1;
+  if (size < 1) return 0;
+  unsigned flags = data[0];
+  unsigned nsplit = flags & 7;
+  if (size < 1 + nsplit) return 0;
+  const uint8_t *in = data + 1 + nsplit;
+  size_t inlen = size - 1 - nsplit;
+  fserver_t *fs = &servers[(flags >> 4) & 1];
+  int abrupt = (flags >> 3) & 1;
+  int nowait = (flags >> 5) & 1;
+  int leave = (flags >> 6) & 1;
+
+  size_t cuts[9];
+  size_t ncut = 0;
+  cuts[ncut++] = 0;
+  for (unsigned i = 0; i < nsplit; i++) {
+    size_t c = (size_t)data[1 + i] * inlen / 256;
+    size_t j = ncut;
+    while (j > 1 && cuts[j - 1] > c) { cuts[j] = cuts[j - 1]; j--; }
+    cuts[j] = c;
+    ncut++;
+  }
+  cuts[ncut++] = inlen;
+
+  play(fs, in, inlen, cuts, ncut, abrupt, nowait, leave);
   check_output(fs, obuf, olen);
+  split_compare(in, inlen, cuts, ncut);
 
   if (++runs % 1024 == 0 || fd_base < 0) {
     int n = fd_count();

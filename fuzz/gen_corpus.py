@@ -133,6 +133,20 @@ def main():
          FINISH)
     seed("ctl-in-value", "GET / HTTP/1.1\r\n" + H + "X-A: a\x01b\r\n\r\n", FINISH)
 
+    # chunked framing and message starts (issue 11: 3, 17, 20)
+    seed("trailer-bare-lf", "POST / HTTP/1.1\r\n" + H +
+         "Transfer-Encoding: chunked\r\n\r\n1\r\nA\r\n0\r\n\n"
+         "GET /smuggled HTTP/1.1\r\n" + H + "\r\n", FINISH)
+    seed("trailer-obs-fold", "POST /echo HTTP/1.1\r\n" + H +
+         "Transfer-Encoding: chunked\r\n\r\n1\r\nA\r\n0\r\nX: a\r\n b\r\n\r\n"
+         "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH, (150,))
+    seed("chunk-ext-pairs", "POST /echo-late HTTP/1.1\r\n" + H +
+         "Transfer-Encoding: chunked\r\n\r\n5;a=b;c=d\r\nhello\r\n"
+         "3;q=\"x;\\\"y\" ; r = s\r\nabc\r\n0;e=f;g\r\nT: 1\r\n\r\n"
+         "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH, (100, 130))
+    seed("empty-lines", "POST / HTTP/1.1\r\n" + H + "Content-Length: 4\r\n\r\nq=42\r\n\r\n"
+         "GET / HTTP/1.1\r\n" + H + "\r\n\r\nGET /x HTTP/1.1\r\n" + H + "\r\n", FINISH)
+
 
 if __name__ == "__main__":
     main()

@@ -200,7 +200,8 @@ typedef struct vigil_config_s {
   size_t drain_limit;
   /* Header block bytes (request line included) before 431 (16 KiB). */
   size_t max_header_bytes;
-  /* Chunk extension bytes per chunk before 400 (1 KiB). */
+  /* Bytes of a chunk-size line's extensions (everything from the first ';'
+   * to the CRLF) before 400 (1 KiB). */
   size_t max_chunk_ext_bytes;
 
   vigil_request_cb on_request; /* required */

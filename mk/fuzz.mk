@@ -5,7 +5,10 @@
 #   make fuzz [FUZZ_SECONDS=60]   build, then fuzz for FUZZ_SECONDS over a
 #                                 scratch copy of fuzz/corpus/ (the committed
 #                                 corpus never grows); crashes go to
-#                                 .build-fuzz/artifacts/
+#                                 .build-fuzz/artifacts/. Besides the crash
+#                                 and invariant checks, every input is played
+#                                 whole and cut into pieces, which must get
+#                                 the same answers (fuzz/README.md)
 #   make fuzz-smoke               the 60 s run `make test` calls
 #   make fuzz-build               only build .build-fuzz/fuzz_request
 #   make fuzz-repro FUZZ_INPUT=f  replay one input (a crash file) FUZZ_RUNS

@@ -748,6 +748,14 @@ static bool step(vigil_conn_t *c) {
       }
       /* A malformed body (bad chunk size, missing CRLF, oversized chunk
        * extension): the connection cannot be trusted any more. */
+      if (c->phase == PHASE_DRAIN) {
+        /* The handler finished and answered: that answer still goes out,
+         * then the connection closes; nothing after the bad framing is
+         * parsed (it must never be read as a request). */
+        c->close_after = true;
+        c->phase = PHASE_RESPONDING;
+        return true;
+      }
       if (c->req && c->req->resp_state == RESP_NONE && c->phase == PHASE_BODY) {
         vigil__conn_error_response(c, 400, c->req->is_head);
         vigil__conn_flush(c);

@@ -75,6 +75,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   size_t max = c->loop->server->config.max_target_bytes;
   if (max && r->target_len + len > max) {
     if (c->head_error == 0) c->head_error = 414;
+    c->head_error_at = at + (max - r->target_len); /* the first byte over */
     return HPE_USER;
   }
   if (vigil__buf_append(&r->strings, at, len) != 0) return HPE_USER;
@@ -92,6 +93,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     unsigned max = c->loop->server->config.max_headers;
     if (max && r->nheaders >= max) {
       if (c->head_error == 0) c->head_error = 431;
+      c->head_error_at = at;
       return HPE_USER;
     }
     if (vigil__request_add_header(r) != 0) return HPE_USER;
@@ -391,18 +393,37 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static int on_chunk_header(llhttp_t *p) {
-  conn_of(p)->chunk_ext_bytes = 0;
-  return 0;
-}
+/* Scanner states for a chunk's extension list (ext_scan). */
+enum {
+  EXT_NONE = 0, /* llhttp parses */
+  EXT_FIRST,    /* the first name, right after the line's first ';' */
+  EXT_NAME0,    /* a name, after a later ';' (BWS first allowed) */
+  EXT_NAME,     /* in a name */
+  EXT_NAME_BWS, /* BWS after a name: '=' or ';' must follow */
+  EXT_VAL0,     /* after '=' (BWS first allowed) */
+  EXT_TOKEN,    /* in a token value */
+  EXT_QUOTED,   /* in a quoted-string */
+  EXT_QPAIR,    /* after '\' in a quoted-string */
+  EXT_VAL_END,  /* after a quoted-string: ';', BWS or CR */
+  EXT_VAL_BWS,  /* BWS after a value: ';' must follow */
+  EXT_CR,       /* the line's CR: LF must follow */
+};
 
-static int on_chunk_ext(llhttp_t *p, const char *at, size_t len) {
+/* The first extension callback of a chunk-size line (always a name: a
+ * value cannot come first). llhttp 8.1 gets extension lists wrong both
+ * ways: after an unquoted value it consumes the ';' and then wants another
+ * ';' or CR, so `5;a=b;c=d` (valid; Go and Node take it) is refused, as is
+ * a quoted-pair (`;a="x\"y"`); and it lets `;a=`, `;=b` and `;;a` through.
+ * So the parser pauses here and the core checks the rest of the line
+ * itself (ext_scan, from `at`: the byte after the first ';'). */
+static int on_chunk_ext_name(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
-  (void)at;
-  c->chunk_ext_bytes += len;
-  if (c->chunk_ext_bytes > c->loop->server->config.max_chunk_ext_bytes)
-    return HPE_USER;
-  return 0;
+  (void)len;
+  c->ext_at = at;
+  c->ext_size = p->content_length; /* the size digits llhttp parsed */
+  c->ext_state = EXT_FIRST;
+  c->chunk_ext_bytes = 1; /* the ';' */
+  return HPE_PAUSED;
 }
 
 static const llhttp_settings_t settings = {
@@ -418,9 +439,7 @@ static const llhttp_settings_t settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
-    .on_chunk_header = on_chunk_header,
-    .on_chunk_extension_name = on_chunk_ext,
-    .on_chunk_extension_value = on_chunk_ext,
+    .on_chunk_extension_name = on_chunk_ext_name,
 };
 
 void vigil__parser_init(vigil_conn_t *c) {
@@ -484,11 +503,11 @@ static inline uint64_t load_le64(const unsigned char *p) {
  * every byte of the head: bare LF (and so "\r\n\n" ending the block), bare
  * CR, a line starting with SP/HTAB (obs-fold, CVE-2024-27982), a line
  * starting with ':' (empty name), control bytes, and the size limit. The
- * first offending byte decides the status; past max_header_bytes, 431.
+ * first offending byte decides the status; past max_header_bytes, 431;
+ * either replaces a status a callback noted (returns true then).
  * This runs on every request: the middle of a line is skipped through a
  * table, only line ends and line starts take the slow path. */
-static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
-  if (c->head_error != 0) return;
+static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   size_t limit = c->loop->server->config.max_header_bytes;
   size_t room = c->head_bytes < limit ? limit - c->head_bytes : 0;
   const unsigned char *s = (const unsigned char *)data, *p = s;
@@ -525,8 +544,12 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
         break;
       }
       /* HTTP/0.9 ("GET /" and no version): llhttp would wait for headers
-       * that never come. The request line ended: it must have had one. */
-      if (!c->first_line_done && c->head_bytes + (size_t)(p - s) + 1 > 2) {
+       * that never come. The request line ended: it must have had one.
+       * Empty lines (CRLF) before it are not it: RFC 9112 2.2 says to
+       * ignore them, and llhttp skips them (counted here against
+       * max_header_bytes). Deciding by the line, not by the offset, keeps
+       * the answer the same however the bytes were split across reads. */
+      if (!c->first_line_done && !line_start) {
         c->first_line_done = true;
         if (!c->version_seen) {
           err = 400;
@@ -548,6 +571,145 @@ static void check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   c->head_line_start = line_start;
   if (err != 0) c->head_error = err;
   else if (len > room) c->head_error = 431;
+  return err != 0 || len > room;
+}
+
+/* ------------------------------------------------------------------ */
+/* chunked framing */
+
+/* qdtext (RFC 9110 5.6.4): HTAB, SP, VCHAR but '"' and '\', obs-text. */
+static const bool qdtext[256] = {
+    ['\t'] = 1, [' '] = 1, ['!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
+    [0x80 ... 0xff] = 1,
+};
+
+/* The rest of a chunk-size line after its first ';', against RFC 9112
+ * 7.1.1:
+ *   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *   chunk-ext-val = token / quoted-string
+ * then CRLF. State in c->ext_state, so a list may arrive in any number of
+ * reads; every byte up to the CR counts against max_chunk_ext_bytes.
+ * Returns the bytes consumed; *res is 1 once the line's LF was consumed, 0
+ * if more bytes are needed, -1 if the line is malformed. BWS next to the
+ * first ';' is refused (llhttp 8.1 refuses a SP there before the core sees
+ * the line, so HTAB is refused too). */
+static size_t ext_scan(vigil_conn_t *c, const unsigned char *s, size_t len, int *res) {
+  size_t max = c->loop->server->config.max_chunk_ext_bytes;
+  int st = c->ext_state;
+  size_t i = 0;
+  *res = 0;
+  for (; i < len; i++) {
+    unsigned char ch = s[i];
+    bool ws = ch == ' ' || ch == '\t';
+    if (st == EXT_CR) {
+      if (ch != '\n') goto bad;
+      c->ext_state = EXT_NONE;
+      *res = 1;
+      return i + 1;
+    }
+    if (ch == '\r') {
+      if (st != EXT_NAME && st != EXT_TOKEN && st != EXT_VAL_END) goto bad;
+      st = EXT_CR;
+      continue;
+    }
+    if (++c->chunk_ext_bytes > max) goto bad;
+    switch (st) {
+      case EXT_FIRST:
+      case EXT_NAME0:
+        if (tchar[ch]) st = EXT_NAME;
+        else if (!ws || st == EXT_FIRST) goto bad;
+        break;
+      case EXT_NAME:
+        if (tchar[ch]) break;
+        if (ch == '=') st = EXT_VAL0;
+        else if (ch == ';') st = EXT_NAME0;
+        else if (ws) st = EXT_NAME_BWS;
+        else goto bad;
+        break;
+      case EXT_NAME_BWS:
+        if (ch == '=') st = EXT_VAL0;
+        else if (ch == ';') st = EXT_NAME0;
+        else if (!ws) goto bad;
+        break;
+      case EXT_VAL0:
+        if (tchar[ch]) st = EXT_TOKEN;
+        else if (ch == '"') st = EXT_QUOTED;
+        else if (!ws) goto bad;
+        break;
+      case EXT_TOKEN:
+        if (tchar[ch]) break;
+        if (ch == ';') st = EXT_NAME0;
+        else if (ws) st = EXT_VAL_BWS;
+        else goto bad;
+        break;
+      case EXT_QUOTED:
+        if (ch == '"') st = EXT_VAL_END;
+        else if (ch == '\\') st = EXT_QPAIR;
+        else if (!qdtext[ch]) goto bad;
+        break;
+      case EXT_QPAIR: /* HTAB, SP, VCHAR, obs-text */
+        if (!qdtext[ch] && ch != '"' && ch != '\\') goto bad;
+        st = EXT_QUOTED;
+        break;
+      case EXT_VAL_END:
+      case EXT_VAL_BWS:
+        if (ch == ';') st = EXT_NAME0;
+        else if (ws) st = EXT_VAL_BWS;
+        else goto bad;
+        break;
+      default:
+        goto bad;
+    }
+  }
+  c->ext_state = (uint8_t)st;
+  return i;
+bad:
+  c->ext_state = EXT_NONE;
+  *res = -1;
+  return i;
+}
+
+/* The extension list is checked: put the parser back to where it was at
+ * head complete - from there llhttp parses a chunk-size line exactly as
+ * after any chunk (both lead to its chunk-size start with the message's
+ * flags unchanged) - and give it the line without its extensions. llhttp
+ * itself still parses every chunk size, chunk, trailer and the end. */
+static llhttp_errno_t ext_resume(vigil_conn_t *c) {
+  char line[24];
+  int n = snprintf(line, sizeof line, "%llx\r\n", (unsigned long long)c->ext_size);
+  c->parser = c->chunk_snap;
+  llhttp_resume(&c->parser);
+  return llhttp_execute(&c->parser, line, (size_t)n);
+}
+
+/* Every line of chunked framing - size lines with their extensions, the
+ * CRLF after each chunk's data, trailer fields, the last empty line - ends
+ * in CRLF (RFC 9112 7.1, 7.1.2). llhttp 8.1 strict takes a bare LF in the
+ * trailer section - `0\r\n\n` ends the message, and what follows is read
+ * as the next request: request smuggling - and obs-fold, empty names and
+ * control bytes in trailer fields. The bytes llhttp consumes in the body
+ * phase outside the body spans it reports are exactly these lines; they get
+ * the head's byte classes here, the state carried across reads. */
+static bool check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
+  const unsigned char *s = (const unsigned char *)data;
+  int last = c->frame_last;
+  bool line_start = c->frame_line_start;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = s[i];
+    int cls = head_class[ch];
+    if (cls == HC_LF) {
+      if (last != '\r') return false;
+      line_start = true;
+    } else if (last == '\r' || cls == HC_BAD || (line_start && cls == HC_LEAD)) {
+      return false; /* bare CR, control byte, obs-fold, empty name */
+    } else if (cls != HC_CR) {
+      line_start = false;
+    }
+    last = ch;
+  }
+  c->frame_last = (uint8_t)last;
+  c->frame_line_start = line_start;
+  return true;
 }
 
 /* The request line, exactly as RFC 9112 3 has it: method SP
@@ -692,12 +854,28 @@ static llhttp_errno_t unknown_method(vigil_conn_t *c, const char *data,
   return e;
 }
 
+/* llhttp reports an open span (the target, a header name or value) at the
+ * end of every execute call, but not when it stops at an error. Report it
+ * up to the offending byte, as a read ending there would have: the checks
+ * on spans (target length: 414, header count: 431) then see the same bytes
+ * before the error however the head was split. */
+static void report_open_span(llhttp_t *p, llhttp_errno_t e, const char *data,
+                             size_t len) {
+  if (e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE ||
+      e == HPE_USER || p->_span_pos0 == NULL)
+    return;
+  typedef int (*span_cb)(llhttp_t *, const char *, const char *);
+  const char *pos = llhttp_get_error_pos(p);
+  const char *start = p->_span_pos0;
+  p->_span_pos0 = NULL;
+  if (pos != NULL && pos >= start && pos <= data + len)
+    ((span_cb)p->_span_cb0)(p, start, pos);
+}
+
 size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
                     llhttp_errno_t *err) {
   llhttp_t *p = &c->parser;
-  llhttp_errno_t e = llhttp_get_errno(p);
-  if (e == HPE_PAUSED) llhttp_resume(p);
-  else if (e == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(p);
+  llhttp_errno_t e;
   c->body_at = NULL;
   c->body_len = 0;
   bool in_head = c->phase == PHASE_HEAD;
@@ -705,17 +883,51 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
    * may rewrite OWS in the head. */
   if (in_head) len = head_ows(c, (char *)data, len);
   c->method_at = NULL;
-  e = llhttp_execute(p, data, len);
-  size_t used = len;
-  if (e != HPE_OK) {
-    const char *pos = llhttp_get_error_pos(p);
-    used = pos ? (size_t)(pos - data) : 0;
-    if (used > len) used = len;
+  size_t off = 0; /* consumed */
+  for (;;) {
+    if (c->ext_state != EXT_NONE) {
+      int res;
+      off += ext_scan(c, (const unsigned char *)data + off, len - off, &res);
+      if (res <= 0) {
+        e = res < 0 ? HPE_USER : HPE_OK; /* HPE_OK: more bytes needed */
+        break;
+      }
+      if (ext_resume(c) != HPE_OK) {
+        e = HPE_USER;
+        break;
+      }
+    } else {
+      e = llhttp_get_errno(p);
+      if (e == HPE_PAUSED) llhttp_resume(p);
+      else if (e == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(p);
+    }
+    e = llhttp_execute(p, data + off, len - off);
+    if (e == HPE_PAUSED && c->ext_at != NULL) {
+      /* The first extension of a size line: the rest of it is ours. */
+      const char *at = c->ext_at;
+      c->ext_at = NULL;
+      if (at < data + off || at > data + len) {
+        e = HPE_USER;
+        break;
+      }
+      off = (size_t)(at - data);
+      continue;
+    }
+    size_t used = len - off;
+    if (e != HPE_OK) {
+      const char *pos = llhttp_get_error_pos(p);
+      used = pos && pos >= data + off ? (size_t)(pos - (data + off)) : 0;
+      if (used > len - off) used = len - off;
+    }
+    off += used;
+    break;
   }
   if (in_head) {
+    report_open_span(p, e, data, len);
     if (e == HPE_INVALID_METHOD ||
         (e == HPE_CB_METHOD_COMPLETE && c->method_retry)) {
-      e = unknown_method(c, data, len, e, &used);
+      e = unknown_method(c, data, len, e, &off);
+      report_open_span(p, e, data, len);
     } else if (e == HPE_OK && c->method_at != NULL &&
                memchr(c->method_at, ' ', (size_t)(data + len - c->method_at)) == NULL) {
       /* The read ended inside the method or before its SP: llhttp would
@@ -724,21 +936,57 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
        * ("MKCOLA") could not be recovered. Not consumed: parsed again
        * whole with the next read (a method is short, VIGIL__METHOD_MAX). */
       vigil__parser_init(c);
-      used = (size_t)(c->method_at - data);
+      off = (size_t)(c->method_at - data);
     }
     /* Where llhttp stopped on an error, its offending byte is checked too
      * (a SP after the version: 400, not llhttp's 505). */
     bool failed = e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE;
     if (c->rl_state != RL_DONE)
-      check_request_line(c, data, failed && used < len ? used + 1 : used);
+      check_request_line(c, data, failed && off < len ? off + 1 : off);
+    /* A span's limit was passed in this call (a span is reported at its end
+     * or at the end of the call): the head ends for us where it was passed,
+     * not where llhttp stopped. */
+    if (c->head_error_at != NULL && c->head_error_at >= data && c->head_error_at <= data + off)
+      off = (size_t)(c->head_error_at - data);
+    c->head_error_at = NULL;
     /* With the parser pausing at head complete, what this call consumed in
      * the head phase is head bytes only (plus, for a body-less request,
-     * nothing after the final CRLF). */
-    check_head_bytes(c, data, used);
-    if (c->head_error != 0) e = HPE_USER;
+     * nothing after the final CRLF).
+     * One answer whatever the segmentation: the byte checks cover every
+     * byte llhttp consumed, which ends where a callback stopped it, so
+     * what they find lies before a callback's error and replaces it. A
+     * callback's error that did not stop llhttp (an invalid Host value, a
+     * malformed request line) is acted on when llhttp stops: at head
+     * complete, another error, or the size limit - not at the end of
+     * whichever read it came in. */
+    if (check_head_bytes(c, data, off) || (c->head_error != 0 && e != HPE_OK))
+      e = HPE_USER;
+    else if (e == HPE_PAUSED && c->head_ready && (p->flags & F_CHUNKED)) {
+      /* A chunked body follows: the parser state its size lines start
+       * from, and fresh framing checks. */
+      c->chunk_snap = *p;
+      c->ext_state = EXT_NONE;
+      c->ext_at = NULL;
+      c->frame_last = '\n';
+      c->frame_line_start = true;
+    }
+  } else {
+    /* At most one body span per call (on_body pauses); the rest is
+     * framing. */
+    const char *bend = c->body_len ? c->body_at + c->body_len : data;
+    bool ok = c->body_len ? check_frame_bytes(c, data, (size_t)(c->body_at - data)) &&
+                                check_frame_bytes(c, bend, (size_t)(data + off - bend))
+                          : check_frame_bytes(c, data, off);
+    if (!ok) {
+      /* Nothing parsed in this call may be acted on. */
+      c->body_at = NULL;
+      c->body_len = 0;
+      c->msg_complete = false;
+      e = HPE_USER;
+    }
   }
   *err = e;
-  return used;
+  return off;
 }
 
 int vigil__parse_error_status(vigil_conn_t *c, llhttp_errno_t err) {

@@ -345,6 +345,7 @@ struct vigil_conn_s {
   int head_last;             /* previous byte in the header block, -1 at start */
   int head_line_start;       /* 1 when the next byte starts a line */
   int head_error;            /* HTTP status to answer, 0 if fine */
+  const char *head_error_at; /* parse.c: where a span's limit was passed */
   int host_count;
   bool version_seen;         /* parse.c: the request line carried a version */
   bool te_seen;              /* parse.c: a Transfer-Encoding line was seen */
@@ -359,7 +360,17 @@ struct vigil_conn_s {
   uint8_t rl_state;          /* parse.c: check_request_line's state */
   uint8_t rl_n;              /* parse.c: bytes matched in that state */
   const char *method_at;     /* parse.c: first method byte, one execute call */
-  size_t chunk_ext_bytes;
+  size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
+  /* parse.c, chunked framing: the parser as it was paused at head complete
+   * (restored after each extension list the core checked itself), the
+   * extension scanner's state (0: llhttp parses), and the framing byte
+   * check's state, carried across reads. */
+  llhttp_t chunk_snap;
+  const char *ext_at;        /* set by the extension callback: list start */
+  uint64_t ext_size;         /* the chunk size llhttp parsed before it */
+  uint8_t ext_state;
+  uint8_t frame_last;        /* previous framing byte */
+  bool frame_line_start;
   int in_header_value;       /* parse.c: which header part is being assembled */
   bool head_ready;           /* parse.c: a head is complete, to dispatch */
   bool msg_complete;         /* parse.c: the message ended */
