@@ -758,7 +758,12 @@ static void check_request_line(vigil_conn_t *c, const char *data, size_t len) {
   }
   c->rl_state = (uint8_t)st;
   c->rl_n = (uint8_t)n;
-  if (bad && c->head_error == 0) c->head_error = 400;
+  /* Over a status a header callback noted (417, 501, ...): this check runs
+   * after llhttp returned, so in one write the callbacks of the whole head
+   * ran first, while a read ending after the request line had this 400
+   * noted first. The request line comes first in the stream; its answer
+   * wins either way. (The byte checks, run after this, win over both.) */
+  if (bad) c->head_error = 400;
 }
 
 /* llhttp 8.1 takes SP but not HTAB as OWS after a value it reads itself:
@@ -938,9 +943,12 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
       vigil__parser_init(c);
       off = (size_t)(c->method_at - data);
     }
-    /* Where llhttp stopped on an error, its offending byte is checked too
-     * (a SP after the version: 400, not llhttp's 505). */
-    bool failed = e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE;
+    /* Where llhttp stopped on an error of its own, its offending byte is
+     * checked too (a SP after the version: 400, not llhttp's error). Not
+     * where we stopped it (HPE_USER: a limit, a method token too long):
+     * that decision took no later byte, and a read may have ended there. */
+    bool failed = e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE &&
+                  e != HPE_USER;
     if (c->rl_state != RL_DONE)
       check_request_line(c, data, failed && off < len ? off + 1 : off);
     /* A span's limit was passed in this call (a span is reported at its end
@@ -989,9 +997,13 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
   return off;
 }
 
+/* 505 only comes from on_headers_complete, for a version llhttp read whole
+ * (0.9, 2.0). Where llhttp stops inside a version (HTTP/1.2, HTTP/3.0,
+ * HTTP/1.01, HTTP/11) it may not have seen the bytes that tell a version
+ * we do not support from a malformed line ("HTTP/0.1" then "/1.1" in a
+ * later read): 400, the same however the line was split. */
 int vigil__parse_error_status(vigil_conn_t *c, llhttp_errno_t err) {
+  (void)err;
   if (c->head_error != 0) return c->head_error;
-  /* llhttp stops at a version it does not know (HTTP/3.0, HTTP/1.2). */
-  if (err == HPE_INVALID_VERSION) return 505;
   return 400;
 }

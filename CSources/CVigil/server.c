@@ -581,6 +581,11 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   loop->handles_open = 6;
   uv_prepare_start(&loop->prepare, on_prepare);
   uv_poll_start(&loop->shutdown_poll, UV_READABLE, on_shutdown_signal);
+  /* The hang-up epoll instance now, not at the first pause: one descriptor
+   * per loop for its life, rather than one appearing under load (a program
+   * counting its descriptors saw it as a leak). Failing here is not fatal:
+   * the first pause tries again, then falls back to the watch timer. */
+  (void)hup_open(loop);
   /* The watch timer must not keep the loop from noticing it is idle, but
    * while it runs it has work: keep it referenced. */
   *out = loop;
@@ -602,6 +607,7 @@ static void loop_discard(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
+  if (loop->hup_fd >= 0) uv_close((uv_handle_t *)&loop->hup_poll, on_hup_closed);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   uv_loop_close(&loop->uv);
 }
