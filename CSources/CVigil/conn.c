@@ -626,8 +626,8 @@ static void bad_input(vigil_conn_t *c, int status) {
     c->parsing = NULL;
   }
   in_consume(c, in_pending(c));
-  /* RFC 9110 9.3.2: no body in any answer to HEAD, once llhttp read it. */
-  vigil__conn_error_response(c, status, c->head_is_head);
+  /* RFC 9110 9.3.2: no body in any answer to HEAD. */
+  vigil__conn_error_response(c, status, vigil__head_error_is_head(c));
   c->close_after = true;
   begin_closing(c);
 }

@@ -507,7 +507,8 @@ static inline uint64_t load_le64(const unsigned char *p) {
  * either replaces a status a callback noted (returns true then).
  * This runs on every request: the middle of a line is skipped through a
  * table, only line ends and line starts take the slow path. */
-static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
+static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len,
+                             size_t *stop) {
   size_t limit = c->loop->server->config.max_header_bytes;
   size_t room = c->head_bytes < limit ? limit - c->head_bytes : 0;
   const unsigned char *s = (const unsigned char *)data, *p = s;
@@ -569,6 +570,7 @@ static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len) {
   c->head_bytes += (size_t)(p - s);
   c->head_last = last;
   c->head_line_start = line_start;
+  *stop = (size_t)(p - s);
   if (err != 0) c->head_error = err;
   else if (len > room) c->head_error = 431;
   return err != 0 || len > room;
@@ -766,6 +768,13 @@ static void check_request_line(vigil_conn_t *c, const char *data, size_t len) {
   if (bad) c->head_error = 400;
 }
 
+bool vigil__head_error_is_head(const vigil_conn_t *c) {
+  /* llhttp may have read the method past a byte the checks refused (in one
+   * write) or not (split before it): HEAD counts only when the request
+   * line's own check got past the method. */
+  return c->head_is_head && c->rl_state > RL_METHOD;
+}
+
 /* llhttp 8.1 takes SP but not HTAB as OWS after a value it reads itself:
  * `Connection: close<HTAB>` is not "close" to it, `Content-Length:
  * 5<HTAB>` and `Transfer-Encoding: chunked<HTAB>` are refused (RFC 9110
@@ -949,13 +958,12 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
      * that decision took no later byte, and a read may have ended there. */
     bool failed = e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE &&
                   e != HPE_USER;
-    if (c->rl_state != RL_DONE)
-      check_request_line(c, data, failed && off < len ? off + 1 : off);
+    size_t rl_len = failed && off < len ? off + 1 : off;
     /* A span's limit was passed in this call (a span is reported at its end
      * or at the end of the call): the head ends for us where it was passed,
      * not where llhttp stopped. */
     if (c->head_error_at != NULL && c->head_error_at >= data && c->head_error_at <= data + off)
-      off = (size_t)(c->head_error_at - data);
+      off = rl_len = (size_t)(c->head_error_at - data);
     c->head_error_at = NULL;
     /* With the parser pausing at head complete, what this call consumed in
      * the head phase is head bytes only (plus, for a body-less request,
@@ -967,7 +975,17 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
      * malformed request line) is acted on when llhttp stops: at head
      * complete, another error, or the size limit - not at the end of
      * whichever read it came in. */
-    if (check_head_bytes(c, data, off) || (c->head_error != 0 && e != HPE_OK))
+    size_t stop;
+    bool bad_bytes = check_head_bytes(c, data, off, &stop);
+    if (c->rl_state != RL_DONE) {
+      /* The request line as far as the bytes before a bad one: llhttp may
+       * have read on (in one write) or not (split there), and what the
+       * answer says of the method (HEAD: no body) must not depend on it. */
+      int bytes_status = c->head_error;
+      check_request_line(c, data, bad_bytes && stop < rl_len ? stop : rl_len);
+      if (bad_bytes) c->head_error = bytes_status; /* the byte checks win */
+    }
+    if (bad_bytes || (c->head_error != 0 && e != HPE_OK))
       e = HPE_USER;
     else if (e == HPE_PAUSED && c->head_ready && (p->flags & F_CHUNKED)) {
       /* A chunked body follows: the parser state its size lines start

@@ -428,6 +428,9 @@ void vigil__conn_drop_idle_buffers(vigil_conn_t *conn);
 void vigil__parser_init(vigil_conn_t *conn);
 /* Reset the header block checks before a new head. */
 void vigil__head_reset(vigil_conn_t *conn);
+/* parse.c: whether an error answer to the head being parsed goes to a HEAD
+ * request (no body, RFC 9110 9.3.2). */
+bool vigil__head_error_is_head(const vigil_conn_t *conn);
 /* Run llhttp on data; returns bytes consumed and sets *err to the llhttp
  * error (HPE_OK, HPE_PAUSED, or a failure). */
 size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
