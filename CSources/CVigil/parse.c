@@ -141,8 +141,9 @@ static const bool host_char[256] = {
     ['%'] = 1, ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1,
 };
 
+/* An empty value is valid: RFC 9110 7.2 has a client send `Host:` empty
+ * when the target URI has no authority (Go and Node take it too). */
 static bool valid_host(const char *v, size_t n) {
-  if (n == 0) return false;
   for (size_t i = 0; i < n; i++)
     if (!host_char[(unsigned char)v[i]]) return false;
   return true;
@@ -465,6 +466,7 @@ void vigil__head_reset(vigil_conn_t *c) {
   c->head_is_head = false;
   c->rl_state = 0;
   c->rl_n = 0;
+  c->rl_ver = 0;
 }
 
 /* Byte classes for the head checks below. */
@@ -723,11 +725,12 @@ static bool check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
  * Empty lines before the request line are left to the other checks. */
 enum { RL_START = 0, RL_METHOD, RL_TARGET0, RL_TARGET, RL_VERSION, RL_DONE };
 
-static void check_request_line(vigil_conn_t *c, const char *data, size_t len) {
+static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
+                               size_t *unsupported_at) {
   static const char proto[] = "HTTP/";
   const unsigned char *q = (const unsigned char *)data, *end = q + len;
   int st = c->rl_state, n = c->rl_n;
-  bool bad = false;
+  bool bad = false, unsupported = false;
   while (q < end && st != RL_DONE && !bad) {
     unsigned char ch = *q++;
     switch (st) {
@@ -750,22 +753,33 @@ static void check_request_line(vigil_conn_t *c, const char *data, size_t len) {
         break;
       case RL_VERSION:
         if (n < 5) bad = ch != (unsigned char)proto[n];
-        else if (n == 5 || n == 7) bad = ch < '0' || ch > '9';
-        else if (n == 6) bad = ch != '.';
-        else if (ch == '\r') st = RL_DONE;
-        else bad = true;
+        else if (n == 5 || n == 7) {
+          bad = ch < '0' || ch > '9';
+          c->rl_ver = (uint8_t)(c->rl_ver * 10 + (ch - '0'));
+        } else if (n == 6) bad = ch != '.';
+        else if (ch == '\r') {
+          st = RL_DONE;
+          /* The versions llhttp reads whole besides 1.0 and 1.1 (0.9 and
+           * 2.0; it stops inside any other: 400 then, see
+           * vigil__parse_error_status): known here, at the line's end,
+           * and answered now - llhttp would wait for the rest of the head,
+           * and for PRI with 2.0 for an HTTP/2 preface that never comes. */
+          unsupported = c->rl_ver == 9 || c->rl_ver == 20;
+        } else bad = true;
         n++;
         break;
     }
   }
   c->rl_state = (uint8_t)st;
   c->rl_n = (uint8_t)n;
+  *unsupported_at = (size_t)(q - (const unsigned char *)data);
   /* Over a status a header callback noted (417, 501, ...): this check runs
    * after llhttp returned, so in one write the callbacks of the whole head
    * ran first, while a read ending after the request line had this 400
    * noted first. The request line comes first in the stream; its answer
    * wins either way. (The byte checks, run after this, win over both.) */
   if (bad) c->head_error = 400;
+  return unsupported;
 }
 
 bool vigil__head_error_is_head(const vigil_conn_t *c) {
@@ -982,8 +996,16 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
        * have read on (in one write) or not (split there), and what the
        * answer says of the method (HEAD: no body) must not depend on it. */
       int bytes_status = c->head_error;
-      check_request_line(c, data, bad_bytes && stop < rl_len ? stop : rl_len);
-      if (bad_bytes) c->head_error = bytes_status; /* the byte checks win */
+      size_t at;
+      if (check_request_line(c, data, bad_bytes && stop < rl_len ? stop : rl_len, &at)) {
+        /* RFC 9110 15.6.6: 505, decided at the request line's CR, before
+         * any byte after it: the same answer however the head is split. */
+        c->head_error = 505;
+        off = at;
+        bad_bytes = true;
+      } else if (bad_bytes) {
+        c->head_error = bytes_status; /* the byte checks win */
+      }
     }
     if (bad_bytes || (c->head_error != 0 && e != HPE_OK))
       e = HPE_USER;

@@ -143,6 +143,12 @@ static const case_t cases[] = {
     {"HTAB inside a value is kept", "GET /" H11 "X: a\tb\t\r\n\r\n", 200, OPEN,
      "M=GET|T=/|H=a|X=a\tb|B=0", 0},
     /* 10: RFC 9112 3.2. fails before the fix: 200 */
+    /* RFC 9110 7.2: empty when the target has no authority. Found by the
+     * differential fuzzer; fails before the fix: 400 */
+    {"empty Host is a Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 200, OPEN, "M=GET|T=/|H=|X=-|B=0", 0},
+    /* fails before the fix: waited for the rest of the head (PRI: for an
+     * HTTP/2 preface), then 408 */
+    {"PRI / HTTP/2.0 -> 505 at the line's end", "PRI / HTTP/2.0\r\n", 505, CLOSED, NULL, 0},
     {"absolute-form without Host -> 400", "GET http://a/ HTTP/1.1\r\n\r\n", 400, CLOSED, NULL,
      0},
     {"absolute-form with Host: target as sent", "GET http://a/x?y HTTP/1.1\r\nHost: a\r\n\r\n",
