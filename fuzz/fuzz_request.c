@@ -370,8 +370,11 @@ static void check_head(vigil_request_t *req) {
     size_t digits = 0;
     int over = 0;
     for (; k < clvl && clv[k] >= '0' && clv[k] <= '9'; k++, digits++) {
-      if (x > (uint64_t)(INT64_MAX - 9) / 10) over = 1;
-      x = x * 10 + (uint64_t)(clv[k] - '0');
+      uint64_t d = (uint64_t)(clv[k] - '0');
+      /* exact: INT64_MAX itself is a valid length (a handler sees any
+       * length now; the body limit is checked when the body is read) */
+      if (over || x > ((uint64_t)INT64_MAX - d) / 10) over = 1;
+      else x = x * 10 + d;
     }
     while (k < clvl && (clv[k] == ' ' || clv[k] == '\t')) k++;
     if (digits == 0 || k != clvl || over || (int64_t)x != cl)

@@ -467,6 +467,7 @@ void vigil__head_reset(vigil_conn_t *c) {
   c->rl_state = 0;
   c->rl_n = 0;
   c->rl_ver = 0;
+  c->rl_bad = false;
 }
 
 /* Byte classes for the head checks below. */
@@ -731,6 +732,10 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
   const unsigned char *q = (const unsigned char *)data, *end = q + len;
   int st = c->rl_state, n = c->rl_n;
   bool bad = false, unsupported = false;
+  *unsupported_at = 0;
+  /* Refused already: a later read must not go on from where it stopped
+   * (it would find a version after a bad byte: 505 instead of 400). */
+  if (c->rl_bad) return false;
   while (q < end && st != RL_DONE && !bad) {
     unsigned char ch = *q++;
     switch (st) {
@@ -772,6 +777,7 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
   }
   c->rl_state = (uint8_t)st;
   c->rl_n = (uint8_t)n;
+  c->rl_bad = bad;
   *unsupported_at = (size_t)(q - (const unsigned char *)data);
   /* Over a status a header callback noted (417, 501, ...): this check runs
    * after llhttp returned, so in one write the callbacks of the whole head
