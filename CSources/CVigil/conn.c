@@ -29,6 +29,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define LINGER_MS 500
@@ -242,12 +243,33 @@ static void fail_request(vigil_conn_t *c, vigil_reason_t reason, int timeout,
   begin_closing(c);
 }
 
+static void update_reading(vigil_conn_t *c);
+
+/* Bytes the client sent that we have not read (the kernel's receive
+ * queue). */
+static bool unread_in_kernel(vigil_conn_t *c) {
+  int fd, n = 0;
+  return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 static void on_shutdown(uv_shutdown_t *sr, int status) {
   vigil_conn_t *c = sr->data;
   if (c->closing) return;
-  if (status < 0 || c->read_eof) {
+  if (status < 0) {
     close_now(c);
     return;
+  }
+  if (c->read_eof) {
+    if (!unread_in_kernel(c)) {
+      close_now(c);
+      return;
+    }
+    /* The FIN was seen through the hang-up watch while reading was paused:
+     * the bytes the client sent before it are still unread, and a close()
+     * with unread bytes sends an RST that destroys what we sent and the
+     * client has not read yet. Read up to that FIN, discarding, as below;
+     * the read's EOF closes. */
+    c->read_eof = false;
   }
   /* Linger: read and discard until the client closes or the deadline, so
    * that unread request bytes do not turn our close into an RST that
@@ -255,6 +277,9 @@ static void on_shutdown(uv_shutdown_t *sr, int status) {
   c->linger_deadline = uv_now(&c->loop->uv) +
                        (vigil__loop_stopping(c->loop) ? LINGER_STOPPING_MS : LINGER_MS);
   vigil__loop_watch(c->loop, c);
+  /* Reading may be paused (backpressure, a hijacked stream the handler
+   * paused): the linger reads whatever the phase was. */
+  update_reading(c);
 }
 
 void vigil__conn_output_drained(vigil_conn_t *c) {
@@ -273,7 +298,6 @@ void vigil__conn_output_drained(vigil_conn_t *c) {
 /* ------------------------------------------------------------------ */
 /* reading */
 
-static void update_reading(vigil_conn_t *c);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   vigil_conn_t *c = h->data;

@@ -437,6 +437,51 @@ static void test_fin_delivers_queued(void) {
 }
 
 /* An RST still drops everything at once. */
+/* The same, on a connection paused by backpressure: the FIN comes through
+ * the hang-up watch, with the client's pipelined requests still unread in
+ * the kernel. Fails before the fix (found in review): closing with them
+ * unread sent an RST, and the client got ~84 of 273 answers, then
+ * ECONNRESET. */
+static void test_fin_paused_delivers_queued(void) {
+  reset(M_PIPE);
+  vigil_config_t cfg;
+  base_config(&cfg);
+  cfg.read_buffer_limit = 1024;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  REQUIRE(connect_small(&c, port, 4096) == 0, "connect");
+  static const char one[] = "GET /page HTTP/1.1\r\nHost: a\r\n\r\n";
+  size_t rl = sizeof one - 1;
+  int n = 4000;
+  char *all = malloc(rl * (size_t)n);
+  for (int i = 0; i < n; i++) memcpy(all + rl * (size_t)i, one, rl);
+  send_no_read(&c, all, rl * (size_t)n, 1500);
+  free(all);
+  CHECK(TC_WAIT_UNTIL(atomic_load(&dispatched) > 0, 3000), "nothing dispatched");
+  tc_sleep_ms(200);
+  shutdown(c.fd, SHUT_WR);
+  tc_sleep_ms(200);
+  int d = atomic_load(&dispatched);
+  size_t total = 0;
+  char buf[65536];
+  ssize_t r = -1;
+  uint64_t end = tc_now_ms() + 10000;
+  while (tc_now_ms() < end) {
+    struct pollfd p = {c.fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    r = recv(c.fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    total += (size_t)r;
+  }
+  CHECK(r == 0, "the connection ended with %s after %zu bytes, not EOF",
+        r < 0 ? strerror(errno) : "a timeout", total);
+  CHECK(total >= (size_t)d * 10240, "got %zu bytes for %d dispatched answers", total, d);
+  tc_close(&c);
+  vigil_server_free(s);
+}
+
 static void test_rst_drops(void) {
   reset(M_BIG);
   big_len = 8 * 1024 * 1024;
@@ -683,6 +728,8 @@ int main(int argc, char **argv) {
   RUNF(test_write_timeout_progress, "write timeout: a slow but steady reader gets 8 MB");
   RUNF(test_write_timeout_stall, "write timeout: a stalled reader is cut off (TIMED_OUT, WRITE)");
   RUNF(test_fin_delivers_queued, "half-close cancel: queued output delivered after the FIN");
+  RUNF(test_fin_paused_delivers_queued,
+       "half-close cancel, paused: queued output delivered after the FIN, no RST");
   RUNF(test_rst_drops, "RST: cancelled and closed at once");
   RUNF(test_chunked_unread_drained, "unread small chunked body drained, next request served");
   RUNF(test_chunked_unread_too_big, "unread chunked body past drain_limit: close");
