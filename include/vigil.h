@@ -196,7 +196,8 @@ typedef struct vigil_config_s {
   /* Unread request body (Content-Length or chunked) the server will still
    * read and discard after the handler finished, to keep the connection;
    * past it the connection closes (256 KiB, like Go's
-   * maxPostHandlerReadBytes). */
+   * maxPostHandlerReadBytes). Counted in bytes on the wire, chunk framing
+   * included. */
   size_t drain_limit;
   /* Header block bytes (request line included) before 431 (16 KiB). */
   size_t max_header_bytes;
@@ -237,7 +238,11 @@ typedef struct vigil_config_s {
   /* No progress writing the response (30 s): no byte of the output taken
    * (acknowledged) by the client for this long. A slow but steady reader
    * is never cut; the check runs when the deadline passes, so a stall is
-   * noticed between one and two periods after the last progress. */
+   * noticed between one and two periods after the last progress. It runs
+   * while output waits in the server (a write libuv has not finished);
+   * bytes the kernel took whole and the client then leaves unread are
+   * bounded by tcp_user_timeout_ms and, once the connection is idle, by
+   * idle_timeout_ms. */
   uint64_t write_timeout_ms;
   uint64_t handler_timeout_ms; /* head arrived to handler finished (0: none): 503 */
   /* TCP_USER_TIMEOUT on each connection (0: the kernel's default, about 15

@@ -726,17 +726,19 @@ static bool step(vigil_conn_t *c) {
           fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
           return false;
         }
-        if (c->phase == PHASE_BODY) {
-          deliver_body(c, c->body_at, c->body_len, 0);
-        } else {
-          c->drained += c->body_len;
-          if (c->drained > c->loop->server->config.drain_limit) {
-            /* A chunked body larger than we drain: stop and close. */
-            in_consume(c, used);
-            c->close_after = true;
-            c->phase = PHASE_RESPONDING;
-            return true;
-          }
+        if (c->phase == PHASE_BODY) deliver_body(c, c->body_at, c->body_len, 0);
+      }
+      if (c->phase == PHASE_DRAIN) {
+        /* Wire bytes, framing included: one-byte chunks each with a long
+         * extension would otherwise have us read a thousand times
+         * drain_limit for a body nobody wants. */
+        c->drained += used;
+        if (c->drained > c->loop->server->config.drain_limit) {
+          /* More than we drain: stop and close. */
+          in_consume(c, used);
+          c->close_after = true;
+          c->phase = PHASE_RESPONDING;
+          return true;
         }
       }
       in_consume(c, used);

@@ -271,7 +271,19 @@ static bool absolute_form(const char *t, size_t n) {
   if (n < 2 || !((t[0] | 0x20) >= 'a' && (t[0] | 0x20) <= 'z')) return false;
   for (size_t i = 1; i < n; i++) {
     char ch = t[i];
-    if (ch == ':') return true;
+    if (ch == ':') {
+      /* The authority ("//" authority, RFC 3986 3) is checked as a Host
+       * value is, since it stands for Host (RFC 9112 3.2.2): no userinfo
+       * (RFC 9110 4.2.4: a recipient treats it as an error), not empty
+       * (4.2.1: an http URI without a host is invalid). A URI with no
+       * authority ("urn:a", "mailto:x") names nothing this server routes. */
+      const char *a = t + i + 1, *end = t + n;
+      if (end - a < 2 || a[0] != '/' || a[1] != '/') return false;
+      a += 2;
+      const char *e = a;
+      while (e < end && *e != '/' && *e != '?' && *e != '#') e++;
+      return e > a && valid_host(a, (size_t)(e - a));
+    }
     if (!((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') && !(ch >= '0' && ch <= '9') &&
         ch != '+' && ch != '-' && ch != '.')
       return false;

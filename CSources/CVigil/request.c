@@ -334,7 +334,12 @@ int vigil_request_hijack(vigil_request_t *req) {
   int expected = RESP_NONE;
   if (!atomic_compare_exchange_strong(&req->resp_public, &expected, RESP_HIJACKED))
     return VIGIL_EALREADY;
-  return submit_simple(req, OP_HIJACK);
+  r = submit_simple(req, OP_HIJACK);
+  /* Refused (no memory, the loop stopping): nothing changed, so a response
+   * may still be sent (no response call could succeed meanwhile: they
+   * all find RESP_HIJACKED). */
+  if (r != 0) atomic_store(&req->resp_public, RESP_NONE);
+  return r;
 }
 
 int vigil_hijack_close(vigil_request_t *req) {

@@ -293,6 +293,7 @@ static void on_hup_closed(uv_handle_t *h) {
 
 static int hup_open(vigil_loop_t *loop) {
   if (loop->hup_fd >= 0) return 0;
+  if (loop->hup_disabled) return VIGIL_EINVAL;
   if (loop->qclosed) return VIGIL_ESHUTDOWN;
   int fd = epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0) return -errno;
@@ -388,6 +389,7 @@ static void loop_close_handles(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->trim_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
   if (loop->hup_fd >= 0) uv_close((uv_handle_t *)&loop->hup_poll, on_hup_closed);
 }
@@ -401,25 +403,32 @@ static void loop_maybe_exit(vigil_loop_t *loop) {
  * below its mmap threshold (the connections' 16-64 KiB buffers) in its
  * free lists, so after 10 000 paused connections closed, RSS stayed 700 MB
  * above where it started (hostile/RESULTS.md): reused by the next burst,
- * never returned. Each time the open count halves from a peak of at least
- * VIGIL_TRIM_MIN_CONNS, malloc_trim returns the free pages of every arena.
- * Rare by construction (a halving since the last trim), so its cost - a
- * walk of the heaps - is not paid per connection. */
+ * never returned. When the open count has halved from a peak of at least
+ * VIGIL_TRIM_MIN_CONNS, malloc_trim returns the free pages of every arena,
+ * from a timer, at most once per VIGIL_TRIM_MS: a trim walks the heaps
+ * under their locks, and a client swinging the count up and down must not
+ * make the loop do that per connection. */
 #define VIGIL_TRIM_MIN_CONNS 32
+#define VIGIL_TRIM_MS 1000
 
 static void loop_note_open(vigil_loop_t *loop) {
   uint64_t open = atomic_load_explicit(&loop->open, memory_order_relaxed);
   if (open > loop->trim_peak) loop->trim_peak = open;
 }
 
-void vigil__loop_conn_closed(vigil_loop_t *loop) {
+static void on_trim(uv_timer_t *t) {
+  vigil_loop_t *loop = t->data;
 #if defined(__GLIBC__)
-  uint64_t open = atomic_load_explicit(&loop->open, memory_order_relaxed);
-  if (loop->trim_peak >= VIGIL_TRIM_MIN_CONNS && open <= loop->trim_peak / 2) {
-    malloc_trim(0);
-    loop->trim_peak = open;
-  }
+  malloc_trim(0);
 #endif
+  loop->trim_peak = atomic_load_explicit(&loop->open, memory_order_relaxed);
+}
+
+void vigil__loop_conn_closed(vigil_loop_t *loop) {
+  uint64_t open = atomic_load_explicit(&loop->open, memory_order_relaxed);
+  if (loop->trim_peak >= VIGIL_TRIM_MIN_CONNS && open <= loop->trim_peak / 2 &&
+      !uv_is_active((uv_handle_t *)&loop->trim_timer) && !loop->qclosed)
+    uv_timer_start(&loop->trim_timer, on_trim, VIGIL_TRIM_MS, 0);
   loop_maybe_exit(loop);
 }
 
@@ -574,17 +583,25 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   uv_timer_init(&loop->uv, &loop->watch_timer);
   uv_timer_init(&loop->uv, &loop->grace_timer);
   uv_timer_init(&loop->uv, &loop->tick_timer);
+  uv_timer_init(&loop->uv, &loop->trim_timer);
+  /* Not a reason to keep running: the loop exits with a trim pending. */
+  uv_unref((uv_handle_t *)&loop->trim_timer);
   for (int k = 0; k < T_KINDS; k++) vigil__list_init(&loop->timers[k]);
   loop->async.data = loop->prepare.data = loop;
   loop->watch_timer.data = loop->grace_timer.data = loop->tick_timer.data = loop;
+  loop->trim_timer.data = loop;
   loop->shutdown_poll.data = loop;
-  loop->handles_open = 6;
+  loop->handles_open = 7;
   uv_prepare_start(&loop->prepare, on_prepare);
   uv_poll_start(&loop->shutdown_poll, UV_READABLE, on_shutdown_signal);
   /* The hang-up epoll instance now, not at the first pause: one descriptor
    * per loop for its life, rather than one appearing under load (a program
    * counting its descriptors saw it as a leak). Failing here is not fatal:
-   * the first pause tries again, then falls back to the watch timer. */
+   * the first pause tries again, then falls back to the watch timer.
+   * VIGIL_HUP_EPOLL=0 in the environment (tests, debugging) forces that
+   * fallback. */
+  const char *hup_env = getenv("VIGIL_HUP_EPOLL");
+  loop->hup_disabled = hup_env != NULL && strcmp(hup_env, "0") == 0;
   (void)hup_open(loop);
   /* The watch timer must not keep the loop from noticing it is idle, but
    * while it runs it has work: keep it referenced. */
@@ -606,6 +623,7 @@ static void loop_discard(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->trim_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
   if (loop->hup_fd >= 0) uv_close((uv_handle_t *)&loop->hup_poll, on_hup_closed);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
@@ -654,7 +672,17 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   c->host = s->host;
   s->nloops = c->loops;
   s->port = -1;
-  s->shutdown_fd = -1;
+  /* The one way into the loops that a signal handler may take
+   * (vigil_server_shutdown): a write to an eventfd each loop polls. Made
+   * here, not in start, so that it exists before `started` is published: a
+   * signal during start is not lost. */
+  s->shutdown_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->shutdown_fd < 0) {
+    int err = -errno;
+    free(s->host);
+    free(s);
+    return err;
+  }
   atomic_init(&s->next_conn_id, 1);
   *out = s;
   return 0;
@@ -671,18 +699,8 @@ int vigil_server_start(vigil_server_t *s) {
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
     signal(SIGPIPE, SIG_IGN);
 
-  /* The one way into the loops that a signal handler may take
-   * (vigil_server_shutdown): a write to an eventfd each loop polls. */
-  s->shutdown_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->shutdown_fd < 0) {
-    int err = -errno;
-    atomic_store(&s->started, 0);
-    return err;
-  }
   s->loops = calloc(s->nloops, sizeof *s->loops);
   if (s->loops == NULL) {
-    close(s->shutdown_fd);
-    s->shutdown_fd = -1;
     atomic_store(&s->started, 0);
     return VIGIL_ENOMEM;
   }
@@ -708,9 +726,13 @@ int vigil_server_start(vigil_server_t *s) {
     }
     free(s->loops);
     s->loops = NULL;
-    close(s->shutdown_fd);
-    s->shutdown_fd = -1;
     s->port = -1;
+    /* A shutdown that came during the failed start (a signal) is void:
+     * forget it, so that a later start can be shut down. */
+    uint64_t drained;
+    while (read(s->shutdown_fd, &drained, sizeof drained) > 0) {
+    }
+    atomic_store(&s->shutdown_requested, 0);
     atomic_store(&s->started, 0);
     return r;
   }
@@ -767,8 +789,8 @@ void vigil_server_free(vigil_server_t *s) {
     vigil_server_wait(s);
     for (unsigned i = 0; i < s->nloops; i++) vigil__loop_unref(s->loops[i]);
     free(s->loops);
-    close(s->shutdown_fd);
   }
+  if (s->shutdown_fd >= 0) close(s->shutdown_fd);
   free(s->host);
   free(s);
 }

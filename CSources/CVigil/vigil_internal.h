@@ -493,6 +493,7 @@ struct vigil_loop_s {
   uv_poll_t hup_poll;
   uv_timer_t grace_timer;    /* shutdown grace period */
   uv_timer_t tick_timer;     /* deadlines (timer.c) */
+  uv_timer_t trim_timer;     /* malloc_trim after connections went away */
   uv_poll_t shutdown_poll;   /* the server's shutdown_fd */
   vigil_link_t timers[T_KINDS];
   bool tick_active;
@@ -522,6 +523,7 @@ struct vigil_loop_s {
   bool stopping;
   bool grace_over;
   bool watch_active;
+  bool hup_disabled;         /* VIGIL_HUP_EPOLL=0: probe paused connections */
   uint64_t trim_peak;        /* open connections since the last malloc_trim */
   int handles_open;          /* loop handles still to close at exit */
   uint64_t date_sec;
@@ -574,8 +576,7 @@ struct vigil_server_s {
   atomic_int shutdown_requested;
   /* vigil_server_shutdown's only way in (async-signal-safe): an eventfd
    * that every loop polls, written once; the grace period beside it. Made
-   * by vigil_server_start, closed by vigil_server_free (or a failed
-   * start); -1 otherwise. */
+   * by vigil_server_new, closed by vigil_server_free. */
   int shutdown_fd;
   _Atomic uint64_t shutdown_grace_ms;
   atomic_uint loops_running;

@@ -149,6 +149,13 @@ static const case_t cases[] = {
     /* fails before the fix: waited for the rest of the head (PRI: for an
      * HTTP/2 preface), then 408 */
     {"PRI / HTTP/2.0 -> 505 at the line's end", "PRI / HTTP/2.0\r\n", 505, CLOSED, NULL, 0},
+    /* RFC 9110 4.2.4 / 4.2.1: the target's authority stands for Host and is
+     * checked as one. The first two fail before the fix (found in review):
+     * 200, the handler trusted "u@evil" / an empty authority; the third
+     * was llhttp's own 400 already (a guard) */
+    {"absolute-form with userinfo -> 400", "GET http://u@evil/x" H11 "\r\n", 400, CLOSED, NULL, 0},
+    {"absolute-form with an empty authority -> 400", "GET http:///x" H11 "\r\n", 400, CLOSED, NULL, 0},
+    {"a URI without an authority -> 400", "GET urn:a:b" H11 "\r\n", 400, CLOSED, NULL, 0},
     {"absolute-form without Host -> 400", "GET http://a/ HTTP/1.1\r\n\r\n", 400, CLOSED, NULL,
      0},
     {"absolute-form with Host: target as sent", "GET http://a/x?y HTTP/1.1\r\nHost: a\r\n\r\n",
