@@ -232,15 +232,21 @@ static void run_regs(vigil_request_t *req, vigil_reason_t reason) {
 
 bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason) {
   int expected = VIGIL_REASON_NONE;
+  /* seq_cst, not acq_rel: vigil__loop_submit reads the reason after raising
+   * queued_cbs, and this reads queued_cbs after setting the reason (below):
+   * one of the two must see the other's write. */
   bool won = atomic_compare_exchange_strong_explicit(
-      &req->reason, &expected, (int)reason, memory_order_acq_rel,
-      memory_order_acquire);
+      &req->reason, &expected, (int)reason, memory_order_seq_cst,
+      memory_order_seq_cst);
   if (won && reason != VIGIL_REASON_HANDLER_FINISHED)
     atomic_fetch_add_explicit(&req->loop->cancelled, 1, memory_order_relaxed);
   /* on_request_done is the last callback for the request, delivered once:
    * with the cancellation if it came first, else with "handler finished". */
   if (!req->done_called) {
     req->done_called = true;
+    /* Writes from other threads still queued for the loop: their
+     * completions (with the error) come first. */
+    if (atomic_load(&req->queued_cbs) > 0) vigil__loop_run_queued(req->loop, req);
     vigil_reason_t final = (vigil_reason_t)atomic_load(&req->reason);
     vigil_server_t *s = req->loop->server;
     run_regs(req, final);

@@ -99,9 +99,38 @@ static void loop_drain(vigil_loop_t *loop) {
   pthread_mutex_unlock(&loop->qlock);
   while (op != NULL) {
     vigil_op_t *next = op->next;
+    if (op->cb != NULL && op->req != NULL)
+      atomic_fetch_sub(&op->req->queued_cbs, 1);
     vigil__op_run(loop, op);
     free(op); /* popped from the queue: ours */
     op = next;
+  }
+}
+
+void vigil__loop_run_queued(vigil_loop_t *loop, vigil_request_t *req) {
+  vigil_op_t *mine = NULL, **tail = &mine;
+  pthread_mutex_lock(&loop->qlock);
+  vigil_op_t **pp = &loop->qhead, *prev = NULL;
+  while (*pp != NULL) {
+    vigil_op_t *op = *pp;
+    if (op->req == req && op->cb != NULL) {
+      *pp = op->next; /* unlinked, order kept */
+      op->next = NULL;
+      *tail = op;
+      tail = &op->next;
+    } else {
+      prev = op;
+      pp = &op->next;
+    }
+  }
+  loop->qtail = prev;
+  pthread_mutex_unlock(&loop->qlock);
+  while (mine != NULL) {
+    vigil_op_t *next = mine->next;
+    atomic_fetch_sub(&req->queued_cbs, 1);
+    vigil__op_run(loop, mine); /* the request ended: its callback gets the error */
+    free(mine);
+    mine = next;
   }
 }
 
@@ -158,11 +187,25 @@ int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
     return 0;
   }
   op->next = NULL;
+  /* An op with a completion for a request that ended must not be queued:
+   * its callback would come after on_request_done. The count is raised
+   * before the reason is read, and vigil__request_end sets the reason
+   * before it reads the count (both seq_cst): either the loop sees the
+   * count and takes the op off the queue before on_request_done (under
+   * qlock, so not before it is queued), or this sees the reason and
+   * refuses it (the caller gets the error and no callback). */
+  vigil_request_t *creq = op->cb != NULL ? op->req : NULL;
+  if (creq != NULL) atomic_fetch_add(&creq->queued_cbs, 1);
   pthread_mutex_lock(&loop->qlock);
-  if (loop->qclosed) {
-    /* The async handle is closing or closed: the loop is gone. */
+  int refused = loop->qclosed ? VIGIL_ESHUTDOWN
+                : creq != NULL ? vigil__reason_error((vigil_reason_t)atomic_load(&creq->reason))
+                               : 0;
+  if (refused != 0) {
+    /* The async handle is closing or closed (the loop is gone), or the
+     * request ended. */
     pthread_mutex_unlock(&loop->qlock);
-    return VIGIL_ESHUTDOWN;
+    if (creq != NULL) atomic_fetch_sub(&creq->queued_cbs, 1);
+    return refused;
   }
   bool wake = loop->qhead == NULL;
   if (loop->qtail) loop->qtail->next = op; else loop->qhead = op;

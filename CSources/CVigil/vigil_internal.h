@@ -171,6 +171,11 @@ struct vigil_request_s {
   bool handler_done;         /* the loop has run this request's OP_FINISH */
   atomic_int timeout_kind;   /* vigil_timeout_t, set before a TIMED_OUT end */
   _Atomic uint64_t body_limit; /* 0: none */
+  /* Ops with a completion callback submitted from other threads and not
+   * yet taken off the loop's queue (server.c): when the request ends they
+   * are run (and fail) before on_request_done, so that it stays the last
+   * callback. */
+  atomic_uint queued_cbs;
 };
 
 /* request.c zeroes a pooled request from `refs` on: what is kept must sit
@@ -253,6 +258,9 @@ int vigil__op_submit(vigil_op_t *op);
 void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
 /* Loop thread: fail an op whose request can no longer be served. */
 void vigil__op_fail(vigil_op_t *op, int err);
+/* Loop thread, as `req` ends: run (and so fail) its queued ops that carry
+ * a completion callback, ahead of the rest of the queue. */
+void vigil__loop_run_queued(vigil_loop_t *loop, vigil_request_t *req);
 
 /* ------------------------------------------------------------------ */
 /* timer.c: deadlines. One FIFO list per kind and loop: every entry of a kind

@@ -482,6 +482,78 @@ static void test_fin_paused_delivers_queued(void) {
   vigil_server_free(s);
 }
 
+/* 5, from another thread: writes queued for the loop when the request
+ * ends. The loop is held inside a posted task past the handler timeout
+ * while ten writes from this thread are queued; released, the loop runs
+ * its timers (the timeout ends the request) before it drains the queue.
+ * Every completion must still come before on_request_done. Fails before
+ * the fix (found in review): the queued writes ran after the request
+ * ended, and their completions came after on_request_done. */
+static atomic_int xt_done_flag, xt_after_done, xt_cbs, xt_blocked, xt_release;
+static vigil_request_t *_Atomic xt_req;
+
+static void xt_cb(vigil_request_t *req, int st, void *ud) {
+  atomic_fetch_add(&xt_cbs, 1);
+  if (atomic_load(&xt_done_flag)) atomic_fetch_add(&xt_after_done, 1);
+}
+
+static void xt_on_request(vigil_request_t *req, void *ud) {
+  vigil_response_start(req, 200, NULL, 0, -1);
+  atomic_store(&xt_req, req);
+}
+
+static void xt_on_done(vigil_request_t *req, vigil_reason_t r, void *ud) {
+  atomic_store(&xt_done_flag, 1);
+}
+
+static void xt_block(void *ud) {
+  atomic_store(&xt_blocked, 1);
+  TC_WAIT_UNTIL(atomic_load(&xt_release), 5000);
+}
+
+static void test_order_cross_thread(void) {
+  atomic_store(&xt_done_flag, 0);
+  atomic_store(&xt_after_done, 0);
+  atomic_store(&xt_cbs, 0);
+  atomic_store(&xt_blocked, 0);
+  atomic_store(&xt_release, 0);
+  atomic_store(&xt_req, NULL);
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.on_request = xt_on_request;
+  cfg.on_request_done = xt_on_done;
+  cfg.handler_timeout_ms = 100;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  REQUIRE(vigil_server_post(s, 0, xt_block, NULL) == 0, "post");
+  REQUIRE(TC_WAIT_UNTIL(atomic_load(&xt_blocked), 3000), "the loop did not block");
+  atomic_store(&xt_blocked, 0);
+  atomic_store(&xt_release, 1); /* one round to get the request in */
+  REQUIRE(tc_send_str(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") == 0, "send");
+  REQUIRE(TC_WAIT_UNTIL(atomic_load(&xt_req) != NULL, 3000), "no request");
+  vigil_request_t *req = atomic_load(&xt_req);
+  atomic_store(&xt_release, 0);
+  REQUIRE(vigil_server_post(s, 0, xt_block, NULL) == 0, "post");
+  REQUIRE(TC_WAIT_UNTIL(atomic_load(&xt_blocked), 3000), "the loop did not block");
+  static char chunk[1024];
+  int queued = 0;
+  for (int i = 0; i < 10; i++)
+    if (vigil_response_write(req, chunk, sizeof chunk, xt_cb, NULL) == 0) queued++;
+  tc_sleep_ms(250); /* past the handler timeout */
+  atomic_store(&xt_release, 1);
+  CHECK(TC_WAIT_UNTIL(atomic_load(&xt_done_flag), 3000), "no on_request_done");
+  CHECK(TC_WAIT_UNTIL(atomic_load(&xt_cbs) == queued, 3000), "%d of %d completions",
+        atomic_load(&xt_cbs), queued);
+  CHECK(atomic_load(&xt_after_done) == 0, "%d of %d write completions ran after on_request_done",
+        atomic_load(&xt_after_done), queued);
+  vigil_request_finish(req);
+  tc_close(&c);
+  vigil_server_free(s);
+}
+
 static void test_rst_drops(void) {
   reset(M_BIG);
   big_len = 8 * 1024 * 1024;
@@ -711,6 +783,8 @@ int main(int argc, char **argv) {
   RUNF(test_order_hijack, "order: hijack write completion before on_request_done");
   RUNF(test_order_over_limit,
       "order: completion of a write over write_buffer_limit before on_request_done");
+  RUNF(test_order_cross_thread,
+       "order: completions of writes from another thread before on_request_done");
   RUNF(test_write_timeout_progress, "write timeout: a slow but steady reader gets 8 MB");
   RUNF(test_write_timeout_stall, "write timeout: a stalled reader is cut off (TIMED_OUT, WRITE)");
   RUNF(test_fin_delivers_queued, "half-close cancel: queued output delivered after the FIN");
