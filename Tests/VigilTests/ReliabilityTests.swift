@@ -31,7 +31,8 @@ final class ReliabilityTests: XCTestCase {
             // A read and a close-notify waiter pending when close() comes.
             async let pending = outcome { var it = conn.makeAsyncIterator(); return try await it.next() }
             async let pendingClosed = outcome { try await request.connectionClosed() }
-            await waitUntil { request.context.waiters == (true, 1) }
+            let registered = await waitUntil { request.context.waiters == (true, 1) }
+            XCTAssertTrue(registered, "the pending next() and connectionClosed() never registered")
             try conn.close()
             let reasonNow = request.cancellation.reason
             let later = await outcome { var it = conn.makeAsyncIterator(); return try await it.next() }
@@ -168,7 +169,8 @@ final class ReliabilityTests: XCTestCase {
                 while let chunk = try? await it.next() { out += chunk }
                 return out
             }()
-            await waitUntil { request.context.waiters.bodyRead }
+            let waiting = await waitUntil { request.context.waiters.bodyRead }
+            XCTAssertTrue(waiting, "the first reader never waited")
             do {
                 var it = body.makeAsyncIterator()
                 let got = try await it.next()
@@ -204,7 +206,8 @@ final class ReliabilityTests: XCTestCase {
                 var it = conn.makeAsyncIterator()
                 return try? await it.next()
             }()
-            await waitUntil { request.context.waiters.bodyRead }
+            let waiting = await waitUntil { request.context.waiters.bodyRead }
+            XCTAssertTrue(waiting, "the first reader never waited")
             do {
                 var it = conn.makeAsyncIterator()
                 _ = try await it.next()
@@ -331,10 +334,14 @@ func outcome<T: Sendable>(within seconds: Double = 5, _ body: @escaping @Sendabl
     }
 }
 
-/// Polls `condition` every 5 ms until it holds or `seconds` pass.
-func waitUntil(seconds: Double = 3, _ condition: () -> Bool) async {
+/// Polls `condition` every 5 ms until it holds or `seconds` pass; whether
+/// it held. Assert the result: a wait that timed out must fail the test,
+/// not let it go on as if the condition held.
+func waitUntil(seconds: Double = 3, _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while !condition() && ContinuousClock.now < deadline {
+    while !condition() {
+        if ContinuousClock.now >= deadline { return false }
         try? await Task.sleep(for: .milliseconds(5))
     }
+    return true
 }
