@@ -87,8 +87,8 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: Int32
     public init(code: Int32) { self.code = code }
     public var description: String {
-        if code == Self.concurrentIterationCode {
-            return "another next() on this body or connection is waiting (one reader at a time)"
+        if code == Self.bodyAlreadyIteratedCode {
+            return "this body or connection is read by another iterator (one iterator reads it)"
         }
         return String(cString: vigil_strerror(code)) + " (\(code))"
     }
@@ -99,11 +99,17 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let notStarted = VigilError(code: VIGIL_EBUSY)
     /// A bad argument: header bytes, status, or a body longer than its Content-Length.
     public static let invalidArgument = VigilError(code: VIGIL_EINVAL)
-    /// A `next()` on a request body or a hijacked connection while another
-    /// `next()` on the same one is still waiting: one reader at a time (two
-    /// would split the bytes between them). Thrown at once; the waiting
-    /// reader goes on. Its code is Swift's own, no C function returns it.
-    public static let concurrentIteration = VigilError(code: concurrentIterationCode)
+    /// A `next()` on a request body or a hijacked connection through an
+    /// iterator other than the one that read it first: the first `next()`
+    /// claims the body (or the hijacked stream) for its iterator, and every
+    /// other iterator's `next()` throws this at once, whether or not a read
+    /// is waiting (two iterators would split the bytes between them). Also
+    /// thrown for a `next()` while the same iterator's previous one (a copy
+    /// used from another task) still waits. The owning iterator goes on.
+    /// Its code is Swift's own, no C function returns it.
+    public static let bodyAlreadyIterated = VigilError(code: bodyAlreadyIteratedCode)
+    @available(*, deprecated, renamed: "bodyAlreadyIterated")
+    public static let concurrentIteration = bodyAlreadyIterated
     /// Outside the C core's codes (negative errno values, libuv's included).
-    static let concurrentIterationCode: Int32 = -100_001
+    static let bodyAlreadyIteratedCode: Int32 = -100_001
 }

@@ -31,17 +31,26 @@ public struct HijackedConnection: AsyncSequence, Sendable {
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let context: RequestContext
+        /// Copies share it: see `next()`.
+        let id: Int
         /// The next bytes; nil once the client half-closed (with
         /// `halfClose: .finishResponse`; with `.cancel` a FIN ends the
         /// request and this throws `RequestEndedError(.clientClosed)`) or
-        /// after `close()`. One `next()` at a time per connection: a
-        /// concurrent one throws `VigilError.concurrentIteration`.
+        /// after `close()`. One iterator reads the connection: the first
+        /// `next()` claims it for its iterator, and any other iterator's
+        /// `next()` throws `VigilError.bodyAlreadyIterated` at once
+        /// (waiting or not), as does a second `next()` of a copy while one
+        /// waits. After `close()` every iterator's `next()` returns nil.
         public mutating func next() async throws -> [UInt8]? {
-            try await context.nextBodyChunk()
+            try await context.nextBodyChunk(iterator: id)
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(context: context) }
+    /// A new iterator; its first `next()` claims the stream unless another
+    /// iterator's did.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(context: context, id: context.makeIteratorID())
+    }
 
     /// Writes raw bytes; returns once the output queue is under its limit.
     public func write(_ bytes: [UInt8]) async throws {

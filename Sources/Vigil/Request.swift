@@ -11,7 +11,8 @@ public struct Request: Sendable {
     /// authority-form target gives the authority and no path.
     public var head: HTTPRequest { context.head }
 
-    /// The request body, streamed with backpressure. Iterate it once.
+    /// The request body, streamed with backpressure. Iterate it once, with
+    /// one iterator (`RequestBody`).
     public var body: RequestBody { RequestBody(context: context) }
 
     /// Whether the request ended, why, and callbacks for when it does.
@@ -67,22 +68,33 @@ public struct CancellationHandle: Sendable {
 /// The body is not read from the client until the first `next()` (that is
 /// also when `100 Continue` is sent), so a handler that never looks at a
 /// body never makes the client send it. Reading throws `RequestEndedError`
-/// once the connection is gone or after the handler has returned. One reader
-/// at a time: a `next()` while another is waiting (two tasks iterating the
-/// same body) throws `VigilError.concurrentIteration` at once; once the
-/// body was read to its end, `next()` keeps returning nil.
+/// once the connection is gone or after the handler has returned. One
+/// iterator reads it: the first `next()` claims the body for its iterator
+/// (each `makeAsyncIterator()`, and so each `for try await` loop and
+/// `collect`, is a new one), and any other iterator's `next()` throws
+/// `VigilError.bodyAlreadyIterated` at once, whether the owner is waiting
+/// or not. Read the whole body with one iterator; once it was read to its
+/// end, that iterator's `next()` keeps returning nil. A request without a
+/// body ends at once for every iterator.
 public struct RequestBody: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     let context: RequestContext
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let context: RequestContext
+        /// This iterator's identity: the body is its own once its `next()`
+        /// came first. Copies share it.
+        let id: Int
         public mutating func next() async throws -> [UInt8]? {
-            try await context.nextBodyChunk()
+            try await context.nextBodyChunk(iterator: id)
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(context: context) }
+    /// A new iterator; its first `next()` claims the body unless another
+    /// iterator's did.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(context: context, id: context.makeIteratorID())
+    }
 
     /// Reads the whole body, up to `limit` bytes (throws past it).
     public func collect(upTo limit: Int) async throws -> [UInt8] {

@@ -53,10 +53,36 @@ final class RequestContext: Sendable {
         /// Numbers the waiting reads, so that a late cancellation handler of
         /// a read already resumed leaves the next reader's waiter alone.
         var bodyReadID = 0
+        /// The iterator that owns the stream: the one whose `next()` came
+        /// first. Any other iterator's `next()` throws, waiting or not: two
+        /// iterators used in turn would split the bytes between them. Reset
+        /// when a hijack restarts the stream as the connection's raw bytes.
+        var bodyOwner: Int?
+        var nextIteratorID = 0
         var hijack = HijackState.none
 
         /// After a hijack, the body stream carries the connection's raw bytes.
         var isRaw: Bool { hijack == .active || hijack == .closed }
+
+        /// The next buffered chunk, taken out, and whether the core must now
+        /// be told to go on (`vigil_request_body_start`): the body was paused
+        /// for the buffer and the buffer fell under the low-water mark. Every
+        /// path that takes a chunk goes through here: a path that took one
+        /// without un-pausing could leave the next read waiting on a paused
+        /// core for ever.
+        mutating func takeChunk() -> (chunk: [UInt8], resume: Bool)? {
+            guard chunkIndex < chunks.count else { return nil }
+            let chunk = chunks[chunkIndex]
+            chunkIndex += 1
+            if chunkIndex == chunks.count {
+                chunks.removeAll(keepingCapacity: true)
+                chunkIndex = 0
+            }
+            buffered -= chunk.count
+            guard bodyPaused && buffered < RequestContext.bodyLowWater else { return (chunk, false) }
+            bodyPaused = false
+            return (chunk, true)
+        }
 
         /// The waiting body read, taken out (it no longer holds the reader
         /// slot).
@@ -334,6 +360,7 @@ final class RequestContext: Sendable {
                 return
             }
             s.hijack = .active
+            s.bodyOwner = nil
             s.bodyStarted = false
             s.bodyEnded = false
             s.bodyPaused = false
@@ -367,28 +394,34 @@ final class RequestContext: Sendable {
         work?.run(.handlerFinished, bodyError: RequestEndedError(reason: .handlerFinished))
     }
 
-    func nextBodyChunk() async throws -> [UInt8]? {
+    /// An identity for a new iterator of the body or hijacked stream
+    /// (`makeAsyncIterator`): the first to call `next()` owns the stream.
+    func makeIteratorID() -> Int {
+        state.withLock { s in
+            s.nextIteratorID += 1
+            return s.nextIteratorID
+        }
+    }
+
+    /// The next chunk for iterator `iterator` (`makeIteratorID`).
+    func nextBodyChunk(iterator: Int) async throws -> [UInt8]? {
         enum Step { case value([UInt8]?), fail(any Error), wait }
         let (step, start, id) = state.withLock { s -> (Step, Bool, Int) in
+            // Nothing to split: every iterator ends at once.
             if !hasBody && !s.isRaw { return (.value(nil), false, 0) }
-            // Another next() is waiting: two readers would share one waiter
-            // slot (and split the bytes between them).
-            if s.bodyReading { return (.fail(VigilError.concurrentIteration), false, 0) }
-            var start = false
-            if s.chunkIndex < s.chunks.count {
-                let c = s.chunks[s.chunkIndex]
-                s.chunkIndex += 1
-                if s.chunkIndex == s.chunks.count {
-                    s.chunks.removeAll(keepingCapacity: true)
-                    s.chunkIndex = 0
-                }
-                s.buffered -= c.count
-                if s.bodyPaused && s.buffered < Self.bodyLowWater {
-                    s.bodyPaused = false
-                    start = true
-                }
-                return (.value(c), start, 0)
+            // Closed by the handler: the stream is at its end for every
+            // iterator (close()'s contract), there is nothing left to split.
+            if s.hijack == .closed { return (.value(nil), false, 0) }
+            // Another iterator read first: the bytes are its own.
+            if let owner = s.bodyOwner, owner != iterator {
+                return (.fail(VigilError.bodyAlreadyIterated), false, 0)
             }
+            // A copy of the owner waits already (another task): two readers
+            // would share one waiter slot.
+            if s.bodyReading { return (.fail(VigilError.bodyAlreadyIterated), false, 0) }
+            s.bodyOwner = iterator
+            var start = false
+            if let (chunk, resume) = s.takeChunk() { return (.value(chunk), resume, 0) }
             if s.bodyEnded { return (.value(nil), false, 0) }
             if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false, 0) }
             // Starting the body now could hand raw bytes to a hijack that is
@@ -411,12 +444,20 @@ final class RequestContext: Sendable {
         return try await withTaskCancellationHandler {
             try await withThrowingContinuation {
                 (c: Continuation<[UInt8]?, any Error>) in
+                // Chunks can arrive between the look above and this one (a
+                // handler on the global executor; on its loop's executor the
+                // loop is busy running it). Enough to pass the high-water
+                // mark pauses the body, so taking one here must un-pause it
+                // as above (takeChunk), or the next read waits on a paused
+                // core for ever. Not reachable by a test at will: it needs
+                // deliveries of over `bodyHighWater` bytes (several reads of
+                // readBufferLimit, or one with a limit that large) within
+                // that window of a few instructions.
+                var resume = false
                 let action = state.withLock { s -> Result<[UInt8]?, any Error>? in
                     let now: Result<[UInt8]?, any Error>
-                    if s.chunkIndex < s.chunks.count {
-                        let chunk = s.chunks[s.chunkIndex]
-                        s.chunkIndex += 1
-                        s.buffered -= chunk.count
+                    if let (chunk, r) = s.takeChunk() {
+                        resume = r
                         now = .success(chunk)
                     } else if s.bodyEnded {
                         now = .success(nil)
@@ -431,6 +472,7 @@ final class RequestContext: Sendable {
                     s.bodyReading = false  // answered without waiting
                     return now
                 }
+                if resume { _ = vigil_request_body_start(raw) }
                 if let action { c.resume(with: action) }
             }
         } onCancel: {

@@ -193,7 +193,11 @@ public final class Server: Sendable {
 
     /// Serves until the calling task is cancelled, then shuts down
     /// gracefully: stops accepting, closes idle connections, lets requests in
-    /// flight finish within `shutdownGracePeriod`, cancels the rest.
+    /// flight finish within `shutdownGracePeriod`, cancels the rest. A
+    /// handler still running once the grace period is over and the core has
+    /// stopped (one that closed its hijacked connection and went on) has its
+    /// task cancelled; its request's reason stays what ended it. Returns
+    /// when every handler has returned.
     ///
     /// Each request's handler runs in a child task of this call (a worker
     /// task, reused for later requests unless it was cancelled). When the
@@ -249,12 +253,39 @@ public final class Server: Sendable {
                 }
             }
         }
+        // The core's shutdown cancels the requests still in flight when the
+        // grace period ends, through their C requests. A handler can run on
+        // after its request ended: one that closed its hijacked connection
+        // (its request ended with `.handlerFinished`, as the core reports
+        // it) and goes on working. No request is left for the core to
+        // cancel, so once the core has stopped and the grace period is over
+        // we cancel the handlers' task group: every handler still running
+        // then gets its task cancelled, and run() returns once they honour
+        // it. Cancelling the tasks, rather than keeping such a request
+        // cancellable with `.serverShutdown` in Swift: `reason` stays what
+        // ended the request (close() did), it needs no registry of requests
+        // whose handlers run on, and it holds for any handler the core no
+        // longer knows. Not before the grace period is over: the core stops
+        // as soon as every connection is closed, which can be early, and a
+        // handler past close() gets the same grace as a request in flight.
+        let reaper = Locked<Task<Void, Never>?>(nil)
+        core.whenStopped {
+            let deadline = server.graceEnd ?? .now
+            let task = Task {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                if !Task.isCancelled { serving.cancel() }
+            }
+            reaper.withLock { $0 = task }
+        }
         await withTaskCancellationHandler {
             await serving.value
         } onCancel: {
             logger.info("shutting down", metadata: ["grace_ms": "\(graceMs)"])
             server.shutdown(graceMs: graceMs)
         }
+        // The core stopped before serving ended (the queues finish in
+        // on_stopped, after whenStopped's action ran): the reaper is set.
+        reaper.withLock { $0?.cancel() }
     }
 
     /// A worker: serves requests of one loop until it is spent (its task
@@ -293,6 +324,10 @@ public final class Server: Sendable {
             logger.debug("request ended", metadata: ["reason": "\(error.reason)"])
         } catch is CancellationError where context.reason?.isCancellation == true {
             logger.debug("request cancelled", metadata: ["reason": "\(context.reason!)"])
+        } catch is CancellationError where context.reason != nil && Task.isCancelled {
+            // Its request ended earlier (a hijacked connection's close()):
+            // cancelled by run() when the server stopped.
+            logger.debug("handler cancelled at shutdown", metadata: ["reason": "\(context.reason!)"])
         } catch {
             // The core answers 500 if nothing was sent yet, and cuts off a
             // started response; the server keeps serving.
@@ -337,6 +372,31 @@ final class ServerCore: Sendable {
         self.queues = queues
         self.onConnectionState = onConnectionState
         self.logger = logger
+    }
+
+    /// `whenStopped`'s action, and whether the core has stopped.
+    private let stopped = Locked<(done: Bool, action: (@Sendable () -> Void)?)>((false, nil))
+
+    /// Runs `action` once the core has stopped (on_stopped), at once if it
+    /// has; before the request queues finish.
+    func whenStopped(_ action: @escaping @Sendable () -> Void) {
+        let now = stopped.withLock { s -> Bool in
+            if s.done { return true }
+            s.action = action
+            return false
+        }
+        if now { action() }
+    }
+
+    /// Loop thread, from on_stopped.
+    func coreStopped() {
+        let action = stopped.withLock { s -> (@Sendable () -> Void)? in
+            s.done = true
+            defer { s.action = nil }
+            return s.action
+        }
+        action?()
+        for q in queues { q.finish() }
     }
 
     /// Loop thread.
@@ -386,6 +446,10 @@ final class CServer: @unchecked Sendable {
     /// Set once the C server is freed: a loop executor may still be asked to
     /// run a job (a task that outlived run()), and must not touch it then.
     private let freed = Locked(false)
+    /// When the first shutdown's grace period ends (the core keeps the
+    /// first call's grace); nil before any shutdown.
+    private let graceDeadline = Locked<ContinuousClock.Instant?>(nil)
+    var graceEnd: ContinuousClock.Instant? { graceDeadline.withLock { $0 } }
 
     init(configuration: Server.Configuration, core: ServerCore) throws {
         var cfg = vigil_config_t()
@@ -424,9 +488,7 @@ final class CServer: @unchecked Sendable {
                 .takeRetainedValue()
             if let r = CancellationReason(reason), r.isCancellation { context.cancel(r) }
         }
-        cfg.on_stopped = { _, ud in
-            for q in ServerCore.from(ud).queues { q.finish() }
-        }
+        cfg.on_stopped = { _, ud in ServerCore.from(ud).coreStopped() }
         if configuration.onConnectionState != nil || configuration.logger.logLevel <= .debug {
             cfg.on_conn_state = { id, state, ud in
                 ServerCore.from(ud).connectionState(id, Server.ConnectionState(state))
@@ -452,6 +514,9 @@ final class CServer: @unchecked Sendable {
     }
 
     func shutdown(graceMs: UInt64) {
+        graceDeadline.withLock { d in
+            if d == nil { d = .now + .milliseconds(graceMs) }
+        }
         _ = vigil_server_shutdown(pointer, graceMs)
     }
 
