@@ -123,7 +123,13 @@ fuzz-cases: fuzz-diff-build
 fuzz-diff-build: deps fuzz-diff-tools
 	@$(MAKE) --no-print-directory -f mk/fuzz.mk fuzz-diff-file-rules CC="$(CC)"
 
+# Go's net/http is one of the references: Debian's golang-go, installed
+# here when missing (as root; `make test` runs on a fresh machine).
 fuzz-diff-tools:
+	@if ! command -v go >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing: golang-go"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; \
+	fi
 	@for t in go node python3; do command -v $$t >/dev/null 2>&1 || { \
 	  echo "error: fuzz-diff needs '$$t' on PATH (Debian: golang-go; Node 20; python3)"; exit 1; }; done
 
