@@ -32,9 +32,10 @@ run: build
 # Every test: Swift tests, then under AddressSanitizer and ThreadSanitizer,
 # then the C API tests (mk/c.mk), the demo as `make run` builds it (routes,
 # SIGTERM/SIGINT), then 60 s of fuzzing (mk/fuzz.mk), then the differential
-# framing fuzzer for 60 s and its case suites (fuzz/diff/).
+# framing fuzzer for 60 s and its case suites (fuzz/diff/), then the short
+# hostile-clients run (hostile/: every shape ends and stays within bounds).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
-      fuzz-diff-smoke fuzz-cases
+      fuzz-diff-smoke fuzz-cases hostile-check
 	@echo "all test suites passed"
 
 test-swift: deps
