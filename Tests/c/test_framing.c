@@ -215,6 +215,11 @@ static const case_t cases[] = {
      "POST /" H11 "Transfer-Encoding: chunked, gzip\r\n\r\n", 400, CLOSED, NULL, 0},
     {"chunked twice is not unknown", "POST /" H11 "Transfer-Encoding: chunked\r\n"
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, CLOSED, NULL, 0},
+    /* A MUST (400: two Host lines) before a SHOULD (501). Found by the
+     * differential fuzzer; fails before the fix: 501 */
+    {"two Host lines and an unknown coding -> 400",
+     "POST / HTTP/1.1\r\nHost: a\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400,
+     CLOSED, NULL, 0},
     /* fails before the fix: 200 */
     {"unknown expectation -> 417", "GET /" H11 "Expect: bogus\r\n\r\n", 417, CLOSED, NULL, 0},
     /* fails before the fix: 400 */
