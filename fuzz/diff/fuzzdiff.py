@@ -393,7 +393,9 @@ def verdict(outs, data, allow):
     """None when Vigil reads the stream as the references do (the rules are
     in fuzz/README.md); else (kind, detail, allowlist rule id or None).
     Kinds:
-      stricter  Vigil rejects where the (stricter) reference reads on
+      stricter  Vigil rejects where the (stricter) reference reads on, or
+                closes (its last answer says close) where it keeps alive;
+                a rule with "status" covers rejections only
       status    Vigil rejects at the same point with another status
       lenient   the references disagree, one stops earlier, and Vigil reads
                 on like the other (a smuggling shape unless allowlisted)
@@ -419,7 +421,7 @@ def verdict(outs, data, allow):
         return None
     if lax is not None and kv == key(lax):
         kind = "lenient"
-    elif strict is not None and conservative(v, strict) and is_reject(v):
+    elif strict is not None and conservative(v, strict) and stops(v):
         kind = "stricter"
     elif any(is_reject(r) and is_reject(v) and r["reports"] == v["reports"] for r in (g, n)):
         kind = "status"
@@ -438,6 +440,18 @@ def verdict(outs, data, allow):
         ids = [allowed("lenient", v, data, allow, r, who) for r, who in ((g, "go"), (n, "node"))]
         if all(ids):
             rid = "+".join(dict.fromkeys(ids))
+    if not rid and strict is not None and lax is not None and strict is not lax:
+        # The conservative reference refused for a reason of its own that a
+        # lenient rule answers (Go's 400 for an empty line first): judge
+        # Vigil against the other reference alone.
+        who = "go" if strict is g else "node"
+        lid = allowed("lenient", v, data, allow, strict, who)
+        if lid:
+            sub = verdict(dict(outs, **{who: lax}), data, allow)
+            if sub is None:
+                rid = lid
+            elif sub[1] == "allowed":
+                rid = lid + "+" + sub[2]
     if rid:
         return (kind, "allowed", rid)
     return (kind, diff_field(v, g, n), None)
