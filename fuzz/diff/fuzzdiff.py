@@ -372,7 +372,8 @@ def allowed(kind, v, data, allow, ref=None, who=None):
     if ref is not None and len(v["reports"]) > len(ref["reports"]):
         extra = v["reports"][len(ref["reports"])]
     for rule in allow:
-        if rule.get("kind", "stricter") != kind:
+        kinds = rule.get("kind", "stricter")
+        if kind not in ([kinds] if isinstance(kinds, str) else kinds):
             continue
         if who is not None and rule.get("ref", who) != who:
             continue
