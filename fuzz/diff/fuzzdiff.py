@@ -252,6 +252,7 @@ def outcome(res):
     resps, rest = parse_responses(buf)
     reports = []
     end = None
+    error = None
     notes = []
     for r in resps:
         if 100 <= r["status"] < 200:
@@ -286,6 +287,7 @@ def outcome(res):
             end = "open"
         else:
             end = "rejected %d" % r["status"]
+            error = r["headers"].get("x-error")
         break
     if end is None:
         if rest.strip():
@@ -297,7 +299,7 @@ def outcome(res):
             end = "open"
     if res["fin_timeout"]:
         notes.append("no close within the bound after FIN")
-    return {"reports": reports, "end": end, "notes": notes}
+    return {"reports": reports, "end": end, "notes": notes, "error": error}
 
 
 def key(o):
@@ -321,9 +323,9 @@ def truncate_upgrade(outs):
         reps = [list(r) for r in o["reports"][:k + 1]]
         if len(reps) == k + 1:
             reps[k] = reps[k][:3] + [None, None, None]
-            t[n] = {"reports": reps, "end": "upgrade", "notes": o["notes"]}
+            t[n] = {"reports": reps, "end": "upgrade", "notes": o["notes"], "error": None}
         else:
-            t[n] = {"reports": reps, "end": o["end"], "notes": o["notes"]}
+            t[n] = {"reports": reps, "end": o["end"], "notes": o["notes"], "error": o.get("error")}
     return t
 
 
@@ -362,7 +364,7 @@ def conservative(a, b):
     return not stops(b) or (is_reject(a) and not is_reject(b)) or (ar and ar[-1] != br[-1])
 
 
-def allowed(kind, v, data, allow, ref=None, who=None):
+def allowed(kind, v, data, allow, ref=None, who=None, node=None):
     """The id of the allowlist rule that covers this difference, or None.
     A rule's optional "report" ({"method"|"target"|"version": regex}) must
     fully match the first request Vigil read beyond the reference's."""
@@ -384,6 +386,11 @@ def allowed(kind, v, data, allow, ref=None, who=None):
                 continue
             fields = {"method": extra[0], "target": extra[1], "version": extra[2]}
             if not all(re.fullmatch(rx, fields[f], re.S) for f, rx in rule["report"].items()):
+                continue
+        if rule.get("node_error"):
+            # Node's report server names llhttp's error (X-Error): the rule
+            # holds only when Node refused for that reason.
+            if node is None or not re.fullmatch(rule["node_error"], node.get("error") or ""):
                 continue
         if re.search(rule["match"], text, re.S):
             return rule["id"]
@@ -432,13 +439,13 @@ def verdict(outs, data, allow):
         kind = "laxer"
     else:
         kind = "framing"
-    rid = allowed(kind, v, data, allow, strict) if kind in ("stricter", "status", "lenient") else None
+    rid = allowed(kind, v, data, allow, strict, node=n) if kind in ("stricter", "status", "lenient") else None
     if kind == "laxer":
         # Both references refuse, each for a reason of its own that a
         # lenient rule already answers (Go's 400 for an empty line first,
         # Node's for a method it does not list): Vigil reading on is each
         # rule applied to its reference. Allowed only when both are covered.
-        ids = [allowed("lenient", v, data, allow, r, who) for r, who in ((g, "go"), (n, "node"))]
+        ids = [allowed("lenient", v, data, allow, r, who, n) for r, who in ((g, "go"), (n, "node"))]
         if all(ids):
             rid = "+".join(dict.fromkeys(ids))
     if not rid and strict is not None and lax is not None and strict is not lax:
@@ -446,7 +453,7 @@ def verdict(outs, data, allow):
         # lenient rule answers (Go's 400 for an empty line first): judge
         # Vigil against the other reference alone.
         who = "go" if strict is g else "node"
-        lid = allowed("lenient", v, data, allow, strict, who)
+        lid = allowed("lenient", v, data, allow, strict, who, n)
         if lid:
             sub = verdict(dict(outs, **{who: lax}), data, allow)
             if sub is None:
