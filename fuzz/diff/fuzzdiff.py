@@ -364,6 +364,29 @@ def conservative(a, b):
     return not stops(b) or (is_reject(a) and not is_reject(b)) or (ar and ar[-1] != br[-1])
 
 
+def rest_after(v, data):
+    """The bytes after the requests Vigil read, found with Content-Length
+    framing only (None when a head has Transfer-Encoding, or the lengths do
+    not fit): what a rule's "rest" pattern is matched against, for shapes a
+    pattern on the whole input cannot place (a body that ends in CR, then LF)."""
+    off = 0
+    for r in v["reports"]:
+        while data.startswith(b"\r\n", off):
+            off += 2
+        end = data.find(b"\r\n\r\n", off)
+        if end < 0:
+            return None
+        head = data[off:end + 2].decode("latin-1")
+        if re.search(r"(?im)^transfer-encoding", head):
+            return None
+        m = re.search(r"(?im)^content-length[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$", head)
+        n = int(m.group(1)) if m else 0
+        if r[3] is not None and r[3] != n:
+            return None
+        off = end + 4 + n
+    return data[off:].decode("latin-1")
+
+
 def allowed(kind, v, data, allow, ref=None, who=None, node=None):
     """The id of the allowlist rule that covers this difference, or None.
     A rule's optional "report" ({"method"|"target"|"version": regex}) must
@@ -392,6 +415,12 @@ def allowed(kind, v, data, allow, ref=None, who=None, node=None):
             # holds only when Node refused for that reason.
             if node is None or not re.fullmatch(rule["node_error"], node.get("error") or ""):
                 continue
+        if rule.get("rest") is not None:
+            # Matched at the start of the bytes after Vigil's requests.
+            rest = rest_after(v, data)
+            if rest is not None and re.match(rule["rest"], rest, re.S):
+                return rule["id"]
+            continue
         if re.search(rule["match"], text, re.S):
             return rule["id"]
     return None
