@@ -366,8 +366,8 @@ def conservative(a, b):
 
 def rest_after(v, data):
     """The bytes after the requests Vigil read, found with Content-Length
-    framing only (None when a head has Transfer-Encoding, or the lengths do
-    not fit): what a rule's "rest" pattern is matched against, for shapes a
+    framing or plain chunked framing (None for anything else: extensions,
+    trailers, other codings, lengths that do not fit): what a rule's "rest" pattern is matched against, for shapes a
     pattern on the whole input cannot place (a body that ends in CR, then LF)."""
     off = 0
     for r in v["reports"]:
@@ -377,13 +377,31 @@ def rest_after(v, data):
         if end < 0:
             return None
         head = data[off:end + 2].decode("latin-1")
+        off = end + 4
+        if re.search(r"(?im)^transfer-encoding[ \t]*:[ \t]*chunked[ \t]*\r?$", head):
+            # Plain chunked framing only (size lines without extensions).
+            while True:
+                m = re.compile(rb"([0-9a-fA-F]+)\r\n").match(data, off)
+                if not m:
+                    return None
+                size = int(m.group(1), 16)
+                off = m.end()
+                if size == 0:
+                    break
+                if data[off + size:off + size + 2] != b"\r\n":
+                    return None
+                off += size + 2
+            if not data.startswith(b"\r\n", off):
+                return None
+            off += 2
+            continue
         if re.search(r"(?im)^transfer-encoding", head):
             return None
         m = re.search(r"(?im)^content-length[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$", head)
         n = int(m.group(1)) if m else 0
         if r[3] is not None and r[3] != n:
             return None
-        off = end + 4 + n
+        off += n
     return data[off:].decode("latin-1")
 
 
