@@ -252,6 +252,7 @@ def outcome(res):
     resps, rest = parse_responses(buf)
     reports = []
     end = None
+    error = None
     notes = []
     for r in resps:
         if 100 <= r["status"] < 200:
@@ -260,6 +261,13 @@ def outcome(res):
         if rep is None and r["status"] == 200 and r["headers"].get("content-length") == "0":
             # Go answers `OPTIONS *` itself (net/http's globalOptionsHandler)
             # without calling the handler: no report, an empty 200.
+            if r["start"] >= npre:
+                # It reads the body first and answers at EOF even when the
+                # body was cut short by our FIN: an incomplete message, not
+                # a request read (as the error answers below).
+                notes.append("after FIN: OPTIONS * answered")
+                end = "open"
+                break
             rep = {"method": "OPTIONS", "target": "*", "version": r["version"],
                    "body_len": None, "sha256": ""}
         if rep is not None and r["status"] == 200:
@@ -279,6 +287,7 @@ def outcome(res):
             end = "open"
         else:
             end = "rejected %d" % r["status"]
+            error = r["headers"].get("x-error")
         break
     if end is None:
         if rest.strip():
@@ -290,7 +299,7 @@ def outcome(res):
             end = "open"
     if res["fin_timeout"]:
         notes.append("no close within the bound after FIN")
-    return {"reports": reports, "end": end, "notes": notes}
+    return {"reports": reports, "end": end, "notes": notes, "error": error}
 
 
 def key(o):
@@ -314,9 +323,9 @@ def truncate_upgrade(outs):
         reps = [list(r) for r in o["reports"][:k + 1]]
         if len(reps) == k + 1:
             reps[k] = reps[k][:3] + [None, None, None]
-            t[n] = {"reports": reps, "end": "upgrade", "notes": o["notes"]}
+            t[n] = {"reports": reps, "end": "upgrade", "notes": o["notes"], "error": None}
         else:
-            t[n] = {"reports": reps, "end": o["end"], "notes": o["notes"]}
+            t[n] = {"reports": reps, "end": o["end"], "notes": o["notes"], "error": o.get("error")}
     return t
 
 
@@ -355,7 +364,48 @@ def conservative(a, b):
     return not stops(b) or (is_reject(a) and not is_reject(b)) or (ar and ar[-1] != br[-1])
 
 
-def allowed(kind, v, data, allow, ref=None):
+def rest_after(v, data):
+    """The bytes after the requests Vigil read, found with Content-Length
+    framing or plain chunked framing (None for anything else: extensions,
+    trailers, other codings, lengths that do not fit): what a rule's "rest" pattern is matched against, for shapes a
+    pattern on the whole input cannot place (a body that ends in CR, then LF)."""
+    off = 0
+    for r in v["reports"]:
+        while data.startswith(b"\r\n", off):
+            off += 2
+        end = data.find(b"\r\n\r\n", off)
+        if end < 0:
+            return None
+        head = data[off:end + 2].decode("latin-1")
+        off = end + 4
+        if re.search(r"(?im)^transfer-encoding[ \t]*:[ \t]*chunked[ \t]*\r?$", head):
+            # Plain chunked framing only (size lines without extensions).
+            while True:
+                m = re.compile(rb"([0-9a-fA-F]+)\r\n").match(data, off)
+                if not m:
+                    return None
+                size = int(m.group(1), 16)
+                off = m.end()
+                if size == 0:
+                    break
+                if data[off + size:off + size + 2] != b"\r\n":
+                    return None
+                off += size + 2
+            if not data.startswith(b"\r\n", off):
+                return None
+            off += 2
+            continue
+        if re.search(r"(?im)^transfer-encoding", head):
+            return None
+        m = re.search(r"(?im)^content-length[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$", head)
+        n = int(m.group(1)) if m else 0
+        if r[3] is not None and r[3] != n:
+            return None
+        off += n
+    return data[off:].decode("latin-1")
+
+
+def allowed(kind, v, data, allow, ref=None, who=None, node=None):
     """The id of the allowlist rule that covers this difference, or None.
     A rule's optional "report" ({"method"|"target"|"version": regex}) must
     fully match the first request Vigil read beyond the reference's."""
@@ -365,7 +415,10 @@ def allowed(kind, v, data, allow, ref=None):
     if ref is not None and len(v["reports"]) > len(ref["reports"]):
         extra = v["reports"][len(ref["reports"])]
     for rule in allow:
-        if rule.get("kind", "stricter") != kind:
+        kinds = rule.get("kind", "stricter")
+        if kind not in ([kinds] if isinstance(kinds, str) else kinds):
+            continue
+        if who is not None and rule.get("ref", who) != who:
             continue
         if rule.get("status") and vstatus not in rule["status"]:
             continue
@@ -375,6 +428,17 @@ def allowed(kind, v, data, allow, ref=None):
             fields = {"method": extra[0], "target": extra[1], "version": extra[2]}
             if not all(re.fullmatch(rx, fields[f], re.S) for f, rx in rule["report"].items()):
                 continue
+        if rule.get("node_error"):
+            # Node's report server names llhttp's error (X-Error): the rule
+            # holds only when Node refused for that reason.
+            if node is None or not re.fullmatch(rule["node_error"], node.get("error") or ""):
+                continue
+        if rule.get("rest") is not None:
+            # Matched at the start of the bytes after Vigil's requests.
+            rest = rest_after(v, data)
+            if rest is not None and re.match(rule["rest"], rest, re.S):
+                return rule["id"]
+            continue
         if re.search(rule["match"], text, re.S):
             return rule["id"]
     return None
@@ -384,7 +448,9 @@ def verdict(outs, data, allow):
     """None when Vigil reads the stream as the references do (the rules are
     in fuzz/README.md); else (kind, detail, allowlist rule id or None).
     Kinds:
-      stricter  Vigil rejects where the (stricter) reference reads on
+      stricter  Vigil rejects where the (stricter) reference reads on, or
+                closes (its last answer says close) where it keeps alive;
+                a rule with "status" covers rejections only
       status    Vigil rejects at the same point with another status
       lenient   the references disagree, one stops earlier, and Vigil reads
                 on like the other (a smuggling shape unless allowlisted)
@@ -410,7 +476,7 @@ def verdict(outs, data, allow):
         return None
     if lax is not None and kv == key(lax):
         kind = "lenient"
-    elif strict is not None and conservative(v, strict) and is_reject(v):
+    elif strict is not None and conservative(v, strict) and stops(v):
         kind = "stricter"
     elif any(is_reject(r) and is_reject(v) and r["reports"] == v["reports"] for r in (g, n)):
         kind = "status"
@@ -420,7 +486,34 @@ def verdict(outs, data, allow):
         kind = "laxer"
     else:
         kind = "framing"
-    rid = allowed(kind, v, data, allow, strict) if kind in ("stricter", "status", "lenient") else None
+    rid = allowed(kind, v, data, allow, strict, node=n) if kind in ("stricter", "status", "lenient") else None
+    if kind == "laxer":
+        # Both references refuse, each for a reason of its own that a
+        # lenient rule already answers (Go's 400 for an empty line first,
+        # Node's for a method it does not list): Vigil reading on is each
+        # rule applied to its reference. Allowed only when both are covered.
+        ids = [allowed("lenient", v, data, allow, r, who, n) for r, who in ((g, "go"), (n, "node"))]
+        if all(ids):
+            rid = "+".join(dict.fromkeys(ids))
+    if not rid and strict is not None and lax is not None and strict is not lax:
+        # The conservative reference refused for a reason of its own that a
+        # lenient rule answers (Go's 400 for an empty line first): judge
+        # Vigil against the other reference alone.
+        who = "go" if strict is g else "node"
+        lid = allowed("lenient", v, data, allow, strict, who, n)
+        if lid:
+            sub = verdict(dict(outs, **{who: lax}), data, allow)
+            if sub is None:
+                rid = lid
+            elif sub[1] == "allowed":
+                rid = lid + "+" + sub[2]
+            elif conservative(lax, v):
+                # Vigil reads on where the other reference stops too: as for
+                # laxer, allowed when a lenient rule answers that refusal.
+                other = "node" if who == "go" else "go"
+                lid2 = allowed("lenient", v, data, allow, lax, other, n)
+                if lid2:
+                    rid = lid + "+" + lid2
     if rid:
         return (kind, "allowed", rid)
     return (kind, diff_field(v, g, n), None)
