@@ -544,7 +544,7 @@ static int trailer_child(void) {
       tc_note("trailers case %d: no or wrong response (status %d)", i, r.status);
       bad++;
     } else if (tc_resp_has(&r, "Connection", "close")) {
-      /* (an unread chunked body is not drained: the core closes) */
+      /* (an unread chunked body past drain_limit closes) */
       if (!tc_wait_closed(&c, 3000)) {
         tc_note("trailers case %d: Connection: close, but left open", i);
         bad++;
