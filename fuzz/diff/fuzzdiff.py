@@ -830,7 +830,7 @@ def mode_fuzz(args, runner, srv):
     print("fuzz-diff: seed %s, %d s, ports %s" % (seed, args.seconds, runner.ports), flush=True)
     i = 0
     batch = ThreadPoolExecutor(max_workers=args.jobs)
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (not args.inputs or i < args.inputs):
         if srv and not srv.alive():
             print("fuzz-diff: FINDING: report server(s) died: %s (stderr in %s/)" % (srv.dead(), args.out))
             found["server died"] = [None]
@@ -963,6 +963,10 @@ def main():
     ap.add_argument("mode", choices=["fuzz", "cases", "one", "repro"])
     ap.add_argument("files", nargs="*")
     ap.add_argument("--seconds", type=float, default=60)
+    # A fixed seed and count replay the same inputs on any machine: what
+    # `make test` runs (fuzz-diff-smoke), so that its verdict does not
+    # depend on how fast the machine generates inputs.
+    ap.add_argument("--inputs", type=int, default=0, help="stop after N inputs (0: no limit)")
     ap.add_argument("--seed", default=None)
     ap.add_argument("--bin", default=".build-fuzz-diff")
     ap.add_argument("--addr", default=None, help="vigil=P,go=P,node=P: servers already running")
