@@ -698,7 +698,7 @@ static bool step(vigil_conn_t *c) {
         dispatch(c);
         return true;
       }
-      bad_input(c, vigil__parse_error_status(c, err));
+      bad_input(c, vigil__parse_error_status(c));
       return false;
 
     case PHASE_BODY:

@@ -1060,8 +1060,6 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
  * HTTP/1.01, HTTP/11) it may not have seen the bytes that tell a version
  * we do not support from a malformed line ("HTTP/0.1" then "/1.1" in a
  * later read): 400, the same however the line was split. */
-int vigil__parse_error_status(vigil_conn_t *c, llhttp_errno_t err) {
-  (void)err;
-  if (c->head_error != 0) return c->head_error;
-  return 400;
+int vigil__parse_error_status(const vigil_conn_t *c) {
+  return c->head_error != 0 ? c->head_error : 400;
 }

@@ -445,8 +445,9 @@ bool vigil__head_error_is_head(const vigil_conn_t *conn);
  * error (HPE_OK, HPE_PAUSED, or a failure). */
 size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
                     llhttp_errno_t *err);
-/* The status to answer for a parse failure. */
-int vigil__parse_error_status(vigil_conn_t *conn, llhttp_errno_t err);
+/* The status to answer for a parse failure: the head's own, else 400
+ * (llhttp's errors, whichever). */
+int vigil__parse_error_status(const vigil_conn_t *conn);
 
 /* Output bytes this connection holds: not yet written, or in the
  * uv_write in flight. */
