@@ -37,6 +37,9 @@ let package = Package(
             cSettings: [
                 .define("LLHTTP_STRICT_MODE", to: "1"),
                 .define("_GNU_SOURCE"),
+                // VIGIL_ASSERT checks (vigil_internal.h) in debug builds,
+                // which the Swift tests, ASan and TSan runs use.
+                .define("VIGIL_DEBUG", .when(configuration: .debug)),
             ]
         ),
         .target(

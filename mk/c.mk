@@ -39,7 +39,7 @@ VC_CPPFLAGS := -DLLHTTP_STRICT_MODE=1 -D_GNU_SOURCE -I include -I $(LLHTTP_INC)
 VC_WARN     := -Wall -Wextra -Wno-unused-parameter
 VC_CFLAGS   := -O2 -fPIC -fvisibility=hidden $(VC_WARN)
 # The sanitizer build of the core and the tests (from the sources directly).
-VC_SANFLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+VC_SANFLAGS := -g -O1 -fno-omit-frame-pointer -DVIGIL_DEBUG -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 VC_TESTCFLAGS := -g -O1 $(VC_WARN) -pthread
 

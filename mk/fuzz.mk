@@ -29,7 +29,7 @@ FUZZ_CC      ?= $(firstword $(wildcard /opt/swift/usr/bin/clang) clang)
 FUZZ_LD      := $(if $(wildcard $(dir $(FUZZ_CC))ld.lld),-fuse-ld=lld,)
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
-                -DLLHTTP_STRICT_MODE=1 -D_GNU_SOURCE \
+                -DLLHTTP_STRICT_MODE=1 -D_GNU_SOURCE -DVIGIL_DEBUG \
                 -I include -I $(LLHTTP_INC) -I CSources/CVigil
 FUZZ_CORE    := $(sort $(wildcard CSources/CVigil/*.c))
 FUZZ_OBJS    := $(patsubst CSources/CVigil/%.c,$(FUZZ_OUT)/obj/vigil/%.o,$(FUZZ_CORE)) \
@@ -100,7 +100,7 @@ FUZZ_DIFF_CC   ?= $(CC)
 FUZZ_DIFF_SANON := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_DIFF_SANF := $(if $(FUZZ_DIFF_SAN),$(FUZZ_DIFF_SANON))
 FUZZ_DIFF_CFLAGS := -g -O2 -fno-omit-frame-pointer $(FUZZ_DIFF_SANF) -DLLHTTP_STRICT_MODE=1 \
-                    -D_GNU_SOURCE -I include -I $(LLHTTP_INC) -I CSources/CVigil
+                    -D_GNU_SOURCE -DVIGIL_DEBUG -I include -I $(LLHTTP_INC) -I CSources/CVigil
 FUZZ_DIFF_OBJS := $(patsubst CSources/CVigil/%.c,$(FUZZ_DIFF_OUT)/obj/vigil/%.o,$(FUZZ_CORE)) \
                   $(patsubst %,$(FUZZ_DIFF_OUT)/obj/llhttp/%.o,api http llhttp)
 FUZZ_DIFF_PY   := nice -n 5 timeout -k 10

@@ -16,6 +16,25 @@
 #include <stdbool.h>
 #include <uv.h>
 
+/* Invariants the ownership comments state, checked in debug builds
+ * (SwiftPM debug configuration, the ASan/UBSan C build, the fuzzers:
+ * VIGIL_DEBUG). A failed check prints where and aborts: a broken invariant
+ * in a server core is a bug to stop at, not to run on from. Release builds
+ * compile the checks out, so they may sit on the hot path. */
+#ifdef VIGIL_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+#define VIGIL_ASSERT(e) \
+  ((e) ? (void)0 : vigil__assert_fail(#e, __FILE__, __LINE__))
+static inline __attribute__((noreturn, cold)) void
+vigil__assert_fail(const char *expr, const char *file, int line) {
+  fprintf(stderr, "vigil: %s:%d: invariant failed: %s\n", file, line, expr);
+  abort();
+}
+#else
+#define VIGIL_ASSERT(e) ((void)0)
+#endif
+
 typedef struct vigil_loop_s vigil_loop_t;
 typedef struct vigil_conn_s vigil_conn_t;
 typedef struct vigil_op_s vigil_op_t;
