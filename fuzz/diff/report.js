@@ -105,8 +105,27 @@ server.on('clientError', (err, socket) => {
 function tunnel(req, socket) {
   const body = report(req, -1, '', ',"upgrade":true');
   socket.on('error', () => {});
-  socket.end(`HTTP/1.1 200 OK\r\nConnection: close\r\nX-Report: ${body}\r\n` +
-             `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  // Node emits 'connect'/'upgrade' while the answers to requests pipelined
+  // before this one are still pending (their handlers run on 'end', a tick
+  // later): ending the socket now would lose them. Go and Vigil answer a
+  // pipeline in order, so answer after the socket's pending responses (each
+  // attaches itself as socket._httpMessage when the previous one finishes).
+  let done = false;
+  const send = () => {
+    if (done) return;
+    const m = socket._httpMessage;
+    if (m && !m.writableFinished) {
+      const again = () => setImmediate(send);
+      m.once('finish', again);
+      m.once('close', again);
+      return;
+    }
+    done = true;
+    if (socket.destroyed || !socket.writable) return;
+    socket.end(`HTTP/1.1 200 OK\r\nConnection: close\r\nX-Report: ${body}\r\n` +
+               `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  };
+  send();
 }
 server.on('connect', tunnel);
 server.on('upgrade', tunnel);
