@@ -450,6 +450,13 @@ void vigil__conn_body_pause(vigil_conn_t *conn);
 void vigil__conn_hijack(vigil_conn_t *conn);
 void vigil__conn_hijack_close(vigil_conn_t *conn);
 void vigil__conn_set_state(vigil_conn_t *conn, int state);
+/* Loop thread: move to phase `to`; a transition conn.c's table does not
+ * allow aborts a debug build (VIGIL_ASSERT). The only writer of
+ * conn->phase. */
+void vigil__conn_phase(vigil_conn_t *conn, vigil_phase_t to);
+/* Loop thread: the response in flight is the connection's last
+ * (`Connection: close`; closes once it is flushed). */
+void vigil__conn_close_after(vigil_conn_t *conn);
 /* An idle connection gives its empty buffers back to the loop. */
 void vigil__conn_drop_idle_buffers(vigil_conn_t *conn);
 
