@@ -287,8 +287,8 @@ void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
     vigil__request_unref(req);
   }
   /* The system calls last: the handler hears of the client's departure
-   * before our close() and its loopback FIN run (tens of µs on a VM;
-   * measured between the EOF and the handler's cancellation handler). */
+   * before our close() runs, which may carry our FIN through the whole
+   * loopback stack before it returns. */
   close_handle(c);
 }
 
@@ -719,8 +719,8 @@ static void next_request(vigil_conn_t *c) {
   }
 }
 
-/* An idle keep-alive connection keeps no buffers (1 KiB RSS target):
- * what is empty goes back to the loop's spares. */
+/* An idle keep-alive connection keeps no buffers, so that thousands of
+ * them cost little memory: what is empty goes back to the loop's spares. */
 void vigil__conn_drop_idle_buffers(vigil_conn_t *c) {
   if (!c->writing) vigil__loop_buf_put(c->loop, &c->wbuf);
   if (c->out.len == 0) vigil__loop_buf_put(c->loop, &c->out);

@@ -1,5 +1,7 @@
-/* server.c - the server, its loops and threads, and the one cross-thread
- * path into a loop: the op queue drained by an uv_async_t.
+/* server.c - the server and its loops: configuration, threads, start and
+ * shutdown, each loop's services to its connections (spare buffers, the
+ * watch timer, hang-ups, Date), and the one cross-thread path into a loop:
+ * the op queue drained by an uv_async_t.
  *
  * libuv is not thread-safe except uv_async_send, so anything another thread
  * wants done (a response written from a Swift task, a C worker finishing a
@@ -327,7 +329,7 @@ void vigil__loop_unwatch(vigil_conn_t *conn) {
  * a registration missed on some path cannot keep a closed connection's
  * socket open, as a dup would. Idle paused connections then cost nothing;
  * one costs two epoll_ctl calls per pause. If the epoll instance cannot be
- * had (EMFILE), the connection is probed on the watch timer as before. */
+ * had (EMFILE), the connection is probed on the watch timer instead. */
 
 static void on_hup(uv_poll_t *h, int status, int events) {
   vigil_loop_t *loop = h->data;
@@ -481,9 +483,9 @@ static void loop_maybe_exit(vigil_loop_t *loop) {
 
 /* Memory a burst of connections leaves behind. glibc keeps freed blocks
  * below its mmap threshold (the connections' 16-64 KiB buffers) in its
- * free lists, so after 10 000 paused connections closed, RSS stayed 700 MB
- * above where it started (hostile/RESULTS.md): reused by the next burst,
- * never returned. When the open count has halved from a peak of at least
+ * free lists, so after a burst of paused connections closed, RSS would stay
+ * hundreds of MB above where it started (hostile/RESULTS.md): reused by the
+ * next burst, never returned. When the open count has halved from a peak of at least
  * VIGIL_TRIM_MIN_CONNS, malloc_trim returns the free pages of every arena,
  * from a timer, at most once per VIGIL_TRIM_MS: a trim walks the heaps
  * under their locks, and a client swinging the count up and down must not
@@ -678,7 +680,7 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   uv_poll_start(&loop->shutdown_poll, UV_READABLE, on_shutdown_signal);
   /* The hang-up epoll instance now, not at the first pause: one descriptor
    * per loop for its life, rather than one appearing under load (a program
-   * counting its descriptors saw it as a leak). Failing here is not fatal:
+   * counting its descriptors would take it for a leak). Failing here is not fatal:
    * the first pause tries again, then falls back to the watch timer.
    * VIGIL_HUP_EPOLL=0 in the environment (tests, debugging) forces that
    * fallback. */
