@@ -78,6 +78,9 @@ static inline bool phase_allowed(vigil_phase_t from, vigil_phase_t to) {
 void vigil__conn_phase(vigil_conn_t *c, vigil_phase_t to) {
   VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   VIGIL_ASSERT(phase_allowed(c->phase, to));
+  /* HEAD waits for a request; every phase between dispatch and the next
+   * HEAD has one in flight (c->req). CLOSING may come with either. */
+  VIGIL_ASSERT(to == PHASE_CLOSING || (c->req == NULL) == (to == PHASE_HEAD));
   c->phase = to;
 }
 
