@@ -16,10 +16,10 @@
  * which checks it against phase_next[] below in debug builds; this diagram
  * and that table say the same:
  *
- *   HEAD --head parsed, body--------------------------> BODY_WAIT
- *   HEAD --head parsed, no body or message already whole--> RESPONDING
+ *   HEAD --head parsed, body to come--> BODY_WAIT
+ *   HEAD --head parsed, no body or the message already whole--> RESPONDING
  *   BODY_WAIT, BODY_PAUSED --body_start--> BODY --body_pause--> BODY_PAUSED
- *   BODY, BODY_PAUSED --message complete--> RESPONDING
+ *   BODY, BODY_PAUSED (paused inside on_body) --message complete--> RESPONDING
  *   BODY_WAIT, BODY, BODY_PAUSED --handler finished, body unread:
  *       small enough--> DRAIN --complete, too big, bad framing--> RESPONDING
  *       otherwise (close_after)--> RESPONDING
@@ -90,7 +90,6 @@ void vigil__conn_close_after(vigil_conn_t *c) {
   VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   c->close_after = true;
 }
-
 
 /* The observable state (Go's ConnState), its gauges and its callback. */
 void vigil__conn_set_state(vigil_conn_t *c, int state) {
