@@ -164,11 +164,15 @@ $(BUILD_C)/vigil-c-bench: examples/c/hello.c include/vigil.h $(BUILD_C)/libvigil
 # ---------------------------------------------------------------------------
 # tests (the sub-make of test-c; the package is installed in VC_TPREFIX)
 
+# Tests of the core's internals (vigil_internal.h): built against the debug
+# (VIGIL_DEBUG, ASan) objects only; the installed library hides those symbols.
+VC_INTERNAL_TESTS := test_phase
+
 vigil-c-test-build: \
   $(patsubst %,$(BUILD_C)/examples/%,$(VC_EXAMPLES)) \
   $(BUILD_C)/examples/hello-static \
   $(BUILD_C)/vigil-c-bench \
-  $(patsubst %,$(BUILD_C)/tests/%,$(VC_TESTS)) \
+  $(patsubst %,$(BUILD_C)/tests/%,$(filter-out $(VC_INTERNAL_TESTS),$(VC_TESTS))) \
   $(BUILD_C)/tests/smoke_examples \
   $(patsubst %,$(VC_ASANDIR)/%,$(VC_TESTS)) \
   $(patsubst %,$(VC_ASANDIR)/examples/%,$(VC_EXAMPLES))
@@ -214,3 +218,10 @@ $(VC_ASANDIR)/examples/%: examples/c/%.c include/vigil.h $(VC_ASANOBJS)
 $(VC_ASANDIR)/%: Tests/c/%.c Tests/c/tc.h $(VC_ASANOBJS)
 	$(CC) $(VC_TESTCFLAGS) $(VC_SANFLAGS) -I include -o $@ $< $(VC_ASANOBJS) \
 	  $(VC_UV_LIBS) -lpthread
+
+# Tests of the core's internals (VC_INTERNAL_TESTS): built against the debug
+# objects only, with the core's own include paths.
+$(patsubst %,$(VC_ASANDIR)/%,$(VC_INTERNAL_TESTS)): $(VC_ASANDIR)/%: Tests/c/%.c Tests/c/tc.h \
+    $(VC_HDRS) $(VC_ASANOBJS)
+	$(CC) $(VC_TESTCFLAGS) $(VC_SANFLAGS) $(VC_CPPFLAGS) -I CSources/CVigil $(VC_UV_CFLAGS) \
+	  -o $@ $< $(VC_ASANOBJS) $(VC_UV_LIBS) -lpthread

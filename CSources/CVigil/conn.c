@@ -1,4 +1,5 @@
-/* conn.c - a connection and its state machine, in one place.
+/* conn.c - one connection: its state machine (the phases and the only
+ * function that changes them), its reads, its closing, its timeouts.
  *
  * The read is always armed (golang/go#15224: "make http1 Server always in a
  * Read"), from accept to close: while a head arrives, while the body is
@@ -11,16 +12,27 @@
  * have the kernel report the socket's hang-up instead (server.c,
  * "hang-ups"), so a disconnect is still noticed at once.
  *
- * Phases (vigil_phase_t) and what moves between them:
+ * Phases (vigil_phase_t). Every change goes through vigil__conn_phase(),
+ * which checks it against phase_next[] below in debug builds; this diagram
+ * and that table say the same:
  *
- *   HEAD --head parsed, body--> BODY_WAIT --body_start--> BODY <--> BODY_PAUSED
- *     |                                                    | message complete
- *     +--head parsed, no body---------------------------> RESPONDING
+ *   HEAD --head parsed, body to come--> BODY_WAIT
+ *   HEAD --head parsed, no body or the message already whole--> RESPONDING
+ *   BODY_WAIT, BODY_PAUSED --body_start--> BODY --body_pause--> BODY_PAUSED
+ *   BODY, BODY_PAUSED (paused inside on_body) --message complete--> RESPONDING
+ *   BODY_WAIT, BODY, BODY_PAUSED --handler finished, body unread:
+ *       small enough--> DRAIN --complete, too big, bad framing--> RESPONDING
+ *       otherwise (close_after)--> RESPONDING
  *   RESPONDING --response ended and handler finished--> HEAD (next request)
- *   BODY_* --handler finished, body unread, small--> DRAIN --complete--> RESPONDING
- *   any --close_after / FIN / bad input--> CLOSING --flushed--> shutdown,
- *         linger, close
- *   any --RST, read or write error, cancel--> closed at once (conn_abort)
+ *   BODY_WAIT, BODY, BODY_PAUSED, RESPONDING --hijack--> HIJACKED
+ *   any but CLOSING --close_after / FIN / bad input / failure--> CLOSING
+ *   CLOSING --flushed--> shutdown, linger, close (no phase change)
+ *   any --RST, read or write error, cancel--> closed at once (conn_abort;
+ *         c->closing, the phase stays)
+ *
+ * Hijack from BODY or BODY_PAUSED: vigil_request_hijack refuses a started
+ * body on the calling thread, but a body_start from another thread may run
+ * on the loop between that check and the hijack op.
  */
 #include "vigil_internal.h"
 
@@ -35,11 +47,60 @@
 #define LINGER_MS 500
 #define LINGER_STOPPING_MS 50
 
+/* ------------------------------------------------------------------ */
+/* phases: the allowed transitions (the diagram above), and the one
+ * function that makes them. */
+
+#define P(x) (1u << (x))
+static const uint16_t phase_next[PHASE_CLOSING + 1] = {
+  [PHASE_HEAD] = P(PHASE_BODY_WAIT) | P(PHASE_RESPONDING) | P(PHASE_CLOSING),
+  [PHASE_BODY_WAIT] = P(PHASE_BODY) | P(PHASE_RESPONDING) | P(PHASE_DRAIN) |
+                      P(PHASE_HIJACKED) | P(PHASE_CLOSING),
+  [PHASE_BODY] = P(PHASE_BODY_PAUSED) | P(PHASE_RESPONDING) | P(PHASE_DRAIN) |
+                 P(PHASE_HIJACKED) | P(PHASE_CLOSING),
+  [PHASE_BODY_PAUSED] = P(PHASE_BODY) | P(PHASE_RESPONDING) | P(PHASE_DRAIN) |
+                        P(PHASE_HIJACKED) | P(PHASE_CLOSING),
+  [PHASE_RESPONDING] = P(PHASE_HEAD) | P(PHASE_HIJACKED) | P(PHASE_CLOSING),
+  [PHASE_DRAIN] = P(PHASE_RESPONDING) | P(PHASE_CLOSING),
+  [PHASE_HIJACKED] = P(PHASE_CLOSING),
+  [PHASE_CLOSING] = 0, /* the last phase */
+};
+#undef P
+
+static inline bool phase_allowed(vigil_phase_t from, vigil_phase_t to) {
+  return (unsigned)from <= PHASE_CLOSING && (unsigned)to <= PHASE_CLOSING &&
+         (phase_next[from] >> to & 1u) != 0;
+}
+
+/* Every phase change: a transition the table does not list is a bug in the
+ * state machine, and stops a debug build here rather than running on in a
+ * state no code expects. Compiled to one store in release builds. */
+void vigil__conn_phase(vigil_conn_t *c, vigil_phase_t to) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
+  VIGIL_ASSERT(phase_allowed(c->phase, to));
+  /* HEAD waits for a request; every phase between dispatch and the next
+   * HEAD has one in flight (c->req). CLOSING may come with either. */
+  VIGIL_ASSERT(to == PHASE_CLOSING || (c->req == NULL) == (to == PHASE_HEAD));
+  c->phase = to;
+}
+
+/* The response in flight is the connection's last: it goes out with
+ * `Connection: close`, and the connection closes once it is flushed. */
+void vigil__conn_close_after(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
+  c->close_after = true;
+}
 
 /* The observable state (Go's ConnState), its gauges and its callback. */
 void vigil__conn_set_state(vigil_conn_t *c, int state) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
+  VIGIL_ASSERT(state >= VIGIL_CONN_NEW && state <= VIGIL_CONN_CLOSED);
   if (c->state == state) return;
   vigil_loop_t *loop = c->loop;
+  /* The gauges count connections in a state: one never leaves a state it
+   * was not counted in. */
+  VIGIL_ASSERT(c->state != VIGIL_CONN_IDLE || atomic_load(&loop->idle) > 0);
+  VIGIL_ASSERT(c->state != VIGIL_CONN_HIJACKED || atomic_load(&loop->hijacked) > 0);
   if (c->state == VIGIL_CONN_IDLE) atomic_fetch_sub(&loop->idle, 1);
   if (c->state == VIGIL_CONN_HIJACKED) atomic_fetch_sub(&loop->hijacked, 1);
   if (state == VIGIL_CONN_IDLE) atomic_fetch_add(&loop->idle, 1);
@@ -71,6 +132,7 @@ static inline size_t in_pending(const vigil_conn_t *c) {
 }
 
 static void in_consume(vigil_conn_t *c, size_t n) {
+  VIGIL_ASSERT(n <= in_pending(c));
   c->in_off += n;
   if (c->in_off >= c->in.len) c->in_off = c->in.len = 0;
 }
@@ -104,6 +166,19 @@ static int in_unborrow(vigil_conn_t *c) {
 static void on_close(uv_handle_t *h) {
   vigil_conn_t *c = h->data;
   vigil_loop_t *loop = c->loop;
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
+  /* Freed below: on no list of the loop's any more (mark_closing took it
+   * off them, and nothing puts a closing connection back), and holding no
+   * request. */
+  VIGIL_ASSERT(c->closing);
+  VIGIL_ASSERT(!vigil__list_linked(&c->watch_link));
+  VIGIL_ASSERT(!vigil__list_linked(&c->dirty_link));
+  VIGIL_ASSERT(!c->hup_watched);
+  for (int k = 0; k < T_KINDS; k++) VIGIL_ASSERT(!vigil__timer_armed(c, k));
+  VIGIL_ASSERT(c->req == NULL && c->parsing == NULL);
+  VIGIL_ASSERT(vigil__list_linked(&c->link));
+  VIGIL_ASSERT(atomic_load(&loop->open) > 0 &&
+               atomic_load(&loop->server->conns_open) > 0);
   vigil__conn_fail_waiters(c, VIGIL_ECANCELED);
   in_free(c);
   vigil__loop_buf_put(loop, &c->out);
@@ -119,6 +194,7 @@ static void on_close(uv_handle_t *h) {
 static void detach_request(vigil_conn_t *c) {
   vigil_request_t *req = c->req;
   if (req == NULL) return;
+  VIGIL_ASSERT(req->conn == c);
   c->req = NULL;
   req->conn = NULL;
   vigil__request_unref(req); /* the connection's reference */
@@ -128,6 +204,8 @@ static void detach_request(vigil_conn_t *c) {
  * for every API call from here on (callbacks run after this may call back
  * in). close_now = mark_closing + close_handle. */
 static void mark_closing(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
+  VIGIL_ASSERT(!c->closing);
   c->closing = true;
   vigil__timer_disarm_all(c);
   vigil__loop_unwatch(c);
@@ -175,7 +253,7 @@ static void begin_closing(vigil_conn_t *c);
 static void cancel_after_fin(vigil_conn_t *c) {
   vigil_request_t *req = c->req;
   c->req = NULL;
-  c->close_after = true;
+  vigil__conn_close_after(c);
   vigil__timer_disarm(c, T_HEADER);
   vigil__timer_disarm(c, T_IDLE);
   vigil__timer_disarm(c, T_BODY);
@@ -211,14 +289,14 @@ void vigil__conn_abort(vigil_conn_t *c, vigil_reason_t reason) {
     vigil__request_unref(req);
   }
   /* The system calls last: the handler hears of the client's departure
-   * before our close() and its loopback FIN run (tens of µs on a VM;
-   * measured between the EOF and the handler's cancellation handler). */
+   * before our close() runs, which may carry our FIN through the whole
+   * loopback stack before it returns. */
   close_handle(c);
 }
 
 static void begin_closing(vigil_conn_t *c) {
   if (c->phase == PHASE_CLOSING) return;
-  c->phase = PHASE_CLOSING;
+  vigil__conn_phase(c, PHASE_CLOSING);
   vigil__conn_mark_dirty(c); /* the flush ends in output_drained */
 }
 
@@ -239,7 +317,7 @@ static void fail_request(vigil_conn_t *c, vigil_reason_t reason, int timeout,
   vigil__request_unref(req);
   if (c->closing) return;
   if (unanswered && status) vigil__conn_error_response(c, status, is_head);
-  c->close_after = true;
+  vigil__conn_close_after(c);
   begin_closing(c);
 }
 
@@ -429,7 +507,9 @@ static void update_reading(vigil_conn_t *c) {
 }
 
 void vigil__conn_hangup(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   if (c->closing) return;
+  VIGIL_ASSERT(c->hup_watched); /* reported from loop->hup_fd only */
   bool fin;
   if (socket_reset(c, &fin)) {
     vigil__conn_abort(c, VIGIL_REASON_RESET);
@@ -452,7 +532,9 @@ void vigil__conn_hangup(vigil_conn_t *c) {
 }
 
 void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   if (c->closing) return;
+  VIGIL_ASSERT(vigil__list_linked(&c->watch_link)); /* called from loop->watch */
   if (c->linger_deadline != 0) {
     if (now >= c->linger_deadline) close_now(c);
     return;
@@ -479,6 +561,9 @@ void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
 /* A new connection on `loop`, its handle initialised; NULL if out of
  * memory. Listed in loop->conns from here on: close_now() frees it. */
 static vigil_conn_t *conn_new(vigil_loop_t *loop) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
+  /* Zeroed: the phase starts as PHASE_HEAD, the machine's first. */
+  _Static_assert(PHASE_HEAD == 0, "a new connection starts in PHASE_HEAD");
   vigil_conn_t *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->loop = loop;
@@ -512,7 +597,6 @@ static void conn_start(vigil_conn_t *c) {
   }
   vigil__parser_init(c);
   vigil__head_reset(c);
-  c->phase = PHASE_HEAD;
   vigil__conn_set_state(c, VIGIL_CONN_NEW);
   unsigned max = loop->server->config.max_connections;
   if (loop->stopping || (max && atomic_load(&loop->server->conns_open) > max)) {
@@ -564,6 +648,8 @@ int vigil__server_adopt(vigil_server_t *s, int fd) {
 static void dispatch(vigil_conn_t *c) {
   vigil_request_t *req = c->parsing;
   vigil_server_t *s = c->loop->server;
+  /* One request in flight per connection; the next waits in c->in. */
+  VIGIL_ASSERT(req != NULL && c->req == NULL && c->phase == PHASE_HEAD);
   c->parsing = NULL;
   c->head_ready = false;
   c->req = req;
@@ -572,8 +658,8 @@ static void dispatch(vigil_conn_t *c) {
   c->body_paused = false;
   memcpy(&req->peer, &c->peer, sizeof c->peer);
   bool has_body = req->chunked || req->content_length > 0;
-  if (c->msg_complete) c->phase = PHASE_RESPONDING;
-  else c->phase = has_body ? PHASE_BODY_WAIT : PHASE_RESPONDING;
+  vigil__conn_phase(c, has_body && !c->msg_complete ? PHASE_BODY_WAIT
+                                                   : PHASE_RESPONDING);
   c->msg_complete = false;
   vigil__conn_set_state(c, VIGIL_CONN_ACTIVE);
   vigil__timer_disarm(c, T_HEADER);
@@ -606,12 +692,12 @@ static void finish_unread_body(vigil_conn_t *c) {
   bool expect_unanswered = req->expect_continue && !req->continue_sent;
   if (expect_unanswered || c->read_eof ||
       (!req->chunked && (uint64_t)req->content_length - c->body_read > limit)) {
-    c->close_after = true;
-    c->phase = PHASE_RESPONDING;
+    vigil__conn_close_after(c);
+    vigil__conn_phase(c, PHASE_RESPONDING);
     c->msg_complete = false;
     return;
   }
-  c->phase = PHASE_DRAIN;
+  vigil__conn_phase(c, PHASE_DRAIN);
   vigil__timer_arm(c, T_BODY);
 }
 
@@ -626,7 +712,7 @@ static void next_request(vigil_conn_t *c) {
     begin_closing(c);
     return;
   }
-  c->phase = PHASE_HEAD;
+  vigil__conn_phase(c, PHASE_HEAD);
   vigil__head_reset(c);
   if (c->in.len == 0) {
     vigil__conn_set_state(c, VIGIL_CONN_IDLE);
@@ -635,8 +721,8 @@ static void next_request(vigil_conn_t *c) {
   }
 }
 
-/* An idle keep-alive connection keeps no buffers (1 KiB RSS target):
- * what is empty goes back to the loop's spares. */
+/* An idle keep-alive connection keeps no buffers, so that thousands of
+ * them cost little memory: what is empty goes back to the loop's spares. */
 void vigil__conn_drop_idle_buffers(vigil_conn_t *c) {
   if (!c->writing) vigil__loop_buf_put(c->loop, &c->wbuf);
   if (c->out.len == 0) vigil__loop_buf_put(c->loop, &c->out);
@@ -652,184 +738,238 @@ static void bad_input(vigil_conn_t *c, int status) {
   in_consume(c, in_pending(c));
   /* RFC 9110 9.3.2: no body in any answer to HEAD. */
   vigil__conn_error_response(c, status, vigil__head_error_is_head(c));
-  c->close_after = true;
+  vigil__conn_close_after(c);
   begin_closing(c);
 }
 
-/* One step; returns false when nothing more can happen until an event. */
-static bool step(vigil_conn_t *c) {
+/* The phases' steps. Each returns false when nothing more can happen until
+ * an event (bytes, a handler call, a timer), true to step again. */
+
+/* HEAD: parse a request head, and dispatch it once whole. */
+static inline bool step_head(vigil_conn_t *c) {
+  llhttp_errno_t err;
+  if (c->close_after || vigil__loop_stopping(c->loop)) {
+    begin_closing(c);
+    return true;
+  }
+  if (c->in.len == 0) {
+    if (c->read_eof) begin_closing(c);
+    return false;
+  }
+  if (vigil__conn_queued(c) > c->loop->server->config.write_buffer_limit) {
+    /* Output backpressure: a client that pipelines and does not read
+     * would otherwise have every answer queued here, without bound. The
+     * next request waits until the output drains below
+     * write_buffer_limit (vigil__conn_flush resumes us), as Go stops
+     * reading while its flush blocks; input stops too once it reaches
+     * read_buffer_limit (update_reading). So a connection holds at most
+     * both limits plus one response. */
+    c->out_blocked = true;
+    return false;
+  }
+  size_t used = vigil__parse(c, in_data(c), in_pending(c), &err);
+  in_consume(c, used);
+  if (err == HPE_OK) {
+    /* Head incomplete: the header timeout runs from its first byte
+     * (slowloris). Armed only now, not before the parse: a head that
+     * arrived whole (every keep-alive and pipelined request) is
+     * dispatched without arming and disarming it, and the deadline is
+     * the same, uv_now being the time of this loop iteration. */
+    if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
+    /* Wait for more, unless no more will come. */
+    if (c->read_eof) begin_closing(c);
+    return false;
+  }
+  if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && c->head_ready) {
+    dispatch(c);
+    return true;
+  }
+  bad_input(c, vigil__parse_error_status(c));
+  return false;
+}
+
+/* BODY and DRAIN: run the parser over what is buffered; false if there is
+ * nothing to run it on. A parser paused after a body span may complete the
+ * message without another byte (the span was the last of a Content-Length
+ * body), so it runs even on an empty buffer. */
+static bool body_parse(vigil_conn_t *c, size_t *used, llhttp_errno_t *err) {
+  if (c->in.len == 0 && llhttp_get_errno(&c->parser) != HPE_PAUSED) {
+    if (c->read_eof) vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+    return false;
+  }
+  *used = vigil__parse(c, c->in.len ? in_data(c) : "", in_pending(c), err);
+  if (c->body_len) {
+    c->body_read += c->body_len;
+    vigil__timer_arm(c, T_BODY); /* progress */
+  }
+  return true;
+}
+
+/* BODY and DRAIN, the parse went well: an incomplete message whose client
+ * sent its FIN can never complete. Else step again if the parser paused. */
+static bool body_continue(vigil_conn_t *c, llhttp_errno_t err) {
+  if (err == HPE_OK && c->in.len == 0 && c->read_eof) {
+    /* Everything buffered is parsed, the message is incomplete, and the
+     * client sent its FIN: a body resumed after the FIN was seen would
+     * otherwise wait forever. */
+    vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+    return false;
+  }
+  return err != HPE_OK;
+}
+
+/* BODY: the body flows to on_body. Its callbacks run user code, which may
+ * pause the body (BODY_PAUSED) or start it again: the phase is read anew
+ * after each. */
+static bool step_body(vigil_conn_t *c) {
   llhttp_errno_t err;
   size_t used;
-  switch (c->phase) {
-    case PHASE_HEAD:
-      if (c->close_after || vigil__loop_stopping(c->loop)) {
-        begin_closing(c);
-        return true;
-      }
-      if (c->in.len == 0) {
-        if (c->read_eof) begin_closing(c);
-        return false;
-      }
-      if (vigil__conn_queued(c) > c->loop->server->config.write_buffer_limit) {
-        /* Output backpressure: a client that pipelines and does not read
-         * would otherwise have every answer queued here (issue: 200 MB for
-         * 20 000 requests). The next request waits until the output drains
-         * below write_buffer_limit (vigil__conn_flush resumes us), as Go
-         * stops reading while its flush blocks; input stops too once it
-         * reaches read_buffer_limit (update_reading). So a connection holds
-         * at most both limits plus one response. */
-        c->out_blocked = true;
-        return false;
-      }
-      used = vigil__parse(c, in_data(c), in_pending(c), &err);
+  VIGIL_ASSERT(c->req != NULL); /* BODY_* and DRAIN hold the request */
+  if (c->req->handler_done) {
+    /* The handler finished while its body was flowing: what is left is
+     * drained (a little) or the connection closes. */
+    finish_unread_body(c);
+    return true;
+  }
+  if (!body_parse(c, &used, &err)) return false;
+  if (c->body_len) {
+    uint64_t limit = atomic_load(&c->req->body_limit);
+    if (limit && c->body_read > limit) {
       in_consume(c, used);
-      if (err == HPE_OK) {
-        /* Head incomplete: the header timeout runs from its first byte
-         * (slowloris). Armed only now, not before the parse: a head that
-         * arrived whole (every keep-alive and pipelined request) is
-         * dispatched without arming and disarming it, and the deadline is
-         * the same, uv_now being the time of this loop iteration. */
-        if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
-        /* Wait for more, unless no more will come. */
-        if (c->read_eof) begin_closing(c);
-        return false;
-      }
-      if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && c->head_ready) {
-        dispatch(c);
-        return true;
-      }
-      bad_input(c, vigil__parse_error_status(c));
+      fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
       return false;
-
-    case PHASE_BODY:
-    case PHASE_DRAIN:
-      if (c->phase == PHASE_BODY && c->req->handler_done) {
-        /* The handler finished while its body was flowing: what is left
-         * is drained (a little) or the connection closes. */
-        finish_unread_body(c);
-        return true;
-      }
-      /* A parser paused after a body span may complete the message without
-       * another byte (the span was the last of a Content-Length body), so
-       * it runs even on an empty buffer. */
-      if (c->in.len == 0 && llhttp_get_errno(&c->parser) != HPE_PAUSED) {
-        if (c->read_eof) vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
-        return false;
-      }
-      used = vigil__parse(c, c->in.len ? in_data(c) : "", in_pending(c), &err);
-      if (c->body_len) {
-        c->body_read += c->body_len;
-        vigil__timer_arm(c, T_BODY); /* progress */
-        uint64_t limit = atomic_load(&c->req->body_limit);
-        if (c->phase == PHASE_BODY && limit && c->body_read > limit) {
-          in_consume(c, used);
-          fail_request(c, VIGIL_REASON_BODY_TOO_LARGE, 0, 413);
-          return false;
-        }
-        if (c->phase == PHASE_BODY) deliver_body(c, c->body_at, c->body_len, 0);
-      }
-      if (c->phase == PHASE_DRAIN) {
-        /* Wire bytes, framing included: one-byte chunks each with a long
-         * extension would otherwise have us read a thousand times
-         * drain_limit for a body nobody wants. */
-        c->drained += used;
-        if (c->drained > c->loop->server->config.drain_limit) {
-          /* More than we drain: stop and close. */
-          in_consume(c, used);
-          c->close_after = true;
-          c->phase = PHASE_RESPONDING;
-          return true;
-        }
-      }
-      in_consume(c, used);
-      if (c->closing) return false;
-      if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
-        if (c->msg_complete) {
-          c->msg_complete = false;
-          vigil__timer_disarm(c, T_BODY);
-          bool deliver_end = c->phase == PHASE_BODY;
-          /* The body is complete before its last callback, not after: a
-           * response sent from inside on_body(end=1) (a C handler) found
-           * PHASE_BODY, took the chunked body for unread and closed the
-           * connection after answering. And a phase the callback sets
-           * (hijack, a failure) is not overwritten. */
-          c->phase = PHASE_RESPONDING;
-          if (deliver_end) {
-            atomic_store(&c->req->body_public, BODY_DELIVERED);
-            deliver_body(c, NULL, 0, 1);
-          }
-          if (c->closing) return false;
-        } else if (c->phase == PHASE_BODY && c->body_paused) {
-          c->phase = PHASE_BODY_PAUSED;
-          vigil__timer_disarm(c, T_BODY); /* the handler's pause, not the client's */
-        }
-        if (err == HPE_OK && c->in.len == 0 && c->read_eof) {
-          /* Everything buffered is parsed, the message is incomplete, and
-           * the client sent its FIN (found by the fuzzer: a body resumed
-           * after the FIN was seen waited forever). */
-          vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
-          return false;
-        }
-        return err != HPE_OK;
-      }
-      /* A malformed body (bad chunk size, missing CRLF, oversized chunk
-       * extension): the connection cannot be trusted any more. */
-      if (c->phase == PHASE_DRAIN) {
-        /* The handler finished and answered: that answer still goes out,
-         * then the connection closes; nothing after the bad framing is
-         * parsed (it must never be read as a request). */
-        c->close_after = true;
-        c->phase = PHASE_RESPONDING;
-        return true;
-      }
-      if (c->req && c->req->resp_state == RESP_NONE && c->phase == PHASE_BODY) {
-        vigil__conn_error_response(c, 400, c->req->is_head);
-        vigil__conn_flush(c);
-      }
-      vigil__conn_abort(c, VIGIL_REASON_BAD_REQUEST);
-      return false;
-
-    case PHASE_BODY_WAIT:
-    case PHASE_BODY_PAUSED:
-      if (c->req && c->req->handler_done && c->req->resp_state == RESP_ENDED) {
-        finish_unread_body(c);
-        return true;
-      }
-      if (c->read_eof && c->in.len == 0) {
-        /* The rest of the body can never come. */
-        vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
-      }
-      return false;
-
-    case PHASE_RESPONDING:
-      if (c->req == NULL || !c->req->handler_done ||
-          c->req->resp_state != RESP_ENDED)
-        return false;
-      next_request(c);
-      return true;
-
-    case PHASE_HIJACKED:
-      if (c->body_paused || c->req == NULL) return false;
-      if (c->in.len > 0) {
-        size_t n = in_pending(c);
-        deliver_body(c, in_data(c), n, 0);
-        if (c->closing) return false;
-        in_consume(c, n);
-        return true;
-      }
-      if (c->read_eof && !c->hijack_eof) {
-        c->hijack_eof = true;
+    }
+    deliver_body(c, c->body_at, c->body_len, 0);
+  }
+  in_consume(c, used);
+  if (c->closing) return false;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
+    if (c->msg_complete) {
+      c->msg_complete = false;
+      vigil__timer_disarm(c, T_BODY);
+      bool deliver_end = c->phase == PHASE_BODY;
+      /* The body is complete before its last callback, not after: a
+       * response sent from inside on_body(end=1) (a C handler) must find
+       * the body read, or response.c takes the chunked body for unread and
+       * closes the connection after answering. And a phase the callback
+       * sets (hijack, a failure) is not overwritten. */
+      vigil__conn_phase(c, PHASE_RESPONDING);
+      if (deliver_end) {
+        atomic_store(&c->req->body_public, BODY_DELIVERED);
         deliver_body(c, NULL, 0, 1);
       }
-      return false;
+      if (c->closing) return false;
+    } else if (c->phase == PHASE_BODY && c->body_paused) {
+      vigil__conn_phase(c, PHASE_BODY_PAUSED);
+      vigil__timer_disarm(c, T_BODY); /* the handler's pause, not the client's */
+    }
+    return body_continue(c, err);
+  }
+  /* A malformed body (bad chunk size, missing CRLF, oversized chunk
+   * extension): the connection cannot be trusted any more. */
+  if (c->req && c->req->resp_state == RESP_NONE && c->phase == PHASE_BODY) {
+    vigil__conn_error_response(c, 400, c->req->is_head);
+    vigil__conn_flush(c);
+  }
+  vigil__conn_abort(c, VIGIL_REASON_BAD_REQUEST);
+  return false;
+}
 
-    case PHASE_CLOSING:
-      return false;
+/* DRAIN: the handler finished and answered; the rest of its body is read
+ * and discarded (no callbacks), up to drain_limit, to keep the
+ * connection. */
+static bool step_drain(vigil_conn_t *c) {
+  llhttp_errno_t err;
+  size_t used;
+  VIGIL_ASSERT(c->req != NULL && c->req->handler_done);
+  if (!body_parse(c, &used, &err)) return false;
+  /* Wire bytes, framing included: one-byte chunks each with a long
+   * extension would otherwise have us read a thousand times drain_limit
+   * for a body nobody wants. */
+  c->drained += used;
+  in_consume(c, used);
+  if (c->drained > c->loop->server->config.drain_limit) {
+    /* More than we drain: stop and close. */
+    vigil__conn_close_after(c);
+    vigil__conn_phase(c, PHASE_RESPONDING);
+    return true;
+  }
+  if (c->closing) return false;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE || err == HPE_OK) {
+    if (c->msg_complete) {
+      c->msg_complete = false;
+      vigil__timer_disarm(c, T_BODY);
+      vigil__conn_phase(c, PHASE_RESPONDING);
+    }
+    return body_continue(c, err);
+  }
+  /* A malformed body: the handler's answer still goes out, then the
+   * connection closes; nothing after the bad framing is parsed (it must
+   * never be read as a request). */
+  vigil__conn_close_after(c);
+  vigil__conn_phase(c, PHASE_RESPONDING);
+  return true;
+}
+
+/* BODY_WAIT, BODY_PAUSED: the parser is paused until the handler asks for
+ * the body (vigil__conn_body_start); meanwhile only the handler finishing,
+ * or the client leaving, moves things. */
+static bool step_body_wait(vigil_conn_t *c) {
+  if (c->req && c->req->handler_done && c->req->resp_state == RESP_ENDED) {
+    finish_unread_body(c);
+    return true;
+  }
+  if (c->read_eof && c->in.len == 0) {
+    /* The rest of the body can never come. */
+    vigil__conn_abort(c, VIGIL_REASON_CLIENT_CLOSED);
+  }
+  return false;
+}
+
+/* RESPONDING: the request is read; the next one waits for the response to
+ * end and the handler to finish. */
+static inline bool step_responding(vigil_conn_t *c) {
+  if (c->req == NULL || !c->req->handler_done ||
+      c->req->resp_state != RESP_ENDED)
+    return false;
+  next_request(c);
+  return true;
+}
+
+/* HIJACKED: buffered bytes go to the handler raw, while it has not paused
+ * them, then the end once the client's FIN came. */
+static bool step_hijacked(vigil_conn_t *c) {
+  if (c->body_paused || c->req == NULL) return false;
+  if (c->in.len > 0) {
+    size_t n = in_pending(c);
+    deliver_body(c, in_data(c), n, 0);
+    if (c->closing) return false;
+    in_consume(c, n);
+    return true;
+  }
+  if (c->read_eof && !c->hijack_eof) {
+    c->hijack_eof = true;
+    deliver_body(c, NULL, 0, 1);
+  }
+  return false;
+}
+
+static inline bool step(vigil_conn_t *c) {
+  switch (c->phase) {
+    case PHASE_HEAD: return step_head(c);
+    case PHASE_BODY_WAIT:
+    case PHASE_BODY_PAUSED: return step_body_wait(c);
+    case PHASE_BODY: return step_body(c);
+    case PHASE_DRAIN: return step_drain(c);
+    case PHASE_RESPONDING: return step_responding(c);
+    case PHASE_HIJACKED: return step_hijacked(c);
+    case PHASE_CLOSING: return false; /* the flush and the close are events */
   }
   return false;
 }
 
 void vigil__conn_process(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   /* Re-entrancy: a C handler answering inside on_request runs ops inline,
    * and those call back here. The outer call picks the work up. */
   if (c->in_process) {
@@ -870,7 +1010,7 @@ void vigil__conn_body_start(vigil_conn_t *c) {
     if (c->phase != PHASE_HIJACKED) vigil__send_continue(req);
   }
   if (c->phase == PHASE_BODY_WAIT || c->phase == PHASE_BODY_PAUSED) {
-    c->phase = PHASE_BODY;
+    vigil__conn_phase(c, PHASE_BODY);
     vigil__timer_arm(c, T_BODY);
     vigil__conn_process(c);
   } else if (c->phase == PHASE_HIJACKED) {
@@ -882,7 +1022,10 @@ void vigil__conn_body_start(vigil_conn_t *c) {
  * is buffered (an unread body, pipelined bytes) goes to it first (Go's
  * TestServerHijackGetsBackgroundByte). Delivery waits for body_start. */
 void vigil__conn_hijack(vigil_conn_t *c) {
-  c->phase = PHASE_HIJACKED;
+  VIGIL_ASSERT(c->req != NULL && !c->closing);
+  vigil__conn_phase(c, PHASE_HIJACKED);
+  /* A raw stream has no response to be the last one: it closes when the
+   * handler closes it. */
   c->close_after = false;
   c->body_paused = true;
   c->hijack_eof = false;
@@ -900,12 +1043,14 @@ void vigil__conn_hijack_close(vigil_conn_t *c) {
 void vigil__conn_body_pause(vigil_conn_t *c) {
   c->body_paused = true;
   if (c->phase == PHASE_BODY) {
-    c->phase = PHASE_BODY_PAUSED;
+    vigil__conn_phase(c, PHASE_BODY_PAUSED);
     vigil__timer_disarm(c, T_BODY);
   }
 }
 
 void vigil__conn_timeout(vigil_conn_t *c, int kind) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
+  VIGIL_ASSERT(kind >= 0 && kind < T_KINDS);
   if (c->closing) return;
   switch (kind) {
     case T_HEADER:

@@ -1,5 +1,7 @@
-/* server.c - the server, its loops and threads, and the one cross-thread
- * path into a loop: the op queue drained by an uv_async_t.
+/* server.c - the server and its loops: configuration, threads, start and
+ * shutdown, each loop's services to its connections (spare buffers, the
+ * watch timer, hang-ups, Date), and the one cross-thread path into a loop:
+ * the op queue drained by an uv_async_t.
  *
  * libuv is not thread-safe except uv_async_send, so anything another thread
  * wants done (a response written from a Swift task, a C worker finishing a
@@ -52,12 +54,16 @@ void vigil_config_init(vigil_config_t *c) {
 /* loop references */
 
 void vigil__loop_ref(vigil_loop_t *loop) {
-  atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+  /* Only a holder of a reference makes another: a loop at zero is freed. */
+  unsigned old = atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+  VIGIL_ASSERT(old > 0);
+  (void)old;
 }
 
 void vigil__loop_unref(vigil_loop_t *loop) {
-  if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
-    return;
+  unsigned old = atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel);
+  VIGIL_ASSERT(old > 0);
+  if (old != 1) return;
   vigil__request_pool_free(loop);
   while (loop->nspare > 0) vigil__buf_free(&loop->spare[--loop->nspare]);
   pthread_mutex_destroy(&loop->qlock);
@@ -65,6 +71,8 @@ void vigil__loop_unref(vigil_loop_t *loop) {
 }
 
 void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
+  VIGIL_ASSERT(loop->nspare <= VIGIL_SPARE_BUFS);
   if (b->base == NULL) return;
   if (VIGIL_POOLS && b->cap <= VIGIL_SPARE_BUF_MAX &&
       loop->nspare < VIGIL_SPARE_BUFS) {
@@ -78,6 +86,7 @@ void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b) {
 }
 
 void vigil__loop_buf_get(vigil_loop_t *loop, vigil_buf_t *b) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
   if (b->base == NULL && loop->nspare > 0) *b = loop->spare[--loop->nspare];
 }
 
@@ -93,12 +102,14 @@ bool vigil__on_loop_thread(const vigil_loop_t *loop) {
 /* the op queue */
 
 static void loop_drain(vigil_loop_t *loop) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
   pthread_mutex_lock(&loop->qlock);
   vigil_op_t *op = loop->qhead;
   loop->qhead = loop->qtail = NULL;
   pthread_mutex_unlock(&loop->qlock);
   while (op != NULL) {
     vigil_op_t *next = op->next;
+    VIGIL_ASSERT(op->req == NULL || op->req->loop == loop);
     if (op->cb != NULL && op->req != NULL)
       atomic_fetch_sub(&op->req->queued_cbs, 1);
     vigil__op_run(loop, op);
@@ -108,6 +119,7 @@ static void loop_drain(vigil_loop_t *loop) {
 }
 
 void vigil__loop_run_queued(vigil_loop_t *loop, vigil_request_t *req) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop) && req->loop == loop);
   vigil_op_t *mine = NULL, **tail = &mine;
   pthread_mutex_lock(&loop->qlock);
   vigil_op_t **pp = &loop->qhead, *prev = NULL;
@@ -124,6 +136,7 @@ void vigil__loop_run_queued(vigil_loop_t *loop, vigil_request_t *req) {
     }
   }
   loop->qtail = prev;
+  VIGIL_ASSERT((loop->qhead == NULL) == (loop->qtail == NULL));
   pthread_mutex_unlock(&loop->qlock);
   while (mine != NULL) {
     vigil_op_t *next = mine->next;
@@ -139,6 +152,7 @@ static void on_async(uv_async_t *h) { loop_drain(h->data); }
 /* Tasks posted from the loop thread itself wait for the end of the current
  * callback: they run in the prepare phase, before the loop polls. */
 static bool run_local_tasks(vigil_loop_t *loop) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
   bool ran = false;
   while (loop->tasks_head != NULL) {
     vigil_op_t *op = loop->tasks_head;
@@ -208,6 +222,7 @@ int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op) {
     return refused;
   }
   bool wake = loop->qhead == NULL;
+  VIGIL_ASSERT((loop->qhead == NULL) == (loop->qtail == NULL));
   if (loop->qtail) loop->qtail->next = op; else loop->qhead = op;
   loop->qtail = op;
   /* Sent under the lock so that the loop cannot close the async handle
@@ -229,8 +244,11 @@ static void on_prepare(uv_prepare_t *h) {
     run_local_tasks(loop);
     while (!vigil__list_empty(&loop->dirty)) {
       vigil_link_t *l = loop->dirty.next;
+      vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, dirty_link);
+      /* mark_closing takes a connection off loop->dirty. */
+      VIGIL_ASSERT(c->loop == loop && !c->closing);
       vigil__list_remove(l);
-      vigil__conn_flush(VIGIL_CONTAINER_OF(l, vigil_conn_t, dirty_link));
+      vigil__conn_flush(c);
     }
   } while (loop->tasks_head != NULL);
 }
@@ -257,9 +275,12 @@ static void on_watch(uv_timer_t *t) {
   }
   while (!vigil__list_empty(&pending)) {
     vigil_link_t *l = pending.next;
+    vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, watch_link);
+    /* mark_closing unwatches: a closing connection is on neither list. */
+    VIGIL_ASSERT(c->loop == loop && !c->closing);
     vigil__list_remove(l);
     vigil__list_push(&loop->watch, l);
-    vigil__conn_watch(VIGIL_CONTAINER_OF(l, vigil_conn_t, watch_link), now);
+    vigil__conn_watch(c, now);
   }
   if (vigil__list_empty(&loop->watch) && loop->watch_active) {
     uv_timer_stop(&loop->watch_timer);
@@ -268,6 +289,9 @@ static void on_watch(uv_timer_t *t) {
 }
 
 void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop) && conn->loop == loop);
+  /* A closing connection on the list would be walked after it is freed. */
+  VIGIL_ASSERT(!conn->closing);
   if (!vigil__list_linked(&conn->watch_link))
     vigil__list_push(&loop->watch, &conn->watch_link);
   if (!loop->watch_active) {
@@ -278,6 +302,7 @@ void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn) {
 }
 
 void vigil__loop_unwatch(vigil_conn_t *conn) {
+  VIGIL_ASSERT(vigil__on_loop_thread(conn->loop));
   if (vigil__list_linked(&conn->watch_link))
     vigil__list_remove(&conn->watch_link);
 }
@@ -304,7 +329,7 @@ void vigil__loop_unwatch(vigil_conn_t *conn) {
  * a registration missed on some path cannot keep a closed connection's
  * socket open, as a dup would. Idle paused connections then cost nothing;
  * one costs two epoll_ctl calls per pause. If the epoll instance cannot be
- * had (EMFILE), the connection is probed on the watch timer as before. */
+ * had (EMFILE), the connection is probed on the watch timer instead. */
 
 static void on_hup(uv_poll_t *h, int status, int events) {
   vigil_loop_t *loop = h->data;
@@ -321,6 +346,7 @@ static void on_hup(uv_poll_t *h, int status, int events) {
        * is still valid: connections are freed in uv_close callbacks, a
        * later phase of the loop. */
       vigil_conn_t *c = ev[i].data.ptr;
+      VIGIL_ASSERT(c->loop == loop);
       if (c->hup_watched && !c->closing) vigil__conn_hangup(c);
     }
     if (n < 64) break;
@@ -329,6 +355,7 @@ static void on_hup(uv_poll_t *h, int status, int events) {
 
 static void on_hup_closed(uv_handle_t *h) {
   vigil_loop_t *loop = h->data;
+  VIGIL_ASSERT(loop->handles_open > 0);
   close(loop->hup_fd);
   loop->hup_fd = -1;
   loop->handles_open--;
@@ -353,6 +380,10 @@ static int hup_open(vigil_loop_t *loop) {
 }
 
 int vigil__loop_hup_add(vigil_loop_t *loop, vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop) && c->loop == loop);
+  /* mark_closing takes a connection out before uv_close closes its socket:
+   * a closing one must not come back in. */
+  VIGIL_ASSERT(!c->closing);
   if (c->hup_watched) return 0;
   int r = hup_open(loop);
   if (r != 0) return r;
@@ -362,11 +393,13 @@ int vigil__loop_hup_add(vigil_loop_t *loop, vigil_conn_t *c) {
   if (epoll_ctl(loop->hup_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return -errno;
   c->hup_watched = true;
   c->hup_fin = false;
+  VIGIL_ASSERT(loop->hup_fd >= 0);
   return 0;
 }
 
 void vigil__loop_hup_fin_seen(vigil_conn_t *c) {
   int fd;
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   if (!c->hup_watched || c->hup_fin) return;
   /* EPOLLRDHUP stays set after a FIN (level-triggered): keep only
    * EPOLLHUP/EPOLLERR, which epoll reports without being asked. */
@@ -381,6 +414,9 @@ void vigil__loop_hup_fin_seen(vigil_conn_t *c) {
 }
 
 void vigil__loop_hup_del(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
+  /* hup_fin only qualifies a registration. */
+  VIGIL_ASSERT(c->hup_watched || !c->hup_fin);
   if (!c->hup_watched) return;
   c->hup_watched = false;
   int fd;
@@ -416,12 +452,15 @@ const char *vigil__loop_date(vigil_loop_t *loop, size_t *len) {
 
 static void on_handle_closed(uv_handle_t *h) {
   vigil_loop_t *loop = h->data;
+  VIGIL_ASSERT(loop->handles_open > 0);
   loop->handles_open--;
 }
 
 static void loop_close_handles(vigil_loop_t *loop) {
   /* Last: no connection is left. Close the async handle only once no
    * producer can reach it (qclosed under qlock), then fail what is queued. */
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
+  VIGIL_ASSERT(vigil__list_empty(&loop->conns) && !loop->qclosed);
   pthread_mutex_lock(&loop->qlock);
   loop->qclosed = true;
   pthread_mutex_unlock(&loop->qlock);
@@ -444,9 +483,9 @@ static void loop_maybe_exit(vigil_loop_t *loop) {
 
 /* Memory a burst of connections leaves behind. glibc keeps freed blocks
  * below its mmap threshold (the connections' 16-64 KiB buffers) in its
- * free lists, so after 10 000 paused connections closed, RSS stayed 700 MB
- * above where it started (hostile/RESULTS.md): reused by the next burst,
- * never returned. When the open count has halved from a peak of at least
+ * free lists, so after a burst of paused connections closed, RSS would stay
+ * hundreds of MB above where it started (hostile/RESULTS.md): reused by the
+ * next burst, never returned. When the open count has halved from a peak of at least
  * VIGIL_TRIM_MIN_CONNS, malloc_trim returns the free pages of every arena,
  * from a timer, at most once per VIGIL_TRIM_MS: a trim walks the heaps
  * under their locks, and a client swinging the count up and down must not
@@ -468,6 +507,7 @@ static void on_trim(uv_timer_t *t) {
 }
 
 void vigil__loop_conn_closed(vigil_loop_t *loop) {
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
   uint64_t open = atomic_load_explicit(&loop->open, memory_order_relaxed);
   if (loop->trim_peak >= VIGIL_TRIM_MIN_CONNS && open <= loop->trim_peak / 2 &&
       !uv_is_active((uv_handle_t *)&loop->trim_timer) && !loop->qclosed)
@@ -482,6 +522,7 @@ static void on_grace(uv_timer_t *t) {
   vigil_link_t *l = loop->conns.next;
   while (l != &loop->conns) {
     vigil_link_t *next = l->next;
+    VIGIL_ASSERT(VIGIL_CONTAINER_OF(l, vigil_conn_t, link)->loop == loop);
     vigil__conn_abort(VIGIL_CONTAINER_OF(l, vigil_conn_t, link),
                       VIGIL_REASON_SERVER_SHUTDOWN);
     l = next;
@@ -507,7 +548,7 @@ static void loop_begin_shutdown(vigil_loop_t *loop, uint64_t grace_ms) {
     vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
     /* Idle connections close at once; those with a request in flight get
      * `Connection: close` on their response and close after it. */
-    c->close_after = true;
+    vigil__conn_close_after(c);
     vigil__conn_process(c);
     l = next;
   }
@@ -639,7 +680,7 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   uv_poll_start(&loop->shutdown_poll, UV_READABLE, on_shutdown_signal);
   /* The hang-up epoll instance now, not at the first pause: one descriptor
    * per loop for its life, rather than one appearing under load (a program
-   * counting its descriptors saw it as a leak). Failing here is not fatal:
+   * counting its descriptors would take it for a leak). Failing here is not fatal:
    * the first pause tries again, then falls back to the watch timer.
    * VIGIL_HUP_EPOLL=0 in the environment (tests, debugging) forces that
    * fallback. */
@@ -680,10 +721,16 @@ static void loop_thread(void *arg) {
   /* Ops queued before this thread started were queued (not run inline):
    * the async handle is already pending for them. */
   uv_run(&loop->uv, UV_RUN_DEFAULT);
+  /* The loop ran out of handles: every connection was closed and freed,
+   * and every handle of the loop's own closed. */
+  VIGIL_ASSERT(vigil__list_empty(&loop->conns) && loop->handles_open == 0);
   int r = uv_loop_close(&loop->uv);
+  VIGIL_ASSERT(r == 0);
   (void)r;
   current_loop = NULL;
-  if (atomic_fetch_sub(&s->loops_running, 1) == 1 && s->config.on_stopped)
+  unsigned running = atomic_fetch_sub(&s->loops_running, 1);
+  VIGIL_ASSERT(running > 0);
+  if (running == 1 && s->config.on_stopped)
     s->config.on_stopped(s, s->config.userdata);
 }
 

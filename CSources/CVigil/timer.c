@@ -11,6 +11,7 @@
 
 static uint64_t duration(const vigil_conn_t *c, int kind) {
   const vigil_config_t *cfg = &c->loop->server->config;
+  VIGIL_ASSERT(kind >= 0 && kind < T_KINDS);
   switch (kind) {
     case T_HEADER: return cfg->header_timeout_ms;
     case T_IDLE: return cfg->idle_timeout_ms;
@@ -29,6 +30,9 @@ static void on_tick(uv_timer_t *t) {
     vigil_link_t *head = &loop->timers[k];
     while (!vigil__list_empty(head)) {
       vigil_conn_t *c = VIGIL_CONTAINER_OF(head->next, vigil_conn_t, tlink[k]);
+      /* A closing connection has every timer disarmed (conn.c
+       * mark_closing) and arms none. */
+      VIGIL_ASSERT(c->loop == loop && !c->closing);
       if (c->deadline[k] > now) break;
       vigil__list_remove(&c->tlink[k]);
       vigil__conn_timeout(c, k);
@@ -42,6 +46,7 @@ static void on_tick(uv_timer_t *t) {
 }
 
 bool vigil__timer_armed(const vigil_conn_t *c, int kind) {
+  VIGIL_ASSERT(kind >= 0 && kind < T_KINDS);
   return vigil__list_linked(&c->tlink[kind]);
 }
 
@@ -49,8 +54,14 @@ void vigil__timer_arm(vigil_conn_t *c, int kind) {
   uint64_t d = duration(c, kind);
   if (d == 0 || c->closing) return;
   vigil_loop_t *loop = c->loop;
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
   if (vigil__list_linked(&c->tlink[kind])) vigil__list_remove(&c->tlink[kind]);
   c->deadline[kind] = uv_now(&loop->uv) + d;
+  /* What on_tick relies on: appending keeps the list in deadline order
+   * (one duration per kind, uv_now never goes back). */
+  VIGIL_ASSERT(vigil__list_empty(&loop->timers[kind]) ||
+               VIGIL_CONTAINER_OF(loop->timers[kind].prev, vigil_conn_t,
+                                  tlink[kind])->deadline[kind] <= c->deadline[kind]);
   vigil__list_push(&loop->timers[kind], &c->tlink[kind]);
   if (!loop->tick_active) {
     uint64_t every = d < TICK_MS * 4 ? (d / 4 ? d / 4 : 1) : TICK_MS;
@@ -60,6 +71,8 @@ void vigil__timer_arm(vigil_conn_t *c, int kind) {
 }
 
 void vigil__timer_disarm(vigil_conn_t *c, int kind) {
+  VIGIL_ASSERT(kind >= 0 && kind < T_KINDS);
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   if (vigil__list_linked(&c->tlink[kind])) vigil__list_remove(&c->tlink[kind]);
 }
 

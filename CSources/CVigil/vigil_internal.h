@@ -301,10 +301,9 @@ void vigil__conn_timeout(vigil_conn_t *conn, int kind);
  * `tcp`. Requests point back at it only while attached (req->conn), and are
  * detached before it is freed. */
 
-/* Public states (observable, like Go's ConnState). */
-/* Public states: vigil_conn_state_t. */
-
-/* Where the connection is in its request cycle. */
+/* Where the connection is in its request cycle (the observable state, like
+ * Go's ConnState, is vigil_conn_state_t). Written only by vigil__conn_phase,
+ * which checks each change against conn.c's table of allowed transitions. */
 typedef enum {
   PHASE_HEAD = 0,      /* parsing a request head (or waiting for one) */
   PHASE_BODY_WAIT,     /* head dispatched; body not requested yet (parser paused) */
@@ -354,7 +353,7 @@ struct vigil_conn_s {
   /* The uv_write in flight, or the final uv_shutdown: never both (shutdown
    * waits for the output to drain). Allocated on first need and kept until
    * close: most responses leave by uv_try_write and never need one, and an
-   * idle connection should stay small (issue: 1 KiB per idle connection). */
+   * idle connection should stay small. */
   union vigil_conn_req {
     uv_write_t write;
     uv_shutdown_t shutdown;
@@ -438,7 +437,6 @@ void vigil__conn_process(vigil_conn_t *conn);
  * with VIGIL_REASON_CLIENT_CLOSED (a FIN) the request ends at once but what
  * is queued is still written before the close. */
 void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
-/* Close once the output is flushed (graceful). */
 /* The watch timer tick: linger deadlines, and probes of paused reads that
  * could not be registered for hang-ups (server.c). */
 void vigil__conn_watch(vigil_conn_t *conn, uint64_t now);
@@ -450,6 +448,13 @@ void vigil__conn_body_pause(vigil_conn_t *conn);
 void vigil__conn_hijack(vigil_conn_t *conn);
 void vigil__conn_hijack_close(vigil_conn_t *conn);
 void vigil__conn_set_state(vigil_conn_t *conn, int state);
+/* Loop thread: move to phase `to`; a transition conn.c's table does not
+ * allow aborts a debug build (VIGIL_ASSERT). The only writer of
+ * conn->phase. */
+void vigil__conn_phase(vigil_conn_t *conn, vigil_phase_t to);
+/* Loop thread: the response in flight is the connection's last
+ * (`Connection: close`; closes once it is flushed). */
+void vigil__conn_close_after(vigil_conn_t *conn);
 /* An idle connection gives its empty buffers back to the loop. */
 void vigil__conn_drop_idle_buffers(vigil_conn_t *conn);
 
