@@ -10,7 +10,9 @@
 #   make vigil-c-bench          examples/c/hello.c linked against libvigil.a
 #   make test-c                 everything above, then the C tests (shared
 #                               library build, ASan+UBSan+LSan build, example
-#                               smoke tests); last line "N passed, M failed"
+#                               smoke tests; the unit tests test_unit_* built
+#                               from the core's objects); last line
+#                               "N passed, M failed"
 #
 # The public targets first check the Debian packages (`deps`), then run the
 # file rules in a sub-make, so that a clean machine gets llhttp's sources

@@ -2,7 +2,9 @@
 # Tests/c/run.sh BUILD_C - run the C suite built by `make test-c`:
 #   1. the installed package: libvigil.so exports only vigil_* symbols,
 #      pkg-config gives what a static link needs;
-#   2. every Tests/c/test_* program linked against the installed libvigil.so;
+#   2. every Tests/c/test_* program linked against the installed libvigil.so
+#      (the unit tests, test_unit_*, against the core's objects: they test
+#      one core file on its own);
 #   3. the same programs built from the sources with ASan+UBSan, with
 #      LeakSanitizer on (a leak or sanitizer report fails the program);
 #   4. the examples, smoke-tested (start, requests, SIGTERM, exit 0), as
