@@ -67,8 +67,10 @@ hostile: build
 hostile-check: build
 	bash hostile/run.sh check
 
--include mk/c.mk
--include mk/fuzz.mk
+# `test` and the targets above need both: a missing file is an error, not
+# a silently smaller `make test`.
+include mk/c.mk
+include mk/fuzz.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff

@@ -143,8 +143,13 @@ typedef void (*vigil_body_cb)(vigil_request_t *req, const char *data,
  * VIGIL_REASON_HANDLER_FINISHED once vigil_request_finish() has been
  * processed without a cancellation. It is the last callback for `req`:
  * every write completion of the request has run before it (with its
- * status, or with an error on a cancellation), so per-request data the
- * completions use may be freed here. */
+ * status, or with an error on a cancellation), and so has every
+ * vigil_request_on_cancel callback registered before the end, so
+ * per-request data they use may be freed here.
+ * A cancelled request still holds the handler reference: give it back with
+ * vigil_request_finish(), from this callback or later, from any thread
+ * (calling it here is fine). With VIGIL_REASON_HANDLER_FINISHED the
+ * handler has finished already. */
 typedef void (*vigil_done_cb)(vigil_request_t *req, vigil_reason_t reason,
                               void *userdata);
 
@@ -261,18 +266,26 @@ VIGIL_EXPORT void vigil_config_init(vigil_config_t *config);
 /* Server                                                                   */
 
 /* Create a server (nothing is bound yet). The config is copied, `host`
- * included. Returns 0 and sets *out, or a negative error. */
+ * included. Returns 0 and sets *out; VIGIL_EINVAL (`out` or `config` NULL,
+ * config->struct_size 0 or larger than this library's vigil_config_t,
+ * on_request or host NULL); VIGIL_ENOMEM; or a negated errno (the
+ * server's shutdown eventfd could not be made, e.g. -24 EMFILE). */
 VIGIL_EXPORT int vigil_server_new(vigil_server_t **out,
                                   const vigil_config_t *config);
 
-/* Bind, listen and start the loop threads. Returns once listening, or a
- * negative error (e.g. -98 EADDRINUSE); on error nothing is left running.
- * Call once, from the thread that owns the server object. If SIGPIPE is at
- * its default disposition, this sets it to ignored for the process: a write
- * to a client that reset must be an error (EPIPE), not a kill. */
+/* Bind, listen and start the loop threads. Returns 0 once listening, or:
+ * VIGIL_EINVAL (`server` NULL, or `host` does not resolve), VIGIL_EALREADY
+ * (started before: a start that failed does not count, it may be tried
+ * again), VIGIL_ENOMEM, a negated errno from socket or bind (e.g. -98
+ * EADDRINUSE, -13 EACCES), or a libuv error (loop set-up, listen). On error
+ * nothing is left running. Call from the thread that owns the server
+ * object. If SIGPIPE is at its default disposition, this sets it to ignored
+ * for the process: a write to a client that reset must be an error (EPIPE),
+ * not a kill. */
 VIGIL_EXPORT int vigil_server_start(vigil_server_t *server);
 
-/* The bound port (useful with port 0), or a negative error before start. */
+/* The bound port (useful with port 0), or VIGIL_EINVAL (`server` NULL, or
+ * not started). */
 VIGIL_EXPORT int vigil_server_port(const vigil_server_t *server);
 
 /* Begin a graceful shutdown; any thread, never blocks, idempotent, and
@@ -284,25 +297,36 @@ VIGIL_EXPORT int vigil_server_port(const vigil_server_t *server);
  * are cancelled with VIGIL_REASON_SERVER_SHUTDOWN and their connections
  * closed. Once everything is closed the loops exit and on_stopped runs.
  * Returns 0 (also when a shutdown was already requested: the first call's
- * grace_ms holds), or VIGIL_EINVAL for a server that is not started. */
+ * grace_ms holds), or VIGIL_EINVAL (`server` NULL, or not started). Never
+ * VIGIL_EBUSY: it does not wait. */
 VIGIL_EXPORT int vigil_server_shutdown(vigil_server_t *server,
                                        uint64_t grace_ms);
 
 /* Block until every loop thread has exited (after vigil_server_shutdown).
- * Not from a loop thread. */
+ * Returns 0 (at once if an earlier call already waited), VIGIL_EINVAL
+ * (`server` NULL, or not started), or VIGIL_EBUSY when called on one of
+ * the server's loop threads (from a callback: the loop would wait for
+ * itself), without waiting. */
 VIGIL_EXPORT int vigil_server_wait(vigil_server_t *server);
 
 /* Free the server. If it still runs, this shuts it down with no grace and
  * waits. Requests you still hold stay valid until you release them; their
- * response calls then fail with VIGIL_ESHUTDOWN or VIGIL_ECANCELED. */
+ * response calls then fail with VIGIL_ESHUTDOWN or VIGIL_ECANCELED.
+ * Threads: any thread except the server's loop threads (never from a
+ * callback: it waits for the loops, and would free the loop it runs on)
+ * and except a signal handler (it blocks and frees); call it once, after
+ * every other call on the server from other threads (vigil_server_post,
+ * _stats, _shutdown, ...) has returned: `server` is gone after it. NULL is
+ * a no-op. */
 VIGIL_EXPORT void vigil_server_free(vigil_server_t *server);
 
 /* Run fn(userdata) on the thread of loop `loop` (0 .. loops-1), soon: in
  * the current or next loop iteration, before the loop waits for I/O. Any
  * thread; calls from one thread run in order. Swift's loop executor is
  * built on this; C embedders can use it to get back onto a loop. Returns 0,
- * VIGIL_EINVAL (no such loop) or VIGIL_ESHUTDOWN (the loop has exited: fn
- * will not run). */
+ * VIGIL_EINVAL (`server` or `fn` NULL, not started, or no such loop),
+ * VIGIL_ENOMEM, or VIGIL_ESHUTDOWN (the loop has exited: fn will not
+ * run). */
 typedef void (*vigil_task_cb)(void *userdata);
 VIGIL_EXPORT int vigil_server_post(vigil_server_t *server, unsigned loop,
                                    vigil_task_cb fn, void *userdata);
@@ -337,7 +361,9 @@ VIGIL_EXPORT void vigil_request_release(vigil_request_t *req);
 VIGIL_EXPORT void vigil_request_set_data(vigil_request_t *req, void *data);
 VIGIL_EXPORT void *vigil_request_get_data(const vigil_request_t *req);
 
-/* Head accessors; any thread; strings are not NUL-terminated. */
+/* Head accessors; any thread, while you hold a reference. The strings
+ * they return (method, target, header names and values) are NOT
+ * NUL-terminated: use the length given with each. */
 /* The method as sent: any token (RFC 9110 9.1), case kept ("get" is not
  * "GET"). One llhttp does not know (QUERY, MKCOLA, "get") reaches you as
  * sent, like the registered ones; a token over 64 bytes gets 501 before any
@@ -356,12 +382,15 @@ VIGIL_EXPORT const char *vigil_request_target(const vigil_request_t *req,
 VIGIL_EXPORT int vigil_request_version(const vigil_request_t *req);
 VIGIL_EXPORT size_t vigil_request_header_count(const vigil_request_t *req);
 /* The i-th header in arrival order: 0, or VIGIL_EINVAL if out of range.
+ * Any of the out-pointers may be NULL.
  * Values here and in vigil_request_header come without the OWS (SP, HTAB)
  * before and after them (RFC 9110 5.5); an HTAB inside a value stays. */
 VIGIL_EXPORT int vigil_request_header_at(const vigil_request_t *req, size_t i,
                                          const char **name, size_t *name_len,
                                          const char **value, size_t *value_len);
-/* The first header named `name` (case-insensitive), or NULL. */
+/* The first header named `name` (a NUL-terminated string, compared
+ * case-insensitively), or NULL; the value is not NUL-terminated: its length
+ * goes to *value_len (which may be NULL). */
 VIGIL_EXPORT const char *vigil_request_header(const vigil_request_t *req,
                                               const char *name,
                                               size_t *value_len);
@@ -369,7 +398,8 @@ VIGIL_EXPORT const char *vigil_request_header(const vigil_request_t *req,
 VIGIL_EXPORT int64_t vigil_request_content_length(const vigil_request_t *req);
 /* 1 if the request has a body (Content-Length > 0 or chunked). */
 VIGIL_EXPORT int vigil_request_has_body(const vigil_request_t *req);
-/* The peer address; 0 or a negative error. */
+/* The peer address: 0, or VIGIL_EINVAL (`addr` NULL, or the peer's
+ * address could not be read when the connection was accepted). */
 VIGIL_EXPORT int vigil_request_remote_addr(const vigil_request_t *req,
                                            struct sockaddr_storage *addr);
 /* A number identifying the connection (unique per server run). */
@@ -382,10 +412,12 @@ VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
  * nobody wants is never read (Go's TestHandlerFinishSkipBigContentLengthRead).
  * vigil_request_body_pause() stops delivery (a few chunks already on their
  * way may still arrive); bytes stay buffered in the core and the socket read
- * stays armed up to read_buffer_limit. Returns 0, VIGIL_EALREADY when the
- * request has no body (vigil_request_has_body), the body ended or the
- * request finished, VIGIL_ESHUTDOWN when the server's shutdown ended it, or
- * VIGIL_ECANCELED.
+ * stays armed up to read_buffer_limit. Returns 0, VIGIL_EINVAL (`req`
+ * NULL), VIGIL_EALREADY when the request has no body
+ * (vigil_request_has_body), the body ended or the request finished,
+ * VIGIL_ESHUTDOWN when the server's shutdown ended it (or, off the loop
+ * thread, the loop has stopped), VIGIL_ECANCELED, or VIGIL_ENOMEM (off the
+ * loop thread).
  *
  * Re-entrancy: called on the loop thread (from a callback), these functions
  * and vigil_request_finish() run at once, and may run other callbacks
@@ -408,7 +440,8 @@ VIGIL_EXPORT vigil_timeout_t vigil_request_timeout(const vigil_request_t *req);
  * max_body_bytes (so one upload route can take more than the rest); 0 means
  * none. Call before vigil_request_body_start: a Content-Length above it
  * then ends the request there (413); a chunked body ends when it passes it.
- * Any thread. Returns 0, or VIGIL_EINVAL for a NULL request. */
+ * Any thread. Returns 0 (also once the request has ended: the limit no
+ * longer matters then), or VIGIL_EINVAL for a NULL request. */
 VIGIL_EXPORT int vigil_request_set_body_limit(vigil_request_t *req,
                                               uint64_t max_bytes);
 
@@ -417,16 +450,22 @@ typedef void (*vigil_cancel_cb)(vigil_request_t *req, vigil_reason_t reason,
 /* Register `cb`, called exactly once with the reason the request ended: a
  * cancellation reason (on the loop thread, the moment it happens), or
  * VIGIL_REASON_HANDLER_FINISHED. If the request has already ended, `cb` runs
- * at once on the calling thread. Any thread. Returns 0 or VIGIL_ENOMEM. */
+ * at once on the calling thread, before this returns. Order: when the
+ * request ends, its registered callbacks run one after the other on the
+ * loop thread, the most recently registered first, and all of them before
+ * on_request_done. Any thread. Returns 0, VIGIL_EINVAL (`req` or `cb`
+ * NULL) or VIGIL_ENOMEM. */
 VIGIL_EXPORT int vigil_request_on_cancel(vigil_request_t *req,
                                          vigil_cancel_cb cb, void *userdata);
 
 /* The handler is done with this request: gives back the handler reference.
- * Call exactly once, from any thread. If no response was started, a
- * `500 Internal Server Error` is sent; a response started but not ended is
- * cut off and the connection closed (a truncated body must not look
- * complete). Unless the request was cancelled first, its reason becomes
- * VIGIL_REASON_HANDLER_FINISHED. */
+ * Call exactly once, from any thread, cancelled or not: a cancelled
+ * request still holds the handler reference until this call (calling it
+ * inside on_request_done is fine; a second call is ignored). If no
+ * response was started, a `500 Internal Server Error` is sent; a response
+ * started but not ended is cut off and the connection closed (a truncated
+ * body must not look complete). Unless the request was cancelled first, its
+ * reason becomes VIGIL_REASON_HANDLER_FINISHED. NULL is a no-op. */
 VIGIL_EXPORT void vigil_request_finish(vigil_request_t *req);
 
 /* ------------------------------------------------------------------------ */
@@ -449,9 +488,14 @@ typedef struct vigil_header_s {
  * CONNECT (not hijacked) gets neither Content-Length nor Transfer-Encoding
  * (RFC 9110 9.3.6): its body is sent as is and the connection closes after
  * it (`content_length` still limits what you may write). Names and
- * values must not contain CR, LF or NUL (VIGIL_EINVAL).
- * Returns 0, VIGIL_EALREADY, VIGIL_ECANCELED, VIGIL_ESHUTDOWN, VIGIL_EINVAL
- * or VIGIL_ENOMEM. Any thread. */
+ * values must not contain CR, LF or NUL (VIGIL_EINVAL); `headers` may be
+ * NULL when `nheaders` is 0.
+ * Returns 0; VIGIL_EALREADY (a response started, ended or hijacked, or the
+ * request finished); VIGIL_ECANCELED or VIGIL_ESHUTDOWN (the request was
+ * cancelled, by its connection or by the server's shutdown; ESHUTDOWN also
+ * when the loop has stopped); VIGIL_EINVAL (`req` NULL, a status out of
+ * range, content_length < -1, a bad header); or VIGIL_ENOMEM. Any
+ * thread. */
 VIGIL_EXPORT int vigil_response_start(vigil_request_t *req, int status,
                                       const vigil_header_t *headers,
                                       size_t nheaders, int64_t content_length);
@@ -467,13 +511,21 @@ typedef void (*vigil_write_cb)(vigil_request_t *req, int status,
                                void *userdata);
 
 /* Queue body bytes (copied). If it returns 0, `cb` (may be NULL) is called
- * exactly once; if it returns an error, never. Any thread. */
+ * exactly once; if it returns an error, never. Returns 0; VIGIL_EBUSY (no
+ * response started yet); VIGIL_EALREADY (the response ended or the
+ * connection was hijacked, or the request finished); VIGIL_ECANCELED or
+ * VIGIL_ESHUTDOWN (as for vigil_response_start); VIGIL_EINVAL (`req` NULL,
+ * or `data` NULL with len > 0); or VIGIL_ENOMEM. Any thread. */
 VIGIL_EXPORT int vigil_response_write(vigil_request_t *req, const void *data,
                                       size_t len, vigil_write_cb cb,
                                       void *userdata);
 
 /* End the response (the terminating chunk for a chunked body). A fixed
- * length body that came out short closes the connection. Any thread. */
+ * length body that came out short closes the connection. Returns 0;
+ * VIGIL_EBUSY (no response started); VIGIL_EALREADY (ended already,
+ * hijacked, or the request finished); VIGIL_ECANCELED or VIGIL_ESHUTDOWN
+ * (as for vigil_response_start); VIGIL_EINVAL (`req` NULL); or
+ * VIGIL_ENOMEM. Any thread. */
 VIGIL_EXPORT int vigil_response_end(vigil_request_t *req);
 
 /* A whole response in one call: start with Content-Length `len`, write,
@@ -503,20 +555,29 @@ VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
  *   - the read stays armed: the request's reason and its cancel callbacks
  *     still report the end of the connection (reset, client closed, ...);
  *   - vigil_request_finish() closes the connection if still open.
- * Returns 0, VIGIL_EALREADY (response started, or already hijacked),
- * VIGIL_EBUSY, VIGIL_ECANCELED, VIGIL_ESHUTDOWN (the server's shutdown
- * ended the request). */
+ * Returns 0, VIGIL_EALREADY (response started, already hijacked, or the
+ * request finished), VIGIL_EBUSY (the body is being read), VIGIL_ECANCELED,
+ * VIGIL_ESHUTDOWN (the server's shutdown ended the request, or the loop
+ * has stopped), VIGIL_EINVAL (`req` NULL) or VIGIL_ENOMEM; on an error
+ * nothing changed (a response may still be sent). */
 VIGIL_EXPORT int vigil_request_hijack(vigil_request_t *req);
 
 /* Queue raw bytes on a hijacked connection; `cb` as for
- * vigil_response_write. Any thread. */
+ * vigil_response_write. Returns 0; VIGIL_EBUSY (not hijacked);
+ * VIGIL_EALREADY (the request finished, or vigil_hijack_close was
+ * processed); VIGIL_ECANCELED or VIGIL_ESHUTDOWN (the connection ended, or
+ * the loop has stopped); VIGIL_EINVAL (`req` NULL, or `data` NULL with
+ * len > 0); or VIGIL_ENOMEM. Any thread. */
 VIGIL_EXPORT int vigil_hijack_write(vigil_request_t *req, const void *data,
                                     size_t len, vigil_write_cb cb,
                                     void *userdata);
 
 /* Close a hijacked connection once what was written is flushed. The
  * request's reason becomes VIGIL_REASON_HANDLER_FINISHED unless it already
- * ended. Any thread. */
+ * ended. Any thread. Returns 0 (also when the connection has already
+ * closed: nothing to do then), VIGIL_EBUSY (not hijacked), VIGIL_EALREADY
+ * (the request finished), VIGIL_EINVAL (`req` NULL), or, off the loop
+ * thread, VIGIL_ENOMEM or VIGIL_ESHUTDOWN (the loop has stopped). */
 VIGIL_EXPORT int vigil_hijack_close(vigil_request_t *req);
 
 #ifdef __cplusplus

@@ -10,14 +10,22 @@
 #   make vigil-c-bench          examples/c/hello.c linked against libvigil.a
 #   make test-c                 everything above, then the C tests (shared
 #                               library build, ASan+UBSan+LSan build, example
-#                               smoke tests); last line "N passed, M failed"
+#                               smoke tests; the unit tests test_unit_* built
+#                               from the core's objects); last line
+#                               "N passed, M failed"
 #
 # The public targets first check the Debian packages (`deps`), then run the
 # file rules in a sub-make, so that a clean machine gets llhttp's sources
 # and pkg-config before any rule looks for them.
 
-VIGIL_VERSION    := 0.1.0
-VIGIL_SOMAJOR    := 0
+# The version has one source, include/vigil.h's VIGIL_VERSION_* macros: the
+# shared library's file name and soname and the pkg-config file follow it.
+vc_version_part = $(shell sed -n 's/^\#define VIGIL_VERSION_$(1)  *\([0-9][0-9]*\)$$/\1/p' include/vigil.h)
+VIGIL_VERSION    := $(call vc_version_part,MAJOR).$(call vc_version_part,MINOR).$(call vc_version_part,PATCH)
+ifneq ($(words $(subst ., ,$(VIGIL_VERSION))),3)
+$(error mk/c.mk: no VIGIL_VERSION_MAJOR/MINOR/PATCH in include/vigil.h)
+endif
+VIGIL_SOMAJOR    := $(call vc_version_part,MAJOR)
 VIGIL_SONAME     := libvigil.so.$(VIGIL_SOMAJOR)
 VIGIL_SOREAL     := libvigil.so.$(VIGIL_VERSION)
 
@@ -48,6 +56,11 @@ VC_TESTCFLAGS := -g -O1 $(VC_WARN) -pthread
 VC_TPREFIX  := $(abspath $(BUILD_C)/prefix)
 VC_TPKG      = PKG_CONFIG_PATH=$(VC_TPREFIX)/lib/pkgconfig pkg-config
 VC_TESTS    := $(patsubst Tests/c/%.c,%,$(sort $(wildcard Tests/c/test_*.c)))
+# Unit tests (Tests/c/test_unit_*.c) test one core file on its own: they
+# link the core's objects and read vigil_internal.h, so they are built
+# from the objects (release and sanitizer), never against the package.
+VC_UNITS    := $(filter test_unit_%,$(VC_TESTS))
+VC_UNITFLAGS := $(VC_CPPFLAGS) -I CSources/CVigil
 VC_EXAMPLES := $(patsubst examples/c/%.c,%,$(sort $(wildcard examples/c/*.c)))
 
 .PHONY: lib install uninstall examples-c vigil-c-bench test-c \
@@ -194,6 +207,23 @@ $(BUILD_C)/tests/%: Tests/c/%.c Tests/c/tc.h $(VC_TPREFIX)/lib/pkgconfig/vigil.p
 	@mkdir -p $(@D)
 	$(CC) $(VC_TESTCFLAGS) -o $@ $< $$($(VC_TPKG) --cflags --libs vigil) \
 	  -Wl,-rpath,$(VC_TPREFIX)/lib
+
+# Static pattern rules: they take the unit tests from the rules above and
+# below. The timer test stands in for conn.c's vigil__conn_timeout (the
+# tick's only way out of timer.c) to record what expires.
+$(BUILD_C)/tests/test_unit_timer $(VC_ASANDIR)/test_unit_timer: \
+  VC_UNITLINK := -Wl,--wrap=vigil__conn_timeout
+
+$(patsubst %,$(BUILD_C)/tests/%,$(VC_UNITS)): $(BUILD_C)/tests/%: Tests/c/%.c Tests/c/tc.h \
+  $(VC_HDRS) $(VC_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(VC_TESTCFLAGS) $(VC_UNITFLAGS) $(VC_UV_CFLAGS) -o $@ $< $(VC_OBJS) \
+	  $(VC_UNITLINK) $(VC_UV_LIBS) -lpthread
+
+$(patsubst %,$(VC_ASANDIR)/%,$(VC_UNITS)): $(VC_ASANDIR)/%: Tests/c/%.c Tests/c/tc.h \
+  $(VC_HDRS) $(VC_ASANOBJS)
+	$(CC) $(VC_TESTCFLAGS) $(VC_SANFLAGS) $(VC_UNITFLAGS) $(VC_UV_CFLAGS) -o $@ $< \
+	  $(VC_ASANOBJS) $(VC_UNITLINK) $(VC_UV_LIBS) -lpthread
 
 $(BUILD_C)/tests/smoke_examples: Tests/c/smoke_examples.c Tests/c/tc.h
 	@mkdir -p $(@D)

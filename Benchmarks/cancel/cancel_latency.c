@@ -56,6 +56,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench_sock.h"
+
 #define IO_TIMEOUT_MS 3000
 #define MAX_RESPONSE (32u << 20) /* cap on the /cancels response */
 
@@ -66,65 +68,6 @@ static int64_t now_realtime_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int set_timeouts(int fd, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) return -1;
-    return 0;
-}
-
-/* Connect with a bounded timeout (Linux applies SO_SNDTIMEO to connect). */
-static int connect_to_server(void) {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    memset(&ss, 0, sizeof ss);
-    int family;
-    if (strchr(host, ':')) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
-        len = sizeof *a;
-        family = AF_INET6;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-        len = sizeof *a;
-        family = AF_INET;
-    }
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (set_timeouts(fd, IO_TIMEOUT_MS) != 0 || connect(fd, (struct sockaddr *)&ss, len) != 0) {
-        close(fd);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-static int send_all(int fd, const char *p, size_t n) {
-    int tries = 0;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR && ++tries < 100) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* Decode a chunked body in place; returns the decoded length or -1. */
@@ -148,11 +91,11 @@ static long dechunk(char *body, size_t len) {
 /* GET path with Connection: close; returns a malloc'd NUL-terminated body
  * (NULL on failure), *status gets the status code. */
 static char *http_get(const char *path, int *status) {
-    int fd = connect_to_server();
+    int fd = bs_connect(host, port, IO_TIMEOUT_MS);
     if (fd < 0) return NULL;
     char req[256];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-    if (send_all(fd, req, (size_t)n) != 0) {
+    if (bs_send_all(fd, req, (size_t)n) != 0) {
         close(fd);
         return NULL;
     }
@@ -304,8 +247,8 @@ int main(int argc, char **argv) {
     int failures = 0, early = 0, done = 0;
     static const char wait_req[] = "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n";
     for (int r = 0; r < rounds; r++) {
-        int fd = connect_to_server();
-        if (fd < 0 || send_all(fd, wait_req, sizeof wait_req - 1) != 0) {
+        int fd = bs_connect(host, port, IO_TIMEOUT_MS);
+        if (fd < 0 || bs_send_all(fd, wait_req, sizeof wait_req - 1) != 0) {
             if (fd >= 0) close(fd);
             failures++;
             if (failures > 20) {
@@ -314,7 +257,7 @@ int main(int argc, char **argv) {
             }
             continue;
         }
-        sleep_ms(sleep_each);
+        bs_sleep_ms(sleep_each);
         /* Did the server already answer? Then /wait is not blocking. */
         struct pollfd pfd = {fd, POLLIN, 0};
         if (poll(&pfd, 1, 0) == 1) early++;
@@ -324,10 +267,10 @@ int main(int argc, char **argv) {
         }
         client[done++] = now_realtime_ns();
         close(fd);
-        sleep_ms(gap);
+        bs_sleep_ms(gap);
     }
 
-    sleep_ms(settle);
+    bs_sleep_ms(settle);
     char *after = http_get("/cancels", &status);
     if (!after || status != 200) {
         fprintf(stderr, "cancel_latency: final GET /cancels failed\n");

@@ -28,6 +28,8 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "../bench_sock.h"
+
 #define RESPONSE \
     "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
 #define RESPONSE_LEN (sizeof(RESPONSE) - 1)
@@ -136,14 +138,6 @@ static void on_connection(uv_stream_t *server, int status) {
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static void raise_nofile(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1";
     int port = 8080;
@@ -156,7 +150,7 @@ int main(int argc, char **argv) {
         }
     }
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile();
+    bs_raise_nofile();
     for (int i = 0; i < CANNED_COUNT; i++) memcpy(canned + i * RESPONSE_LEN, RESPONSE, RESPONSE_LEN);
 
     uv_loop_t *loop = uv_default_loop();

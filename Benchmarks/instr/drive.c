@@ -19,18 +19,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../bench_sock.h"
+
 static int die(const char *what) {
   perror(what);
   exit(1);
 }
 
 static void write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w <= 0) die("write");
-    p += w;
-    n -= (size_t)w;
-  }
+  if (bs_send_all(fd, p, n) != 0) die("write");
 }
 
 int main(int argc, char **argv) {
@@ -45,16 +42,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: drive --port N [--requests N] [--depth D]\n");
     return 2;
   }
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) die("socket");
-  struct timeval tv = {10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) die("connect");
+  int fd = bs_connect("127.0.0.1", port, 10000);
+  if (fd < 0) die("connect");
 
   char req[128];
   int rlen = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);

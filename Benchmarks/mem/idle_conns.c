@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench_sock.h"
+
 #define IO_TIMEOUT_MS 5000
 #define BATCH 64
 
@@ -57,46 +59,6 @@ static long read_vmrss_kib(int pid) {
     }
     fclose(f);
     return kib;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int connect_to_server(void) {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int family;
-    memset(&ss, 0, sizeof ss);
-    if (strchr(host, ':')) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
-        len = sizeof *a;
-        family = AF_INET6;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-        len = sizeof *a;
-        family = AF_INET;
-    }
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct timeval tv = {IO_TIMEOUT_MS / 1000, (IO_TIMEOUT_MS % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); /* also bounds connect() */
-    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
-        close(fd);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
 }
 
 /* Read one complete response (Content-Length or chunked). 0 on success. */
@@ -130,16 +92,6 @@ static int read_response(int fd) {
         if (len >= sizeof buf - 1) return -1; /* too big for a hello response */
     }
     return -1;
-}
-
-static int send_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 static void usage(const char *argv0) {
@@ -196,8 +148,8 @@ int main(int argc, char **argv) {
         int start = opened;
         int end = opened + BATCH < conns ? opened + BATCH : conns;
         for (int i = start; i < end; i++) {
-            int fd = connect_to_server();
-            if (fd < 0 || send_all(fd, req, sizeof req - 1) != 0) {
+            int fd = bs_connect(host, port, IO_TIMEOUT_MS);
+            if (fd < 0 || bs_send_all(fd, req, sizeof req - 1) != 0) {
                 if (fd >= 0) close(fd);
                 failures++;
                 end = i;
@@ -209,11 +161,11 @@ int main(int argc, char **argv) {
             if (read_response(fds[i]) == 0) ok++;
             else failures++;
         }
-        if (end == start) sleep_ms(10); /* connect failed: back off a little */
+        if (end == start) bs_sleep_ms(10); /* connect failed: back off a little */
     }
     if (opened < conns) fprintf(stderr, "idle_conns: opened only %d of %d connections\n", opened, conns);
 
-    sleep_ms(settle);
+    bs_sleep_ms(settle);
     long after = read_vmrss_kib(pid);
     double per = opened > 0 && after >= 0 ? (double)(after - before) * 1024.0 / (double)opened : 0;
 

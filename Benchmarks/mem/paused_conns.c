@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench_sock.h"
+
 static atomic_int dispatched;
 static atomic_int ended;
 static _Atomic double end_at_ms; /* monotonic time of the last cancel */
@@ -77,19 +79,11 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
   }
 }
 
-static void raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 /* The child: open n paused connections, then obey one-byte commands on
  * `cmd` ('r': reset #0, 'f': FIN #1, 'q': close all and exit), answering
  * each with the monotonic time it acted at. */
 static int child(int port, int n, int cmd, int reply) {
-  raise_nofile();
+  bs_raise_nofile();
   int *fds = calloc((size_t)n, sizeof *fds);
   char req[4096 + 128];
   int hl = snprintf(req, sizeof req,
@@ -98,14 +92,9 @@ static int child(int port, int n, int cmd, int reply) {
   size_t len = (size_t)hl + 4096;
   int opened = 0;
   for (int i = 0; i < n; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = bs_connect("127.0.0.1", port, 5000);
     if (fd < 0) break;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+    if (bs_send_all(fd, req, len) != 0) {
       close(fd);
       break;
     }
@@ -160,7 +149,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--conns") == 0) conns = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--idle-ms") == 0) idle_ms = atoi(argv[i + 1]);
   }
-  raise_nofile();
+  bs_raise_nofile();
   vigil_config_t cfg;
   vigil_config_init(&cfg);
   cfg.host = "127.0.0.1";

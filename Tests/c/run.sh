@@ -2,7 +2,9 @@
 # Tests/c/run.sh BUILD_C - run the C suite built by `make test-c`:
 #   1. the installed package: libvigil.so exports only vigil_* symbols,
 #      pkg-config gives what a static link needs;
-#   2. every Tests/c/test_* program linked against the installed libvigil.so;
+#   2. every Tests/c/test_* program linked against the installed libvigil.so
+#      (the unit tests, test_unit_*, against the core's objects: they test
+#      one core file on its own);
 #   3. the same programs built from the sources with ASan+UBSan, with
 #      LeakSanitizer on (a leak or sanitizer report fails the program);
 #   4. the examples, smoke-tested (start, requests, SIGTERM, exit 0), as
@@ -49,17 +51,22 @@ run() {
 }
 
 echo "# --- package checks"
-so="$PREFIX/lib/libvigil.so.0.1.0"
-if [ -f "$so" ] && [ "$(readlink "$PREFIX/lib/libvigil.so")" = libvigil.so.0 ] &&
-   [ "$(readlink "$PREFIX/lib/libvigil.so.0")" = libvigil.so.0.1.0 ]; then
-    ok "installed libvigil.so.0.1.0 with the libvigil.so.0 and libvigil.so links"
+# The version as include/vigil.h states it (its one source, mk/c.mk).
+HDR="$(dirname "$0")/../../include/vigil.h"
+vpart() { sed -n "s/^#define VIGIL_VERSION_$1  *\([0-9][0-9]*\)\$/\1/p" "$HDR"; }
+VER="$(vpart MAJOR).$(vpart MINOR).$(vpart PATCH)"
+SOMAJOR="$(vpart MAJOR)"
+so="$PREFIX/lib/libvigil.so.$VER"
+if [ -f "$so" ] && [ "$(readlink "$PREFIX/lib/libvigil.so")" = "libvigil.so.$SOMAJOR" ] &&
+   [ "$(readlink "$PREFIX/lib/libvigil.so.$SOMAJOR")" = "libvigil.so.$VER" ]; then
+    ok "installed libvigil.so.$VER with the libvigil.so.$SOMAJOR and libvigil.so links"
 else
-    fail "installed shared library or its links missing"
+    fail "installed shared library libvigil.so.$VER or its links missing"
 fi
-if readelf -d "$so" 2>/dev/null | grep -q 'SONAME.*\[libvigil\.so\.0\]'; then
-    ok "soname is libvigil.so.0"
+if readelf -d "$so" 2>/dev/null | grep -qF "[libvigil.so.$SOMAJOR]"; then
+    ok "soname is libvigil.so.$SOMAJOR"
 else
-    fail "soname is not libvigil.so.0"
+    fail "soname is not libvigil.so.$SOMAJOR"
 fi
 leaked="$(nm -D --defined-only "$so" | awk '{print $3}' | grep -v '^vigil_' || true)"
 if [ -z "$leaked" ] && nm -D --defined-only "$so" | grep -q ' T vigil_server_new$'; then
@@ -74,6 +81,12 @@ else
     fail "libvigil.a defines other globals: $(echo $aleaked | head -c 300)"
 fi
 export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
+pc_version="$(pkg-config --modversion vigil 2>&1)"
+if [ "$pc_version" = "$VER" ]; then
+    ok "pkg-config vigil version $pc_version, as include/vigil.h"
+else
+    fail "pkg-config vigil version '$pc_version', include/vigil.h says '$VER'"
+fi
 pc_static="$(echo $(pkg-config --static --libs vigil 2>&1))"
 pc_cflags="$(echo $(pkg-config --cflags vigil 2>&1))"
 if [ "$pc_cflags" = "-I$PREFIX/include" ] && [[ " $pc_static " == *" -lvigil "* ]] &&

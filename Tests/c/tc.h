@@ -494,9 +494,70 @@ static TC_UNUSED int tc_roundtrip(int port, const char *request, tc_resp_t *r) {
   return rc;
 }
 
+/* Does the request-target (or any span) t[0..len) start with `prefix`? */
+static TC_UNUSED int tc_starts(const char *t, size_t len, const char *prefix) {
+  size_t n = strlen(prefix);
+  return len >= n && memcmp(t, prefix, n) == 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* server helpers (only for programs that include vigil.h first) */
 #ifdef VIGIL_H
+
+/* A request handed to a worker thread that works for up to `ms` unless a
+ * vigil_request_on_cancel callback cancels it first (tc_job_cancel wakes
+ * tc_job_wait). Reference counted: one reference per holder (the worker,
+ * the cancel callback); the last tc_job_unref frees it. `id` and `mode`
+ * are the test's own. */
+typedef struct {
+  atomic_int refs;
+  int id;
+  vigil_request_t *req;
+  unsigned ms;
+  const char *mode;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int cancelled;
+} tc_job_t;
+
+static TC_UNUSED tc_job_t *tc_job_new(int refs, int id, vigil_request_t *req, unsigned ms) {
+  tc_job_t *j = calloc(1, sizeof *j);
+  if (j == NULL) abort();
+  atomic_init(&j->refs, refs);
+  j->id = id;
+  j->req = req;
+  j->ms = ms;
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
+  return j;
+}
+
+static TC_UNUSED void tc_job_unref(tc_job_t *j) {
+  if (atomic_fetch_sub(&j->refs, 1) != 1) return;
+  pthread_mutex_destroy(&j->mu);
+  pthread_cond_destroy(&j->cv);
+  free(j);
+}
+
+/* Mark the job cancelled and wake its worker. */
+static TC_UNUSED void tc_job_cancel(tc_job_t *j) {
+  pthread_mutex_lock(&j->mu);
+  j->cancelled = 1;
+  pthread_cond_signal(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+}
+
+/* Wait up to j->ms for a cancellation; 1 if cancelled. */
+static TC_UNUSED int tc_job_wait(tc_job_t *j) {
+  struct timespec until = tc_deadline_in(j->ms);
+  pthread_mutex_lock(&j->mu);
+  while (!j->cancelled && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
+  }
+  int c = j->cancelled;
+  pthread_mutex_unlock(&j->mu);
+  return c;
+}
+
 static TC_UNUSED int tc_stats_settled(vigil_server_t *s, int ms) {
   vigil_stats_t st;
   int ok = TC_WAIT_UNTIL((vigil_server_stats(s, &st),

@@ -46,11 +46,6 @@ static logent_t *ent_of(const vigil_request_t *req) {
   return v > 0 ? &logs[v - 1] : NULL;
 }
 
-static int starts(const char *t, size_t len, const char *prefix) {
-  size_t n = strlen(prefix);
-  return len >= n && memcmp(t, prefix, n) == 0;
-}
-
 /* "/ignore...": answered at once, the body never read (the core drains it).
  * Otherwise a request with a body is read whole, then answered with
  * "<length>:<body>"; one without a body gets "hello <target>". */
@@ -64,7 +59,7 @@ static void on_request(vigil_request_t *req, void *ud) {
   snprintf(e->target, sizeof e->target, "%.*s", (int)tl, t);
   snprintf(e->method, sizeof e->method, "%.*s", (int)ml, m);
   vigil_request_set_data(req, (void *)(intptr_t)(id + 1));
-  if (starts(t, tl, "/ignore")) {
+  if (tc_starts(t, tl, "/ignore")) {
     e->kind = K_IGNORE;
     vigil_response_send(req, 200, TEXT, 1, "ignored", 7);
     vigil_request_finish(req);

@@ -57,11 +57,6 @@ static void *delayed_worker(void *arg) {
 /* ------------------------------------------------------------------ */
 /* callbacks */
 
-static int starts(const char *t, size_t len, const char *prefix) {
-  size_t n = strlen(prefix);
-  return len >= n && memcmp(t, prefix, n) == 0;
-}
-
 static void on_written(vigil_request_t *req, int status, void *ud) {
   if (status == 0) vigil_request_body_start(req); /* resume */
 }
@@ -76,7 +71,7 @@ static void on_request(vigil_request_t *req, void *ud) {
   const char *t = vigil_request_target(req, &tl);
   const char *m = vigil_request_method(req, &ml);
 
-  if (starts(t, tl, "/p/")) {
+  if (tc_starts(t, tl, "/p/")) {
     /* "/p/N?d=MS": answered "N" by a worker thread after MS ms */
     r->kind = K_P;
     delayed_t *d = calloc(1, sizeof *d);
@@ -90,7 +85,7 @@ static void on_request(vigil_request_t *req, void *ud) {
     }
     snprintf(d->body, sizeof d->body, "%.60s", tmp + 3);
     tc_spawn(delayed_worker, d);
-  } else if (starts(t, tl, "/echo")) {
+  } else if (tc_starts(t, tl, "/echo")) {
     r->kind = K_ECHO;
     /* body_start before the response starts, so that 100-continue is sent */
     int has_body = vigil_request_has_body(req);
@@ -100,7 +95,7 @@ static void on_request(vigil_request_t *req, void *ud) {
       vigil_response_end(req);
       vigil_request_finish(req);
     }
-  } else if (starts(t, tl, "/sink")) {
+  } else if (tc_starts(t, tl, "/sink")) {
     /* read the whole body, then answer with its size */
     r->kind = K_SINK;
     if (!vigil_request_has_body(req)) {
@@ -109,14 +104,14 @@ static void on_request(vigil_request_t *req, void *ud) {
       return;
     }
     vigil_request_body_start(req);
-  } else if (starts(t, tl, "/ignore")) {
+  } else if (tc_starts(t, tl, "/ignore")) {
     r->kind = K_IGNORE;
     vigil_response_send(req, 200, TEXT, 1, "ignored", 7);
     vigil_request_finish(req);
-  } else if (starts(t, tl, "/nothing")) {
+  } else if (tc_starts(t, tl, "/nothing")) {
     r->kind = K_NOTHING;
     vigil_request_finish(req); /* no response: the core answers 500 */
-  } else if (starts(t, tl, "/headers")) {
+  } else if (tc_starts(t, tl, "/headers")) {
     r->kind = K_HEADERS;
     size_t hl = 0, n = vigil_request_header_count(req);
     const char *two = vigil_request_header(req, "X-TWO", &hl);

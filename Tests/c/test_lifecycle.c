@@ -35,43 +35,19 @@ static atomic_int next_rec;
 static atomic_int stopped_calls;
 static atomic_int release_after_server_free; /* worker waits for this */
 
-typedef struct {
-  atomic_int refs;
-  int id;
-  vigil_request_t *req;
-  unsigned ms;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int cancelled;
-} job_t;
-
-static void job_unref(job_t *j) {
-  if (atomic_fetch_sub(&j->refs, 1) != 1) return;
-  pthread_mutex_destroy(&j->mu);
-  pthread_cond_destroy(&j->cv);
-  free(j);
-}
-
 static void on_cancel(vigil_request_t *req, vigil_reason_t reason, void *ud) {
-  job_t *j = ud;
+  tc_job_t *j = ud;
   recs[j->id].t_cancel_us = tc_now_us();
   atomic_store(&recs[j->id].cancel_reason, (int)reason);
   atomic_fetch_add(&recs[j->id].cancel_calls, 1);
-  pthread_mutex_lock(&j->mu);
-  j->cancelled = 1;
-  pthread_cond_signal(&j->cv);
-  pthread_mutex_unlock(&j->mu);
-  job_unref(j);
+  tc_job_cancel(j);
+  tc_job_unref(j);
 }
 
 static void *hold_worker(void *arg) {
-  job_t *j = arg;
+  tc_job_t *j = arg;
   rec_t *r = &recs[j->id];
-  struct timespec until = tc_deadline_in(j->ms);
-  pthread_mutex_lock(&j->mu);
-  while (!j->cancelled && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
-  }
-  pthread_mutex_unlock(&j->mu);
+  tc_job_wait(j);
   /* Optionally wait until the test freed the server, to call into the
    * request afterwards. */
   if (atomic_load(&release_after_server_free))
@@ -82,7 +58,7 @@ static void *hold_worker(void *arg) {
   r->send_rc = vigil_response_send(j->req, 200, NULL, 0, "held", 4);
   vigil_request_finish(j->req);
   atomic_store(&r->worker_done, 1);
-  job_unref(j);
+  tc_job_unref(j);
   return NULL;
 }
 
@@ -107,14 +83,8 @@ static void on_request(vigil_request_t *req, void *ud) {
   size_t tl;
   const char *t = vigil_request_target(req, &tl);
   if (tl >= 5 && memcmp(t, "/hold", 5) == 0) {
-    job_t *j = calloc(1, sizeof *j);
-    atomic_init(&j->refs, 2);
-    j->id = id;
-    j->req = req;
     const char *q = memchr(t, '=', tl);
-    j->ms = q ? (unsigned)strtoul(q + 1, NULL, 10) : 10000;
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    tc_job_t *j = tc_job_new(2, id, req, q ? (unsigned)strtoul(q + 1, NULL, 10) : 10000);
     vigil_request_on_cancel(req, on_cancel, j);
     tc_spawn(hold_worker, j);
     return;

@@ -56,38 +56,16 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
 /* ------------------------------------------------------------------ */
 /* workers */
 
-typedef struct {
-  atomic_int refs;               /* worker + cancel callback */
-  int id;
-  vigil_request_t *req;
-  unsigned ms;
-  const char *mode;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int cancelled;
-} job_t;
-
-static void job_unref(job_t *j) {
-  if (atomic_fetch_sub(&j->refs, 1) != 1) return;
-  pthread_mutex_destroy(&j->mu);
-  pthread_cond_destroy(&j->cv);
-  free(j);
-}
-
+/* tc_job_t (tc.h): references from the worker and the cancel callback. */
 static void on_cancel(vigil_request_t *req, vigil_reason_t reason, void *ud) {
-  job_t *j = ud;
+  tc_job_t *j = ud;
   rec_t *r = &recs[j->id];
   r->t_cancel_us = tc_now_us();
   atomic_store(&r->cancel_on_loop, pthread_equal(pthread_self(), loop_thread));
   atomic_store(&r->cancel_reason, (int)reason);
   atomic_fetch_add(&r->cancel_calls, 1);
-  if (reason != VIGIL_REASON_HANDLER_FINISHED) {
-    pthread_mutex_lock(&j->mu);
-    j->cancelled = 1;
-    pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-  }
-  job_unref(j);
+  if (reason != VIGIL_REASON_HANDLER_FINISHED) tc_job_cancel(j);
+  tc_job_unref(j);
 }
 
 static void count_write_cb(vigil_request_t *req, int status, void *ud) {
@@ -97,19 +75,8 @@ static void count_write_cb(vigil_request_t *req, int status, void *ud) {
   atomic_fetch_add(&r->write_cb_calls, 1);
 }
 
-/* Wait up to j->ms for a cancellation; 1 if cancelled. */
-static int job_wait(job_t *j) {
-  struct timespec until = tc_deadline_in(j->ms);
-  pthread_mutex_lock(&j->mu);
-  while (!j->cancelled && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
-  }
-  int c = j->cancelled;
-  pthread_mutex_unlock(&j->mu);
-  return c;
-}
-
 static void *worker(void *arg) {
-  job_t *j = arg;
+  tc_job_t *j = arg;
   rec_t *r = &recs[j->id];
   vigil_request_t *req = j->req;
   atomic_store(&r->off_loop, !pthread_equal(pthread_self(), loop_thread));
@@ -130,11 +97,7 @@ static void *worker(void *arg) {
     r->rc[1] = ended;
     atomic_store(&r->cancel_on_loop, -1);
     int before = atomic_load(&r->cancel_calls);
-    job_t *j2 = calloc(1, sizeof *j2);
-    atomic_init(&j2->refs, 1);
-    j2->id = j->id;
-    pthread_mutex_init(&j2->mu, NULL);
-    pthread_cond_init(&j2->cv, NULL);
+    tc_job_t *j2 = tc_job_new(1, j->id, NULL, 0);
     r->rc[2] = vigil_request_on_cancel(req, on_cancel, j2);
     /* ran synchronously: the count moved before on_cancel returned */
     r->rc[3] = atomic_load(&r->cancel_calls) - before;
@@ -143,7 +106,7 @@ static void *worker(void *arg) {
     vigil_request_release(req);
   } else {
     /* "work": wait ms for the work, or less if cancelled */
-    int cancelled = job_wait(j);
+    int cancelled = tc_job_wait(j);
     r->t_woke_us = tc_now_us();
     if (cancelled) {
       atomic_store(&r->worker_reason, (int)vigil_request_reason(req));
@@ -161,7 +124,7 @@ static void *worker(void *arg) {
     vigil_request_finish(req);
   }
   atomic_store(&r->worker_done, 1);
-  job_unref(j);
+  tc_job_unref(j);
   return NULL;
 }
 
@@ -174,22 +137,11 @@ static unsigned query_num(const char *t, size_t len, const char *key, unsigned d
   return p ? (unsigned)strtoul(p + strlen(key), NULL, 10) : dflt;
 }
 
-static int starts(const char *t, size_t len, const char *prefix) {
-  size_t n = strlen(prefix);
-  return len >= n && memcmp(t, prefix, n) == 0;
-}
-
 static void spawn(vigil_request_t *req, int id, const char *mode, unsigned ms) {
-  job_t *j = calloc(1, sizeof *j);
-  atomic_init(&j->refs, 2);
-  j->id = id;
-  j->req = req;
-  j->ms = ms;
+  int late = strcmp(mode, "late") == 0; /* no callback: the worker's reference only */
+  tc_job_t *j = tc_job_new(late ? 1 : 2, id, req, ms);
   j->mode = mode;
-  pthread_mutex_init(&j->mu, NULL);
-  pthread_cond_init(&j->cv, NULL);
-  if (strcmp(mode, "late") == 0) atomic_store(&j->refs, 1); /* no callback */
-  else vigil_request_on_cancel(req, on_cancel, j);
+  if (!late) vigil_request_on_cancel(req, on_cancel, j);
   tc_spawn(worker, j);
 }
 
@@ -209,13 +161,13 @@ static void on_request(vigil_request_t *req, void *ud) {
   size_t tl;
   const char *t = vigil_request_target(req, &tl);
 
-  if (starts(t, tl, "/work")) {
+  if (tc_starts(t, tl, "/work")) {
     spawn(req, id, "work", query_num(t, tl, "ms=", 10));
-  } else if (starts(t, tl, "/twice-worker")) {
+  } else if (tc_starts(t, tl, "/twice-worker")) {
     spawn(req, id, "twice", 0);
-  } else if (starts(t, tl, "/late")) {
+  } else if (tc_starts(t, tl, "/late")) {
     spawn(req, id, "late", 0);
-  } else if (starts(t, tl, "/twice")) {
+  } else if (tc_starts(t, tl, "/twice")) {
     /* on the loop thread, inline */
     r->rc[0] = vigil_response_send(req, 200, NULL, 0, "first", 5);
     r->rc[1] = vigil_response_send(req, 200, NULL, 0, "second", 6);
@@ -228,7 +180,7 @@ static void on_request(vigil_request_t *req, void *ud) {
     r->rc[6] = vigil_response_end(req);
     vigil_request_release(req);
     atomic_store(&r->worker_done, 1);
-  } else if (starts(t, tl, "/big")) {
+  } else if (tc_starts(t, tl, "/big")) {
     /* 8 MiB streamed at once to a client that does not read: most write
      * completions stay pending (backpressure) */
     static char chunk[1 << 20];
@@ -238,7 +190,7 @@ static void on_request(vigil_request_t *req, void *ud) {
                                        (void *)(intptr_t)id);
     atomic_store(&r->finish_in_done, 1); /* hold the request until it ends */
     atomic_store(&r->worker_done, 1);
-  } else if (starts(t, tl, "/badhdr")) {
+  } else if (tc_starts(t, tl, "/badhdr")) {
     int i = 0;
     vigil_header_t h;
 #define BAD(n, nl, v, vl) \
