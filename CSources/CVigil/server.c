@@ -98,6 +98,12 @@ bool vigil__on_loop_thread(const vigil_loop_t *loop) {
   return current_loop == loop;
 }
 
+/* The calling thread runs `loop` from now on (NULL: none). loop_thread's
+ * own, and the unit tests' that run a loop's parts on their own thread. */
+void vigil__loop_set_current(const vigil_loop_t *loop) {
+  current_loop = loop;
+}
+
 /* ------------------------------------------------------------------ */
 /* the op queue */
 
@@ -717,7 +723,7 @@ static void loop_discard(vigil_loop_t *loop) {
 static void loop_thread(void *arg) {
   vigil_loop_t *loop = arg;
   vigil_server_t *s = loop->server;
-  current_loop = loop;
+  vigil__loop_set_current(loop);
   /* Ops queued before this thread started were queued (not run inline):
    * the async handle is already pending for them. */
   uv_run(&loop->uv, UV_RUN_DEFAULT);
@@ -727,7 +733,7 @@ static void loop_thread(void *arg) {
   int r = uv_loop_close(&loop->uv);
   VIGIL_ASSERT(r == 0);
   (void)r;
-  current_loop = NULL;
+  vigil__loop_set_current(NULL);
   unsigned running = atomic_fetch_sub(&s->loops_running, 1);
   VIGIL_ASSERT(running > 0);
   if (running == 1 && s->config.on_stopped)

@@ -577,6 +577,7 @@ void vigil__conn_output_drained(vigil_conn_t *conn);
 void vigil__loop_ref(vigil_loop_t *loop);
 void vigil__loop_unref(vigil_loop_t *loop);
 bool vigil__on_loop_thread(const vigil_loop_t *loop);
+void vigil__loop_set_current(const vigil_loop_t *loop);
 void vigil__loop_watch(vigil_loop_t *loop, vigil_conn_t *conn);
 void vigil__loop_unwatch(vigil_conn_t *conn);
 /* Paused connections' hang-ups (FIN, RST) as events (server.c): add

@@ -46,6 +46,7 @@ static void px_init(px_t *x, const vigil_config_t *cfg) {
   atomic_init(&x->loop->refs, 1);
   x->loop->server = &x->server;
   pthread_mutex_init(&x->loop->qlock, NULL);
+  vigil__loop_set_current(x->loop); /* this thread runs the loop's parts */
   x->c = calloc(1, sizeof *x->c);
   if (x->c == NULL) abort();
   x->c->loop = x->loop;

@@ -67,6 +67,7 @@ static void setup(uint64_t header_ms, uint64_t idle_ms) {
   if (loop == NULL) abort();
   loop->server = &server;
   if (uv_loop_init(&loop->uv) != 0) abort();
+  vigil__loop_set_current(loop); /* this thread runs the loop's parts */
   uv_timer_init(&loop->uv, &loop->tick_timer);
   loop->tick_timer.data = loop;
   for (int k = 0; k < T_KINDS; k++) vigil__list_init(&loop->timers[k]);
