@@ -82,21 +82,28 @@ public struct RequestEndedError: Error, Sendable, Hashable, CustomStringConverti
     public var description: String { "request ended: \(reason)" }
 }
 
-/// An error code from the C core (`vigil_strerror` names it).
+/// An error from the C core (its code, which `vigil_strerror` names) or
+/// from the Swift layer (a code of its own, outside the core's).
 public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: Int32
     public init(code: Int32) { self.code = code }
     public var description: String {
-        if code == Self.bodyAlreadyIteratedCode {
+        switch code {
+        case Self.bodyAlreadyIteratedCode:
             return "this body or connection is read by another iterator (one iterator reads it)"
+        case Self.bodyInProgressCode:
+            return "the request body is partly read: it cannot be hijacked now"
+        case Self.hijackInProgressCode:
+            return "the request is being hijacked: its body cannot be read now"
+        default:
+            return String(cString: vigil_strerror(code)) + " (\(code))"
         }
-        return String(cString: vigil_strerror(code)) + " (\(code))"
     }
 
     /// The response was already started or ended.
     public static let alreadySent = VigilError(code: VIGIL_EALREADY)
-    /// A response write needs a started response.
-    public static let notStarted = VigilError(code: VIGIL_EBUSY)
+    /// A body write or `finish()` of a response that was not started.
+    public static let responseNotStarted = VigilError(code: VIGIL_EBUSY)
     /// A bad argument: header bytes, status, or a body longer than its Content-Length.
     public static let invalidArgument = VigilError(code: VIGIL_EINVAL)
     /// A `next()` on a request body or a hijacked connection through an
@@ -108,8 +115,18 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     /// used from another task) still waits. The owning iterator goes on.
     /// Its code is Swift's own, no C function returns it.
     public static let bodyAlreadyIterated = VigilError(code: bodyAlreadyIteratedCode)
-    @available(*, deprecated, renamed: "bodyAlreadyIterated")
-    public static let concurrentIteration = bodyAlreadyIterated
-    /// Outside the C core's codes (negative errno values, libuv's included).
+    /// `hijack()` after the body was partly read: the bytes still to come
+    /// are the middle of the body's framing, not the connection's own.
+    /// Hijack before the first `next()` or after the body's end.
+    public static let bodyInProgress = VigilError(code: bodyInProgressCode)
+    /// A body `next()` while another task's `hijack()` of the same request
+    /// is under way: starting the body then would hand its bytes to a
+    /// stream that the hijack is about to restart.
+    public static let hijackInProgress = VigilError(code: hijackInProgressCode)
+
+    // Swift's own codes, outside the C core's (negative errno values,
+    // libuv's included).
     static let bodyAlreadyIteratedCode: Int32 = -100_001
+    static let bodyInProgressCode: Int32 = -100_002
+    static let hijackInProgressCode: Int32 = -100_003
 }

@@ -2,8 +2,9 @@ import CVigil
 
 extension Request {
     /// Takes the connection over from HTTP (Upgrade, CONNECT, a protocol of
-    /// your own). Allowed before a response was started, and before the body
-    /// was read or after it was read to its end.
+    /// your own). Allowed before a response was started (else
+    /// `VigilError.alreadySent`), and before the body was read or after it
+    /// was read to its end (else `VigilError.bodyInProgress`).
     ///
     /// The bytes the client sent after the request head — an unread body,
     /// pipelined bytes — come first out of the returned connection, then
@@ -17,6 +18,8 @@ extension Request {
         let r = vigil_request_hijack(context.raw)
         // Refused (response started, request ended): nothing changed.
         context.endHijack(succeeded: r == 0)
+        // The core's own mid-body check: the same refusal as ours above.
+        if r == VIGIL_EBUSY { throw VigilError.bodyInProgress }
         try context.check(r)
         return HijackedConnection(context: context)
     }

@@ -343,7 +343,7 @@ final class RequestContext: Sendable {
             if s.hijack != .none { throw VigilError.alreadySent }
             if s.bodyStarted && !(s.bodyEnded && s.chunkIndex >= s.chunks.count) {
                 // Mid-body: raw bytes would mix with the body's framing.
-                throw VigilError(code: VIGIL_EBUSY)
+                throw VigilError.bodyInProgress
             }
             s.hijack = .pending
         }
@@ -426,7 +426,7 @@ final class RequestContext: Sendable {
             if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false, 0) }
             // Starting the body now could hand raw bytes to a hijack that is
             // about to reset the stream, or make the core refuse it.
-            if s.hijack == .pending { return (.fail(VigilError(code: VIGIL_EBUSY)), false, 0) }
+            if s.hijack == .pending { return (.fail(VigilError.hijackInProgress), false, 0) }
             if !s.bodyStarted {
                 s.bodyStarted = true
                 start = true
