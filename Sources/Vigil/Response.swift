@@ -126,8 +126,8 @@ extension RequestContext {
 /// One pass over the fields when they fit in a first guess of the size,
 /// which the usual response's do: reading an `HTTPField` out of
 /// `HTTPFields` copies it (its name's two strings and its value retained,
-/// then released), and a sizing pass before the copying one doubled that —
-/// ~60 retain/release calls per response with a single header field.
+/// then released), and a sizing pass before the copying one would double
+/// that.
 func withCHeaders<R>(_ fields: HTTPFields, _ body: (UnsafeBufferPointer<vigil_header_t>) -> R) -> R {
     let count = fields.count
     if count == 0 {
@@ -154,8 +154,8 @@ private func withCHeaders<R>(
         var i = 0
         // Copies `s` at `text + used`; false if it does not fit. Through
         // `withContiguousStorageIfAvailable`, not `withUTF8`: that one is
-        // mutating, and the copy of the string it needs cost 10 retain/
-        // release pairs more per response (uprobe counts).
+        // mutating, and the copy of the string it needs costs retains and
+        // releases per field.
         func put(_ s: String) -> Bool {
             let n = s.utf8.count
             guard used + n <= textCapacity else { return false }
