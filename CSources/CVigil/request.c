@@ -208,6 +208,26 @@ vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
       &((vigil_request_t *)req)->reason, memory_order_acquire);
 }
 
+/* The public numbers are llhttp's (method_id holds an llhttp_method_t). */
+_Static_assert(VIGIL_METHOD_DELETE == HTTP_DELETE && VIGIL_METHOD_GET == HTTP_GET &&
+                   VIGIL_METHOD_HEAD == HTTP_HEAD && VIGIL_METHOD_POST == HTTP_POST &&
+                   VIGIL_METHOD_PUT == HTTP_PUT && VIGIL_METHOD_CONNECT == HTTP_CONNECT &&
+                   VIGIL_METHOD_OPTIONS == HTTP_OPTIONS && VIGIL_METHOD_PATCH == HTTP_PATCH,
+               "vigil_method_t follows llhttp_method_t");
+
+vigil_method_t vigil_request_method_id(const vigil_request_t *req) {
+  switch (req->method_id) { /* head: immutable once on_request ran */
+    case HTTP_DELETE: case HTTP_GET: case HTTP_HEAD: case HTTP_POST:
+    case HTTP_PUT: case HTTP_CONNECT: case HTTP_OPTIONS: case HTTP_PATCH:
+      return (vigil_method_t)req->method_id;
+    default: return VIGIL_METHOD_OTHER; /* VIGIL__METHOD_OTHER included */
+  }
+}
+
+int vigil_request_hijacked(const vigil_request_t *req) {
+  return atomic_load(&((vigil_request_t *)req)->resp_public) == RESP_HIJACKED;
+}
+
 int vigil__reason_error(vigil_reason_t reason) {
   switch (reason) {
     case VIGIL_REASON_NONE: return 0;
