@@ -209,10 +209,14 @@ vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
 }
 
 /* The public numbers are llhttp's (method_id holds an llhttp_method_t). */
-_Static_assert(VIGIL_METHOD_DELETE == HTTP_DELETE && VIGIL_METHOD_GET == HTTP_GET &&
-                   VIGIL_METHOD_HEAD == HTTP_HEAD && VIGIL_METHOD_POST == HTTP_POST &&
-                   VIGIL_METHOD_PUT == HTTP_PUT && VIGIL_METHOD_CONNECT == HTTP_CONNECT &&
-                   VIGIL_METHOD_OPTIONS == HTTP_OPTIONS && VIGIL_METHOD_PATCH == HTTP_PATCH,
+_Static_assert((int)VIGIL_METHOD_DELETE == (int)HTTP_DELETE &&
+                   (int)VIGIL_METHOD_GET == (int)HTTP_GET &&
+                   (int)VIGIL_METHOD_HEAD == (int)HTTP_HEAD &&
+                   (int)VIGIL_METHOD_POST == (int)HTTP_POST &&
+                   (int)VIGIL_METHOD_PUT == (int)HTTP_PUT &&
+                   (int)VIGIL_METHOD_CONNECT == (int)HTTP_CONNECT &&
+                   (int)VIGIL_METHOD_OPTIONS == (int)HTTP_OPTIONS &&
+                   (int)VIGIL_METHOD_PATCH == (int)HTTP_PATCH,
                "vigil_method_t follows llhttp_method_t");
 
 vigil_method_t vigil_request_method_id(const vigil_request_t *req) {

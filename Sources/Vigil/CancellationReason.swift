@@ -1,3 +1,6 @@
+// The public error and end-reason types: why a request ended, which
+// timeout, and the errors calls throw (mapped from the C core's codes and
+// reasons in CBridge.swift).
 import CVigil
 
 /// Why a request ended. The first reason wins and never changes.
@@ -21,35 +24,6 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
     /// The request body passed its limit (413).
     case bodyTooLarge
 
-    init?(_ c: vigil_reason_t) {
-        switch c {
-        case VIGIL_REASON_CLIENT_CLOSED: self = .clientClosed
-        case VIGIL_REASON_RESET: self = .reset
-        case VIGIL_REASON_READ_FAILED: self = .readFailed
-        case VIGIL_REASON_WRITE_FAILED: self = .writeFailed
-        case VIGIL_REASON_TIMED_OUT: self = .timedOut
-        case VIGIL_REASON_SERVER_SHUTDOWN: self = .serverShutdown
-        case VIGIL_REASON_HANDLER_FINISHED: self = .handlerFinished
-        case VIGIL_REASON_BAD_REQUEST: self = .badRequest
-        case VIGIL_REASON_BODY_TOO_LARGE: self = .bodyTooLarge
-        default: return nil
-        }
-    }
-
-    var cValue: vigil_reason_t {
-        switch self {
-        case .clientClosed: VIGIL_REASON_CLIENT_CLOSED
-        case .reset: VIGIL_REASON_RESET
-        case .readFailed: VIGIL_REASON_READ_FAILED
-        case .writeFailed: VIGIL_REASON_WRITE_FAILED
-        case .timedOut: VIGIL_REASON_TIMED_OUT
-        case .serverShutdown: VIGIL_REASON_SERVER_SHUTDOWN
-        case .handlerFinished: VIGIL_REASON_HANDLER_FINISHED
-        case .badRequest: VIGIL_REASON_BAD_REQUEST
-        case .bodyTooLarge: VIGIL_REASON_BODY_TOO_LARGE
-        }
-    }
-
     /// True for every reason except `.handlerFinished`.
     public var isCancellation: Bool { self != .handlerFinished }
 
@@ -64,15 +38,6 @@ public enum Timeout: Sendable, Hashable {
     case write
     /// The handler ran longer than `handlerTimeout`.
     case handler
-
-    init?(_ c: vigil_timeout_t) {
-        switch c {
-        case VIGIL_TIMEOUT_BODY: self = .bodyRead
-        case VIGIL_TIMEOUT_WRITE: self = .write
-        case VIGIL_TIMEOUT_HANDLER: self = .handler
-        default: return nil
-        }
-    }
 }
 
 /// Thrown by body reads and response writes once the request has ended:
