@@ -524,10 +524,11 @@ VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
  * ended the request). */
 VIGIL_EXPORT int vigil_request_hijack(vigil_request_t *req);
 
-/* 1 once vigil_request_hijack() took the connection, 0 before (and after
- * one that failed). Any thread. A vigil_request_hijack() still under way
- * on another thread claims first and gives the claim back if it fails: a
- * reader racing with it can see 1 for a moment. */
+/* 1 once vigil_request_hijack() took the connection (it returned 0), and
+ * from then on; 0 before, and after one that failed. Any thread. A
+ * vigil_request_hijack() still under way on another thread claims first
+ * and gives the claim back if it fails: a reader racing with it can see 1
+ * for a moment. */
 VIGIL_EXPORT int vigil_request_hijacked(const vigil_request_t *req);
 
 /* Queue raw bytes on a hijacked connection; `cb` as for
