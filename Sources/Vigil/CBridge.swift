@@ -181,12 +181,18 @@ final class CServer: @unchecked Sendable {
         _ = vigil_server_shutdown(pointer, graceMs)
     }
 
-    /// `vigil_server_post`, unless the server is freed. False if the job
-    /// will not run.
-    func post(loop: UInt32, _ fn: vigil_task_cb, _ ud: UnsafeMutableRawPointer) -> Bool {
-        freed.withLock { freed in
-            !freed && vigil_server_post(pointer, loop, fn, ud) == 0
+    /// Has `executor.drain()` run on loop `loop` (`vigil_server_post`),
+    /// unless the server is freed. The job holds a reference to the
+    /// executor until it runs. False if it will not run.
+    func post(loop: UInt32, drain executor: LoopExecutor) -> Bool {
+        let me = Unmanaged.passRetained(executor)
+        let posted = freed.withLock { freed in
+            !freed && vigil_server_post(pointer, loop, { ud in
+                Unmanaged<LoopExecutor>.fromOpaque(ud!).takeRetainedValue().drain()
+            }, me.toOpaque()) == 0
         }
+        if !posted { me.release() }
+        return posted
     }
 
     func free() {

@@ -1,3 +1,6 @@
+// The continuation type Vigil keeps in its state: unsafe in release
+// builds, checked in debug ones.
+
 /// The continuations Vigil keeps in its own state (a request's waiters in
 /// `RequestContext`, parked workers and the dispatcher in `RequestQueue`).
 ///

@@ -1,3 +1,7 @@
+// The Swift state of one C request: its handler task, close-notify
+// waiters, cancel callbacks and body stream. Its own C calls (reference,
+// body flow, finish) sit here, in the locked transitions they belong to;
+// every other C call is in CBridge.swift.
 import CVigil
 import HTTPTypes
 

@@ -1,3 +1,5 @@
+// The hand-off of new requests from a loop thread to reused worker tasks.
+
 /// New requests of one loop, from its thread to the tasks that run their
 /// handlers.
 ///
