@@ -207,6 +207,8 @@ final class CServer: @unchecked Sendable {
 }
 
 
+// MARK: configuration values and the request head
+
 /// A duration in whole milliseconds, at least 1 if positive; 0 for nil.
 func milliseconds(_ d: Duration?) -> UInt64 {
     guard let d, d > .zero else { return 0 }
