@@ -371,6 +371,22 @@ VIGIL_EXPORT void *vigil_request_get_data(const vigil_request_t *req);
  * unknown method for a known one (it is never HEAD or CONNECT). */
 VIGIL_EXPORT const char *vigil_request_method(const vigil_request_t *req,
                                               size_t *len);
+/* The method as a number, for the common ones: the core's own reading of
+ * the request line, so a caller need not compare strings to find GET.
+ * VIGIL_METHOD_OTHER for any other token (TRACE, QUERY, "get", ...): take
+ * vigil_request_method then. Any thread. */
+typedef enum {
+  VIGIL_METHOD_OTHER = -1,
+  VIGIL_METHOD_DELETE = 0,
+  VIGIL_METHOD_GET = 1,
+  VIGIL_METHOD_HEAD = 2,
+  VIGIL_METHOD_POST = 3,
+  VIGIL_METHOD_PUT = 4,
+  VIGIL_METHOD_CONNECT = 5,
+  VIGIL_METHOD_OPTIONS = 6,
+  VIGIL_METHOD_PATCH = 28
+} vigil_method_t;
+VIGIL_EXPORT vigil_method_t vigil_request_method_id(const vigil_request_t *req);
 /* The request-target as sent (RFC 9112 3.2), in the form its method allows
  * (anything else got 400 before any handler): origin-form ("/a?b"),
  * absolute-form as the whole URI ("http://h/a?b", not just its path; an
@@ -561,6 +577,13 @@ VIGIL_EXPORT int vigil_response_send(vigil_request_t *req, int status,
  * has stopped), VIGIL_EINVAL (`req` NULL) or VIGIL_ENOMEM; on an error
  * nothing changed (a response may still be sent). */
 VIGIL_EXPORT int vigil_request_hijack(vigil_request_t *req);
+
+/* 1 once vigil_request_hijack() took the connection (it returned 0), and
+ * from then on; 0 before, and after one that failed. Any thread. A
+ * vigil_request_hijack() still under way on another thread claims first
+ * and gives the claim back if it fails: a reader racing with it can see 1
+ * for a moment. */
+VIGIL_EXPORT int vigil_request_hijacked(const vigil_request_t *req);
 
 /* Queue raw bytes on a hijacked connection; `cb` as for
  * vigil_response_write. Returns 0; VIGIL_EBUSY (not hijacked);

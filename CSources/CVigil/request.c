@@ -208,6 +208,30 @@ vigil_reason_t vigil_request_reason(const vigil_request_t *req) {
       &((vigil_request_t *)req)->reason, memory_order_acquire);
 }
 
+/* The public numbers are llhttp's (method_id holds an llhttp_method_t). */
+_Static_assert((int)VIGIL_METHOD_DELETE == (int)HTTP_DELETE &&
+                   (int)VIGIL_METHOD_GET == (int)HTTP_GET &&
+                   (int)VIGIL_METHOD_HEAD == (int)HTTP_HEAD &&
+                   (int)VIGIL_METHOD_POST == (int)HTTP_POST &&
+                   (int)VIGIL_METHOD_PUT == (int)HTTP_PUT &&
+                   (int)VIGIL_METHOD_CONNECT == (int)HTTP_CONNECT &&
+                   (int)VIGIL_METHOD_OPTIONS == (int)HTTP_OPTIONS &&
+                   (int)VIGIL_METHOD_PATCH == (int)HTTP_PATCH,
+               "vigil_method_t follows llhttp_method_t");
+
+vigil_method_t vigil_request_method_id(const vigil_request_t *req) {
+  switch (req->method_id) { /* head: immutable once on_request ran */
+    case HTTP_DELETE: case HTTP_GET: case HTTP_HEAD: case HTTP_POST:
+    case HTTP_PUT: case HTTP_CONNECT: case HTTP_OPTIONS: case HTTP_PATCH:
+      return (vigil_method_t)req->method_id;
+    default: return VIGIL_METHOD_OTHER; /* VIGIL__METHOD_OTHER included */
+  }
+}
+
+int vigil_request_hijacked(const vigil_request_t *req) {
+  return atomic_load(&((vigil_request_t *)req)->resp_public) == RESP_HIJACKED;
+}
+
 int vigil__reason_error(vigil_reason_t reason) {
   switch (reason) {
     case VIGIL_REASON_NONE: return 0;

@@ -1,3 +1,6 @@
+// The public error and end-reason types: why a request ended, which
+// timeout, and the errors calls throw (mapped from the C core's codes and
+// reasons in CBridge.swift).
 import CVigil
 
 /// Why a request ended. The first reason wins and never changes.
@@ -21,35 +24,6 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
     /// The request body passed its limit (413).
     case bodyTooLarge
 
-    init?(_ c: vigil_reason_t) {
-        switch c {
-        case VIGIL_REASON_CLIENT_CLOSED: self = .clientClosed
-        case VIGIL_REASON_RESET: self = .reset
-        case VIGIL_REASON_READ_FAILED: self = .readFailed
-        case VIGIL_REASON_WRITE_FAILED: self = .writeFailed
-        case VIGIL_REASON_TIMED_OUT: self = .timedOut
-        case VIGIL_REASON_SERVER_SHUTDOWN: self = .serverShutdown
-        case VIGIL_REASON_HANDLER_FINISHED: self = .handlerFinished
-        case VIGIL_REASON_BAD_REQUEST: self = .badRequest
-        case VIGIL_REASON_BODY_TOO_LARGE: self = .bodyTooLarge
-        default: return nil
-        }
-    }
-
-    var cValue: vigil_reason_t {
-        switch self {
-        case .clientClosed: VIGIL_REASON_CLIENT_CLOSED
-        case .reset: VIGIL_REASON_RESET
-        case .readFailed: VIGIL_REASON_READ_FAILED
-        case .writeFailed: VIGIL_REASON_WRITE_FAILED
-        case .timedOut: VIGIL_REASON_TIMED_OUT
-        case .serverShutdown: VIGIL_REASON_SERVER_SHUTDOWN
-        case .handlerFinished: VIGIL_REASON_HANDLER_FINISHED
-        case .badRequest: VIGIL_REASON_BAD_REQUEST
-        case .bodyTooLarge: VIGIL_REASON_BODY_TOO_LARGE
-        }
-    }
-
     /// True for every reason except `.handlerFinished`.
     public var isCancellation: Bool { self != .handlerFinished }
 
@@ -64,15 +38,6 @@ public enum Timeout: Sendable, Hashable {
     case write
     /// The handler ran longer than `handlerTimeout`.
     case handler
-
-    init?(_ c: vigil_timeout_t) {
-        switch c {
-        case VIGIL_TIMEOUT_BODY: self = .bodyRead
-        case VIGIL_TIMEOUT_WRITE: self = .write
-        case VIGIL_TIMEOUT_HANDLER: self = .handler
-        default: return nil
-        }
-    }
 }
 
 /// Thrown by body reads and response writes once the request has ended:
@@ -82,21 +47,28 @@ public struct RequestEndedError: Error, Sendable, Hashable, CustomStringConverti
     public var description: String { "request ended: \(reason)" }
 }
 
-/// An error code from the C core (`vigil_strerror` names it).
+/// An error from the C core (its code, which `vigil_strerror` names) or
+/// from the Swift layer (a code of its own, outside the core's).
 public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: Int32
     public init(code: Int32) { self.code = code }
     public var description: String {
-        if code == Self.bodyAlreadyIteratedCode {
+        switch code {
+        case Self.bodyAlreadyIteratedCode:
             return "this body or connection is read by another iterator (one iterator reads it)"
+        case Self.bodyInProgressCode:
+            return "the request body is partly read: it cannot be hijacked now"
+        case Self.hijackInProgressCode:
+            return "the request is being hijacked: its body cannot be read now"
+        default:
+            return String(cString: vigil_strerror(code)) + " (\(code))"
         }
-        return String(cString: vigil_strerror(code)) + " (\(code))"
     }
 
     /// The response was already started or ended.
     public static let alreadySent = VigilError(code: VIGIL_EALREADY)
-    /// A response write needs a started response.
-    public static let notStarted = VigilError(code: VIGIL_EBUSY)
+    /// A body write or `finish()` of a response that was not started.
+    public static let responseNotStarted = VigilError(code: VIGIL_EBUSY)
     /// A bad argument: header bytes, status, or a body longer than its Content-Length.
     public static let invalidArgument = VigilError(code: VIGIL_EINVAL)
     /// A `next()` on a request body or a hijacked connection through an
@@ -108,8 +80,18 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     /// used from another task) still waits. The owning iterator goes on.
     /// Its code is Swift's own, no C function returns it.
     public static let bodyAlreadyIterated = VigilError(code: bodyAlreadyIteratedCode)
-    @available(*, deprecated, renamed: "bodyAlreadyIterated")
-    public static let concurrentIteration = bodyAlreadyIterated
-    /// Outside the C core's codes (negative errno values, libuv's included).
+    /// `hijack()` after the body was partly read: the bytes still to come
+    /// are the middle of the body's framing, not the connection's own.
+    /// Hijack before the first `next()` or after the body's end.
+    public static let bodyInProgress = VigilError(code: bodyInProgressCode)
+    /// A body `next()` while another task's `hijack()` of the same request
+    /// is under way: starting the body then would hand its bytes to a
+    /// stream that the hijack is about to restart.
+    public static let hijackInProgress = VigilError(code: hijackInProgressCode)
+
+    // Swift's own codes, outside the C core's (negative errno values,
+    // libuv's included).
     static let bodyAlreadyIteratedCode: Int32 = -100_001
+    static let bodyInProgressCode: Int32 = -100_002
+    static let hijackInProgressCode: Int32 = -100_003
 }

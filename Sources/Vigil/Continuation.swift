@@ -1,11 +1,13 @@
+// The continuation type Vigil keeps in its state: unsafe in release
+// builds, checked in debug ones.
+
 /// The continuations Vigil keeps in its own state (a request's waiters in
 /// `RequestContext`, parked workers and the dispatcher in `RequestQueue`).
 ///
 /// Release builds use `UnsafeContinuation`: `CheckedContinuation` is not
 /// frozen, so its layout is known only at run time, and every state or enum
-/// holding one was created, copied and destroyed through runtime metadata
-/// and value witnesses on each request (BENCHMARKS.md, round 3: +13%
-/// pipelined without them). Debug builds — what `make test` runs, plain and
+/// holding one is created, copied and destroyed through runtime metadata
+/// and value witnesses on each request. Debug builds — what `make test` runs, plain and
 /// under AddressSanitizer and ThreadSanitizer — use `CheckedContinuation`,
 /// so that a continuation resumed twice traps and one never resumed is
 /// reported, as they would be everywhere without this split. Each is resumed

@@ -1,9 +1,11 @@
-import CVigil
+// The public hijack API: a connection taken over from HTTP, raw bytes both
+// ways.
 
 extension Request {
     /// Takes the connection over from HTTP (Upgrade, CONNECT, a protocol of
-    /// your own). Allowed before a response was started, and before the body
-    /// was read or after it was read to its end.
+    /// your own). Allowed before a response was started (else
+    /// `VigilError.alreadySent`), and before the body was read or after it
+    /// was read to its end (else `VigilError.bodyInProgress`).
     ///
     /// The bytes the client sent after the request head — an unread body,
     /// pipelined bytes — come first out of the returned connection, then
@@ -14,10 +16,10 @@ extension Request {
     /// called or the handler returns.
     public func hijack() throws -> HijackedConnection {
         try context.beginHijack()
-        let r = vigil_request_hijack(context.raw)
+        let r = context.hijackCore()
         // Refused (response started, request ended): nothing changed.
         context.endHijack(succeeded: r == 0)
-        try context.check(r)
+        try context.checkHijack(r)
         return HijackedConnection(context: context)
     }
 }
@@ -54,7 +56,7 @@ public struct HijackedConnection: AsyncSequence, Sendable {
 
     /// Writes raw bytes; returns once the output queue is under its limit.
     public func write(_ bytes: [UInt8]) async throws {
-        try await context.write(bytes, with: vigil_hijack_write)
+        try await context.writeHijacked(bytes)
     }
 
     public func write(_ string: String) async throws {
@@ -68,7 +70,7 @@ public struct HijackedConnection: AsyncSequence, Sendable {
     /// it; the handler's task is not cancelled. Calling it again does
     /// nothing more.
     public func close() throws {
-        try context.check(vigil_hijack_close(context.raw))
+        try context.closeHijackedCore()
         context.hijackClosed()
     }
 }

@@ -1,3 +1,6 @@
+// A value behind a pthread mutex: the lock the Swift layer uses, visible
+// to ThreadSanitizer.
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
-import CVigil
+// A Swift task executor over a libuv loop thread, for handlers that run
+// where their connection is served.
 
 /// Runs tasks on one of the server's libuv loop threads.
 ///
@@ -35,12 +36,7 @@ final class LoopExecutor: TaskExecutor, @unchecked Sendable {
             return true
         }
         guard post else { return }
-        let me = Unmanaged.passRetained(self)
-        let posted = server.post(loop: index, { ud in
-            Unmanaged<LoopExecutor>.fromOpaque(ud!).takeRetainedValue().drain()
-        }, me.toOpaque())
-        if !posted {
-            me.release()
+        if !server.post(loop: index, drain: self) {
             // The loop is gone: hand everything queued to the global executor.
             let jobs = queue.withLock { q -> [UnownedJob] in
                 defer {
@@ -53,8 +49,8 @@ final class LoopExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// On the loop thread.
-    private func drain() {
+    /// On the loop thread (posted by `CServer.post`).
+    func drain() {
         var jobs = batch
         batch = []
         defer { batch = jobs }

@@ -1,4 +1,5 @@
-import CVigil
+// The public request API: the head, the streamed body, and the request's
+// cancellation.
 import HTTPTypes
 
 /// An HTTP request being served.
@@ -26,7 +27,7 @@ public struct Request: Sendable {
     /// the rest. Call before reading the body; a body passing it ends the
     /// request with `.bodyTooLarge` and a 413.
     public func setBodyLimit(_ bytes: Int?) {
-        _ = vigil_request_set_body_limit(context.raw, UInt64(max(0, bytes ?? 0)))
+        context.setBodyLimit(bytes)
     }
 
     /// Suspends until the request ends, and says why: the connection closed,
@@ -51,7 +52,7 @@ public struct CancellationHandle: Sendable {
     public var reason: CancellationReason? { context.reason }
 
     /// With `reason == .timedOut`: which timeout.
-    public var timeout: Timeout? { Timeout(vigil_request_timeout(context.raw)) }
+    public var timeout: Timeout? { context.timeout }
 
     /// Runs `body` exactly once with the reason the request ended: at the
     /// moment it is cancelled (on the server's loop thread: keep it short), or
@@ -100,7 +101,7 @@ public struct RequestBody: AsyncSequence, Sendable {
     public func collect(upTo limit: Int) async throws -> [UInt8] {
         var all: [UInt8] = []
         for try await chunk in self {
-            if all.count + chunk.count > limit { throw VigilError(code: VIGIL_EINVAL) }
+            if all.count + chunk.count > limit { throw VigilError.invalidArgument }
             all.append(contentsOf: chunk)
         }
         return all

@@ -1,3 +1,7 @@
+// The Swift state of one C request: its handler task, close-notify
+// waiters, cancel callbacks and body stream. Its own C calls (reference,
+// body flow, finish) sit here, in the locked transitions they belong to;
+// every other C call is in CBridge.swift.
 import CVigil
 import HTTPTypes
 
@@ -34,7 +38,24 @@ final class RequestContext: Sendable {
         var closeWaiters: [Int: Continuation<CancellationReason, any Error>] = [:]
         var nextWaiterID = 0
         var onCancel: [@Sendable (CancellationReason) -> Void] = []
-        // body
+        // body: the Swift stream over the core's body. Whether the request
+        // has a body (`hasBody`) and whether the core took the connection
+        // for a hijack (`vigil_request_hijacked`) are the core's, read. The
+        // three flags below are kept here because they are not the core's
+        // flags under another name, and the core's could not stand in for
+        // them from a handler's thread:
+        // - `bodyStarted` is the claim "this read starts the body", taken
+        //   under this lock together with the hijack check (`beginHijack`);
+        //   the core records a start (`body_public`) only once
+        //   `vigil_request_body_start` has run, after the lock is released,
+        //   so a hijack in between would find the core's flag still unset.
+        // - `bodyPaused` is this buffer's high/low-water state: the core's
+        //   pause lives in its connection, which only the loop thread
+        //   touches (`vigil_conn_t`), and a core pause is not ours to undo.
+        // - `bodyEnded` is this stream's end, with every chunk before it in
+        //   `chunks`: set with the end under the lock that hands chunks to
+        //   readers; after a hijack, also the raw stream's end, which the
+        //   core keeps on the loop thread alone (`hijack_eof`).
         var chunks: [[UInt8]] = []
         var chunkIndex = 0
         var buffered = 0
@@ -59,10 +80,20 @@ final class RequestContext: Sendable {
         /// when a hijack restarts the stream as the connection's raw bytes.
         var bodyOwner: Int?
         var nextIteratorID = 0
-        var hijack = HijackState.none
+        var hijack = HijackStep.none
 
-        /// After a hijack, the body stream carries the connection's raw bytes.
-        var isRaw: Bool { hijack == .active || hijack == .closed }
+        /// After a hijack, the body stream carries the connection's raw
+        /// bytes: once `endHijack` saw the core take the connection (the
+        /// core's flag, which never goes back once its hijack returned 0;
+        /// read only outside `.pending`, while the core may still be
+        /// deciding), or once the handler closed it.
+        func isRaw(_ raw: OpaquePointer) -> Bool {
+            switch hijack {
+            case .none: vigil_request_hijacked(raw) != 0
+            case .pending: false
+            case .closed: true
+            }
+        }
 
         /// The next buffered chunk, taken out, and whether the core must now
         /// be told to go on (`vigil_request_body_start`): the body was paused
@@ -118,13 +149,18 @@ final class RequestContext: Sendable {
         }
     }
 
-    enum HijackState {
+    /// The Swift side of a hijack. Whether the core has the connection
+    /// hijacked is the core's (`isRaw`).
+    enum HijackStep {
+        /// No `hijack()` under way or closed: not hijacked, or hijacked by
+        /// a `hijack()` that returned.
         case none
         /// Between `beginHijack` and the core's answer: the body state is
         /// untouched until the core says yes, and no read may start the body.
         case pending
-        case active
-        /// `close()` was called: the stream is at its end.
+        /// `close()` was called: the stream is at its end. Kept here: the
+        /// core's close runs on the loop, after `close()` may have returned,
+        /// and from then on the stream must read as ended.
         case closed
     }
 
@@ -340,10 +376,10 @@ final class RequestContext: Sendable {
     /// was (`endHijack(succeeded: false)`).
     func beginHijack() throws {
         try state.withLock { s in
-            if s.hijack != .none { throw VigilError.alreadySent }
+            if s.hijack != .none || s.isRaw(raw) { throw VigilError.alreadySent }
             if s.bodyStarted && !(s.bodyEnded && s.chunkIndex >= s.chunks.count) {
                 // Mid-body: raw bytes would mix with the body's framing.
-                throw VigilError(code: VIGIL_EBUSY)
+                throw VigilError.bodyInProgress
             }
             s.hijack = .pending
         }
@@ -355,11 +391,8 @@ final class RequestContext: Sendable {
     /// no `next()` calls while the hijack is pending.
     func endHijack(succeeded: Bool) {
         state.withLock { s in
-            guard succeeded else {
-                s.hijack = .none
-                return
-            }
-            s.hijack = .active
+            s.hijack = .none
+            guard succeeded else { return }
             s.bodyOwner = nil
             s.bodyStarted = false
             s.bodyEnded = false
@@ -408,7 +441,7 @@ final class RequestContext: Sendable {
         enum Step { case value([UInt8]?), fail(any Error), wait }
         let (step, start, id) = state.withLock { s -> (Step, Bool, Int) in
             // Nothing to split: every iterator ends at once.
-            if !hasBody && !s.isRaw { return (.value(nil), false, 0) }
+            if !hasBody && !s.isRaw(raw) { return (.value(nil), false, 0) }
             // Closed by the handler: the stream is at its end for every
             // iterator (close()'s contract), there is nothing left to split.
             if s.hijack == .closed { return (.value(nil), false, 0) }
@@ -426,7 +459,7 @@ final class RequestContext: Sendable {
             if let r = s.reason { return (.fail(RequestEndedError(reason: r)), false, 0) }
             // Starting the body now could hand raw bytes to a hijack that is
             // about to reset the stream, or make the core refuse it.
-            if s.hijack == .pending { return (.fail(VigilError(code: VIGIL_EBUSY)), false, 0) }
+            if s.hijack == .pending { return (.fail(VigilError.hijackInProgress), false, 0) }
             if !s.bodyStarted {
                 s.bodyStarted = true
                 start = true

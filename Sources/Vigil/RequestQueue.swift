@@ -1,11 +1,12 @@
+// The hand-off of new requests from a loop thread to reused worker tasks.
+
 /// New requests of one loop, from its thread to the tasks that run their
 /// handlers.
 ///
 /// Handlers run in *worker* tasks that are reused: a worker that finished a
 /// request takes the next pending one, or parks until one comes, instead of
-/// ending. A Task per request cost its creation, a task-allocator slab
-/// (malloc) for the handler's frames, and its teardown: ~15% of the loop
-/// thread in the pipelined profile. A worker whose task was cancelled (its
+/// ending: a Task per request would cost its creation, a task-allocator
+/// slab (malloc) for the handler's frames, and its teardown. A worker whose task was cancelled (its
 /// request was) is spent: cancellation cannot be undone, so it ends and a
 /// new worker takes its place.
 ///
