@@ -33,9 +33,10 @@ run: build
 # then the C API tests (mk/c.mk), the demo as `make run` builds it (routes,
 # SIGTERM/SIGINT), then 60 s of fuzzing (mk/fuzz.mk), then the differential
 # framing fuzzer for 60 s and its case suites (fuzz/diff/), then the short
-# hostile-clients run (hostile/: every shape ends and stays within bounds).
+# hostile-clients run (hostile/: every shape ends and stays within bounds),
+# then the package checks (mk/pkg.mk: prerequisites, consumer, docs).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
-      fuzz-diff-smoke fuzz-cases hostile-check
+      fuzz-diff-smoke fuzz-cases hostile-check test-pkg
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -71,6 +72,7 @@ hostile-check: build
 # a silently smaller `make test`.
 include mk/c.mk
 include mk/fuzz.mk
+include mk/pkg.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff
