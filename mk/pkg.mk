@@ -1,6 +1,7 @@
 # mk/pkg.mk - Vigil as a package that others depend on: the prerequisite
 # messages, a consumer package, the DocC documentation, the changelog.
-# Included by the top-level Makefile, which defines SWIFT and `deps`.
+# Included by the top-level Makefile, which defines SWIFT and `deps`, after
+# mk/c.mk, which reads VIGIL_VERSION from include/vigil.h.
 #
 #   make test-prereq     a package depending on Vigil, built without
 #                        node-llhttp (a copy whose llhttp symlinks point
@@ -16,8 +17,6 @@
 #                        version in include/vigil.h
 
 PKG_DOCS     ?= .build-docs
-# The version's one source: include/vigil.h's VIGIL_VERSION_* macros.
-PKG_VERSION  := $(shell awk '/^\#define VIGIL_VERSION_(MAJOR|MINOR|PATCH) /{v = v (v == "" ? "" : ".") $$3} END {print v}' include/vigil.h)
 
 .PHONY: test-pkg test-prereq test-consumer docs test-changelog
 
@@ -38,7 +37,6 @@ docs: deps
 
 # A release is a CHANGELOG.md section named for vigil.h's version.
 test-changelog:
-	@test -n "$(PKG_VERSION)" || { echo "no VIGIL_VERSION_* in include/vigil.h"; exit 1; }
-	@grep -q '^## \[$(PKG_VERSION)\]' CHANGELOG.md || \
-	  { echo "CHANGELOG.md has no section '## [$(PKG_VERSION)]' (include/vigil.h's version)"; exit 1; }
-	@echo "CHANGELOG.md has the section of version $(PKG_VERSION) (include/vigil.h)"
+	@grep -q '^## \[$(VIGIL_VERSION)\]' CHANGELOG.md || \
+	  { echo "CHANGELOG.md has no section '## [$(VIGIL_VERSION)]' (include/vigil.h's version)"; exit 1; }
+	@echo "CHANGELOG.md has the section of version $(VIGIL_VERSION) (include/vigil.h)"
