@@ -18,7 +18,7 @@
 
 PKG_DOCS     ?= .build-docs
 
-.PHONY: test-pkg test-prereq test-consumer docs test-changelog
+.PHONY: test-pkg test-prereq test-consumer docs test-changelog clean-pkg
 
 test-pkg: test-prereq test-consumer docs test-changelog
 
@@ -40,3 +40,8 @@ test-changelog:
 	@grep -q '^## \[$(VIGIL_VERSION)\]' CHANGELOG.md || \
 	  { echo "CHANGELOG.md has no section '## [$(VIGIL_VERSION)]' (include/vigil.h's version)"; exit 1; }
 	@echo "CHANGELOG.md has the section of version $(VIGIL_VERSION) (include/vigil.h)"
+
+# `make clean` removes these too.
+clean: clean-pkg
+clean-pkg:
+	rm -rf $(PKG_DOCS) .build-pkgcheck Tests/consumer/.build
