@@ -53,6 +53,13 @@ else
   else
     ok "no bare 'llhttp.h' file not found error"
   fi
+  # The compilation stops at the message, not in a cascade of errors about
+  # llhttp's types further down the core's headers.
+  if grep -q "unknown type name" "$out"; then
+    bad "errors about llhttp's types followed the message (see $out)"
+  else
+    ok "the compilation stops at the message"
+  fi
 fi
 
 # 2. libuv: the two headers that check for it, without /usr/include.

@@ -11,15 +11,13 @@
 
 #if !__has_include("../node-llhttp/llhttp.h")
 #error "Vigil needs llhttp 8.1 from Debian's node-llhttp package, which is not installed: apt-get install node-llhttp"
-#define VIGIL_CLLHTTP_MISSING
 #endif
 #if !__has_include(<uv.h>)
 #error "Vigil needs libuv's headers from Debian's libuv1-dev package, which is not installed: apt-get install libuv1-dev"
-#define VIGIL_CLLHTTP_MISSING
 #endif
 
-#ifndef VIGIL_CLLHTTP_MISSING
+/* Included even when missing: its fatal error stops the compilation right
+ * after the message above, instead of a cascade about llhttp's types. */
 #include "../node-llhttp/llhttp.h"
-#endif
 
 #endif
