@@ -1,5 +1,5 @@
-/* request.c - the request object: references, head accessors, and the
- * cancellation reason with its callbacks.
+/* request.c - the request object: references, head accessors, the
+ * cancellation reason with its callbacks, and vigil_request_finish.
  *
  * The reason is the one piece of state every thread may race on: the loop
  * sets it when the connection fails, the handler's thread sets it (through
@@ -21,8 +21,10 @@ static char regs_fired_mark;
 
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn) {
   /* Loop thread only (the parser's on_message_begin): the pool is ours. */
+  VIGIL_ASSERT(vigil__on_loop_thread(loop));
   vigil_request_t *req = loop->req_pool;
   if (req != NULL) {
+    VIGIL_ASSERT(loop->req_pool_n > 0 && atomic_load(&req->refs) == 0);
     loop->req_pool = req->pool_next;
     loop->req_pool_n--;
     req->strings.len = 0;
@@ -86,12 +88,15 @@ void vigil__request_pool_free(vigil_loop_t *loop) {
 }
 
 void vigil__request_unref(vigil_request_t *req) {
-  if (atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel) == 1)
-    request_free(req);
+  unsigned old = atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel);
+  VIGIL_ASSERT(old > 0); /* a release too many */
+  if (old == 1) request_free(req);
 }
 
 void vigil_request_retain(vigil_request_t *req) {
-  atomic_fetch_add_explicit(&req->refs, 1, memory_order_relaxed);
+  unsigned old = atomic_fetch_add_explicit(&req->refs, 1, memory_order_relaxed);
+  VIGIL_ASSERT(old > 0); /* retaining a request already released */
+  (void)old;
 }
 
 void vigil_request_release(vigil_request_t *req) { vigil__request_unref(req); }
@@ -255,6 +260,7 @@ static void run_regs(vigil_request_t *req, vigil_reason_t reason) {
 }
 
 bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason) {
+  VIGIL_ASSERT(vigil__on_loop_thread(req->loop) && reason != VIGIL_REASON_NONE);
   int expected = VIGIL_REASON_NONE;
   /* seq_cst, not acq_rel: vigil__loop_submit reads the reason after raising
    * queued_cbs, and this reads queued_cbs after setting the reason (below):
@@ -302,89 +308,14 @@ int vigil_request_on_cancel(vigil_request_t *req, vigil_cancel_cb cb,
 }
 
 /* ------------------------------------------------------------------ */
-/* handler-side calls, forwarded to the loop */
-
-static int submit_simple(vigil_request_t *req, int type) {
-  if (vigil__on_loop_thread(req->loop)) {
-    /* The handler's thread is the loop's (a C callback, or a Swift handler
-     * on the loop executor): run it now, from the stack, no allocation. */
-    vigil_op_t op;
-    memset(&op, 0, sizeof op);
-    op.type = type;
-    op.req = req;
-    vigil_request_retain(req);
-    vigil__op_run(req->loop, &op); /* runs it, frees nothing */
-    return 0;
-  }
-  vigil_op_t *op;
-  int r = vigil__op_new(&op, type, req, NULL, 0, NULL, 0);
-  if (r != 0) return r;
-  return vigil__op_submit(op);
-}
-
-static int body_call(vigil_request_t *req, int type) {
-  if (req == NULL) return VIGIL_EINVAL;
-  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  int r = vigil__reason_error(vigil_request_reason(req));
-  if (r != 0) return r;
-  if (!vigil_request_has_body(req) &&
-      atomic_load(&req->resp_public) != RESP_HIJACKED)
-    return VIGIL_EALREADY; /* no body: nothing will come */
-  return submit_simple(req, type);
-}
-
-int vigil_request_body_start(vigil_request_t *req) {
-  if (req == NULL) return VIGIL_EINVAL;
-  /* On the loop thread the op runs inline and may end the request (a body
-   * over its limit): on_request_done may then give back the caller's last
-   * reference. Hold one across the call (found by the fuzzer). */
-  vigil_request_retain(req);
-  int r = body_call(req, OP_BODY_START);
-  if (r == 0 && atomic_load(&req->resp_public) != RESP_HIJACKED) {
-    /* Unless the loop delivered the whole body already (DELIVERED). */
-    int expected = BODY_UNTOUCHED;
-    atomic_compare_exchange_strong(&req->body_public, &expected, BODY_STARTED);
-  }
-  vigil__request_unref(req);
-  return r;
-}
-
-int vigil_request_body_pause(vigil_request_t *req) {
-  return body_call(req, OP_BODY_PAUSE);
-}
-
-int vigil_request_hijack(vigil_request_t *req) {
-  if (req == NULL) return VIGIL_EINVAL;
-  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  int r = vigil__reason_error(vigil_request_reason(req));
-  if (r != 0) return r;
-  /* Mid-body, the bytes buffered are the middle of a (maybe chunked)
-   * body: handing them over raw would mix two framings. */
-  if (atomic_load(&req->body_public) == BODY_STARTED) return VIGIL_EBUSY;
-  int expected = RESP_NONE;
-  if (!atomic_compare_exchange_strong(&req->resp_public, &expected, RESP_HIJACKED))
-    return VIGIL_EALREADY;
-  r = submit_simple(req, OP_HIJACK);
-  /* Refused (no memory, the loop stopping): nothing changed, so a response
-   * may still be sent (no response call could succeed meanwhile: they
-   * all find RESP_HIJACKED). */
-  if (r != 0) atomic_store(&req->resp_public, RESP_NONE);
-  return r;
-}
-
-int vigil_hijack_close(vigil_request_t *req) {
-  if (req == NULL) return VIGIL_EINVAL;
-  if (atomic_load(&req->resp_public) != RESP_HIJACKED) return VIGIL_EBUSY;
-  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  return submit_simple(req, OP_HIJACK_CLOSE);
-}
+/* finish */
 
 void vigil_request_finish(vigil_request_t *req) {
   if (req == NULL) return;
   int expected = 0;
   if (!atomic_compare_exchange_strong(&req->finished, &expected, 1))
     return; /* a second finish is a caller bug; ignore it rather than crash */
-  if (submit_simple(req, OP_FINISH) != 0) {
+  if (vigil__op_submit_simple(req, OP_FINISH) != 0) {
     /* The loop is gone: the server stopped and every request in flight was
      * ended with "server shutdown" already. Just give back the reference. */
     vigil__request_unref(req);

@@ -1,5 +1,5 @@
-/* response.c - the response API, how a response is put on the wire, and the
- * per-connection write queue.
+/* response.c - responses: the public response API, how a response is put on
+ * the wire (serialization), the write completions owed, and the flush.
  *
  * Output is appended to conn->out and flushed once per loop tick (the
  * prepare handle, right before the loop polls), so the responses to a batch
@@ -17,7 +17,7 @@
 
 
 /* ------------------------------------------------------------------ */
-/* ops */
+/* the user's header lines (any thread) */
 
 /* RFC 9110 token characters (header names). */
 static const bool tchar[256] = {
@@ -36,7 +36,7 @@ static bool name_is(const vigil_header_t *h, const char *name, size_t n) {
 
 /* Framing is ours: Content-Length and Transfer-Encoding come from the
  * content_length argument, Connection from the keep-alive decision. Asked
- * twice per user header (op_measure, put_user_headers): inline, and by
+ * twice per user header (vigil__headers_measure, vigil__headers_put): inline, and by
  * length first, so that any other name costs a compare. */
 static inline bool framing_header(const vigil_header_t *h) {
   switch (h->name_len) {
@@ -59,9 +59,8 @@ static bool value_has_token(const vigil_header_t *h, const char *tok) {
   return false;
 }
 
-/* Validate the headers and size their serialized lines. */
-static int op_measure(const vigil_header_t *headers, size_t nheaders,
-                      size_t *head_len, bool *user_close, bool *user_date) {
+int vigil__headers_measure(const vigil_header_t *headers, size_t nheaders,
+                           size_t *head_len, bool *user_close, bool *user_date) {
   *head_len = 0;
   *user_close = *user_date = false;
   for (size_t i = 0; i < nheaders; i++) {
@@ -83,10 +82,8 @@ static int op_measure(const vigil_header_t *headers, size_t nheaders,
   return 0;
 }
 
-/* The user's header lines, minus the framing ones, at p (op_measure's
- * head_len bytes). Returns the end. */
-static char *put_user_headers(char *p, const vigil_header_t *headers,
-                              size_t nheaders) {
+char *vigil__headers_put(char *p, const vigil_header_t *headers,
+                         size_t nheaders) {
   for (size_t i = 0; i < nheaders; i++) {
     const vigil_header_t *h = &headers[i];
     if (framing_header(h)) continue;
@@ -98,56 +95,14 @@ static char *put_user_headers(char *p, const vigil_header_t *headers,
   return p;
 }
 
-/* Lay an op out in `op`, which has room for head_len + body_len bytes. */
-static void op_fill(vigil_op_t *op, int type, vigil_request_t *req,
-                    const vigil_header_t *headers, size_t nheaders,
-                    const void *body, size_t body_len, size_t head_len,
-                    bool user_close, bool user_date) {
-  memset(op, 0, sizeof *op);
-  op->type = type;
-  op->req = req;
-  vigil_request_retain(req);
-  op->user_close = user_close;
-  op->user_date = user_date;
-  op->head_len = head_len;
-  op->body_len = body_len;
-  char *p = put_user_headers(op->data, headers, nheaders);
-  if (body_len) memcpy(p, body, body_len);
-}
+/* ------------------------------------------------------------------ */
+/* the public API (any thread) */
 
-int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
-                  const vigil_header_t *headers, size_t nheaders,
-                  const void *body, size_t body_len) {
-  size_t head_len;
-  bool user_close, user_date;
-  int r = op_measure(headers, nheaders, &head_len, &user_close, &user_date);
-  if (r != 0) return r;
-  vigil_op_t *op = malloc(sizeof *op + head_len + body_len);
-  if (op == NULL) return VIGIL_ENOMEM;
-  op_fill(op, type, req, headers, nheaders, body, body_len, head_len, user_close,
-          user_date);
-  *out = op;
-  return 0;
-}
-
-int vigil__op_submit(vigil_op_t *op) {
-  int r = vigil__loop_submit(op->req->loop, op);
-  if (r != 0) {
-    vigil__request_unref(op->req);
-    free(op);
-  }
-  return r;
-}
-
-/* Quick checks on the calling thread; the loop checks again, since the
- * connection may die between here and there. */
-static int precheck(vigil_request_t *req) {
-  if (req == NULL) return VIGIL_EINVAL;
-  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
-  return vigil__reason_error(vigil_request_reason(req));
-}
-
+/* resp_public from -> to, the one move a response call may make, or the
+ * error for where it stands. */
 static int claim(vigil_request_t *req, int from, int to) {
+  VIGIL_ASSERT((from == RESP_NONE && (to == RESP_STARTED || to == RESP_ENDED)) ||
+               (from == RESP_STARTED && to == RESP_ENDED));
   int expected = from;
   if (atomic_compare_exchange_strong(&req->resp_public, &expected, to)) return 0;
   return expected == RESP_NONE ? VIGIL_EBUSY : VIGIL_EALREADY;
@@ -156,15 +111,14 @@ static int claim(vigil_request_t *req, int from, int to) {
 int vigil_response_start(vigil_request_t *req, int status,
                          const vigil_header_t *headers, size_t nheaders,
                          int64_t content_length) {
-  int r = precheck(req);
+  int r = vigil__op_precheck(req);
   if (r != 0) return r;
   if (status < 200 || status > 999 || content_length < -1) return VIGIL_EINVAL;
   vigil_op_t *op;
   r = vigil__op_new(&op, OP_START, req, headers, nheaders, NULL, 0);
   if (r != 0) return r;
   if ((r = claim(req, RESP_NONE, RESP_STARTED)) != 0) {
-    vigil__request_unref(req);
-    free(op);
+    vigil__op_discard(op);
     return r;
   }
   op->status = status;
@@ -174,7 +128,7 @@ int vigil_response_start(vigil_request_t *req, int status,
 
 int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
                          vigil_write_cb cb, void *userdata) {
-  int r = precheck(req);
+  int r = vigil__op_precheck(req);
   if (r != 0) return r;
   if (data == NULL && len) return VIGIL_EINVAL;
   int st = atomic_load(&req->resp_public);
@@ -187,29 +141,14 @@ int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
   return vigil__op_submit(op);
 }
 
-int vigil_hijack_write(vigil_request_t *req, const void *data, size_t len,
-                       vigil_write_cb cb, void *userdata) {
-  int r = precheck(req);
-  if (r != 0) return r;
-  if (data == NULL && len) return VIGIL_EINVAL;
-  if (atomic_load(&req->resp_public) != RESP_HIJACKED) return VIGIL_EBUSY;
-  vigil_op_t *op;
-  r = vigil__op_new(&op, OP_HIJACK_WRITE, req, NULL, 0, data, len);
-  if (r != 0) return r;
-  op->cb = cb;
-  op->userdata = userdata;
-  return vigil__op_submit(op);
-}
-
 int vigil_response_end(vigil_request_t *req) {
-  int r = precheck(req);
+  int r = vigil__op_precheck(req);
   if (r != 0) return r;
   vigil_op_t *op;
   r = vigil__op_new(&op, OP_END, req, NULL, 0, NULL, 0);
   if (r != 0) return r;
   if ((r = claim(req, RESP_STARTED, RESP_ENDED)) != 0) {
-    vigil__request_unref(req);
-    free(op);
+    vigil__op_discard(op);
     return r;
   }
   return vigil__op_submit(op);
@@ -219,17 +158,17 @@ static int run_send(vigil_request_t *req, vigil_conn_t *c, int status,
                     const vigil_header_t *headers, size_t nheaders,
                     const char *lines, size_t head_len, const char *body,
                     size_t body_len, bool user_close, bool user_date);
-static int live_conn(vigil_request_t *req, vigil_conn_t **c);
 
 int vigil_response_send(vigil_request_t *req, int status,
                         const vigil_header_t *headers, size_t nheaders,
                         const void *body, size_t len) {
-  int r = precheck(req);
+  int r = vigil__op_precheck(req);
   if (r != 0) return r;
   if (status < 200 || status > 999 || (body == NULL && len)) return VIGIL_EINVAL;
   size_t head_len;
   bool user_close, user_date;
-  r = op_measure(headers, nheaders, &head_len, &user_close, &user_date);
+  r = vigil__headers_measure(headers, nheaders, &head_len, &user_close,
+                             &user_date);
   if (r != 0) return r;
   if (vigil__on_loop_thread(req->loop)) {
     /* From the loop thread (a C handler answering in its callback, or a
@@ -238,7 +177,7 @@ int vigil_response_send(vigil_request_t *req, int status,
      * caller's handler reference keeps req alive across the call. */
     if ((r = claim(req, RESP_NONE, RESP_ENDED)) != 0) return r;
     vigil_conn_t *c;
-    if ((r = live_conn(req, &c)) != 0) return r;
+    if ((r = vigil__live_conn(req, &c)) != 0) return r;
     r = run_send(req, c, status, headers, nheaders, NULL, head_len, body, len,
                  user_close, user_date);
     if (!c->closing) vigil__conn_mark_dirty(c);
@@ -246,11 +185,10 @@ int vigil_response_send(vigil_request_t *req, int status,
   }
   vigil_op_t *op = malloc(sizeof(vigil_op_t) + head_len + len);
   if (op == NULL) return VIGIL_ENOMEM;
-  op_fill(op, OP_SEND, req, headers, nheaders, body, len, head_len, user_close,
-          user_date);
+  vigil__op_fill(op, OP_SEND, req, headers, nheaders, body, len, head_len,
+                 user_close, user_date);
   if ((r = claim(req, RESP_NONE, RESP_ENDED)) != 0) {
-    vigil__request_unref(req);
-    free(op);
+    vigil__op_discard(op);
     return r;
   }
   op->status = status;
@@ -262,7 +200,7 @@ int vigil_response_send(vigil_request_t *req, int status,
 /* serialization (loop thread) */
 
 /* Decimal digits of v ending at `end` (room for 20); returns the first.
- * printf showed in profiles of the pipelined path. */
+ * Not printf: this runs for every response. */
 static char *fmt_u64(char *end, uint64_t v) {
   char *p = end;
   do {
@@ -327,6 +265,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
                       const vigil_header_t *headers, size_t nheaders,
                       const char *lines, size_t head_len, bool user_close,
                       bool user_date, int64_t content_length, bool whole) {
+  VIGIL_ASSERT(req->resp_state == RESP_NONE && req->conn == c);
   vigil_loop_t *loop = c->loop;
   const vigil_config_t *cfg = &loop->server->config;
   bool no_body_status = status < 200 || status == 204 || status == 304;
@@ -353,8 +292,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
       c->close_after = true;
   }
 
-  /* One reservation, then plain stores: this runs for every response
-   * (eleven buffer appends showed at 10% of the pipelined C profile). */
+  /* One reservation, then plain stores: this runs for every response. */
   size_t dl = 0;
   const char *date = user_date ? NULL : vigil__loop_date(loop, &dl);
   vigil_buf_t *out = &c->out;
@@ -362,7 +300,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   int r = vigil__buf_reserve(out, STATUS_LINE_MAX + head_len + dl + 160);
   if (r != 0) return r;
   char *p = put_status_line(out->base + out->len, status);
-  if (headers != NULL) p = put_user_headers(p, headers, nheaders);
+  if (headers != NULL) p = vigil__headers_put(p, headers, nheaders);
   else if (head_len) { memcpy(p, lines, head_len); p += head_len; }
   if (date) { memcpy(p, date, dl); p += dl; }
   if (no_body_status) {
@@ -412,6 +350,7 @@ static __attribute__((noinline)) int write_chunk(vigil_conn_t *c,
 
 static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
                       size_t len) {
+  VIGIL_ASSERT(req->resp_state == RESP_STARTED);
   if (req->resp_remaining >= 0) {
     if ((uint64_t)len > (uint64_t)req->resp_remaining) return VIGIL_EINVAL;
     req->resp_remaining -= (int64_t)len;
@@ -422,6 +361,7 @@ static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
 }
 
 static void write_end(vigil_request_t *req, vigil_conn_t *c) {
+  VIGIL_ASSERT(req->resp_state == RESP_STARTED);
   if (req->resp_chunked && !req->resp_no_body)
     vigil__buf_append(&c->out, "0\r\n\r\n", 5);
   if (req->resp_remaining > 0 && !req->resp_no_body) {
@@ -488,6 +428,7 @@ void vigil__conn_error_response(vigil_conn_t *c, int status, bool is_head) {
 static size_t queued(const vigil_conn_t *c) { return vigil__conn_queued(c); }
 
 static void fire_waiters(vigil_conn_t *c, int status, bool all) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   size_t limit = c->loop->server->config.write_buffer_limit;
   while (!vigil__list_empty(&c->waiters) && (all || queued(c) <= limit)) {
     vigil_write_waiter_t *w =
@@ -511,6 +452,19 @@ void vigil__conn_fail_waiters(vigil_conn_t *c, int err) {
  * done. */
 void vigil__conn_complete_waiters(vigil_conn_t *c) { fire_waiters(c, 0, true); }
 
+int vigil__conn_add_waiter(vigil_conn_t *c, vigil_op_t *op) {
+  VIGIL_ASSERT(op->cb != NULL && op->req->conn == c);
+  vigil_write_waiter_t *w = malloc(sizeof *w);
+  if (w == NULL) return VIGIL_ENOMEM;
+  w->cb = op->cb;
+  w->userdata = op->userdata;
+  w->req = op->req;
+  vigil_request_retain(op->req);
+  vigil__list_push(&c->waiters, &w->link);
+  op->cb = NULL; /* the waiter owns the completion now */
+  return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* flushing */
 
@@ -533,6 +487,7 @@ size_t vigil__conn_unacked(vigil_conn_t *c) {
 }
 
 void vigil__conn_mark_dirty(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   if (!c->closing && !vigil__list_linked(&c->dirty_link))
     vigil__list_push(&c->loop->dirty, &c->dirty_link);
 }
@@ -551,6 +506,7 @@ static void on_write(uv_write_t *wr, int status) {
 }
 
 void vigil__conn_flush(vigil_conn_t *c) {
+  VIGIL_ASSERT(vigil__on_loop_thread(c->loop));
   if (c->closing) return;
   if (!c->writing && c->out.len > 0) {
     uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
@@ -612,33 +568,8 @@ void vigil__conn_flush(vigil_conn_t *c) {
 }
 
 /* ------------------------------------------------------------------ */
-/* running ops on the loop */
-
-void vigil__op_fail(vigil_op_t *op, int err) {
-  if (op->cb) op->cb(op->req, err, op->userdata);
-}
-
-/* Why req can no longer write: its connection is gone (ESHUTDOWN when no
- * reason was given, as when the loop failed what it still had queued),
- * closing, or the request has ended. */
-static int conn_gone_error(vigil_request_t *req) {
-  vigil_reason_t reason = vigil_request_reason(req);
-  if (req->conn == NULL && reason == VIGIL_REASON_NONE) return VIGIL_ESHUTDOWN;
-  /* Closing, not ended yet (a call from inside the abort): cancelled. */
-  return reason == VIGIL_REASON_NONE ? VIGIL_ECANCELED : vigil__reason_error(reason);
-}
-
-/* Loop thread: the connection req can still write to (*c), or why not.
- * Asked by every op and by vigil_response_send's direct path, at the moment
- * they would write: the connection may have died since the caller's
- * precheck. Inline, the rare answer out of line: it runs per response. */
-static inline int live_conn(vigil_request_t *req, vigil_conn_t **c) {
-  *c = req->conn;
-  if (*c != NULL && !(*c)->closing &&
-      vigil_request_reason(req) == VIGIL_REASON_NONE)
-    return 0;
-  return conn_gone_error(req);
-}
+/* the response ops, run on the loop (op.c dispatches them; the caller
+ * checked the connection with vigil__live_conn) */
 
 /* A whole response: head, body, end. */
 static int run_send(vigil_request_t *req, vigil_conn_t *c, int status,
@@ -655,102 +586,42 @@ static int run_send(vigil_request_t *req, vigil_conn_t *c, int status,
   return r;
 }
 
-static void run_finish(vigil_request_t *req) {
-  vigil_conn_t *c = req->conn;
-  req->handler_done = true;
-  if (atomic_load(&req->resp_public) == RESP_HIJACKED) {
-    /* The handler is done with a connection it took: close it (if
-     * vigil_hijack_close did not already). Never an HTTP answer here. */
-    if (c != NULL) vigil__conn_hijack_close(c);
-    c = NULL;
-  } else if (c != NULL) {
-    vigil__conn_complete_waiters(c);
-    if (req->resp_state == RESP_NONE) {
-      vigil__response_internal_error(req);
-    } else if (req->resp_state == RESP_STARTED) {
-      /* Started and never ended: no terminating chunk, and close, so that
-       * a truncated body cannot look complete. */
-      c->close_after = true;
-      req->resp_state = RESP_ENDED;
-    }
-  }
-  vigil__request_end(req, VIGIL_REASON_HANDLER_FINISHED);
-  if (c != NULL) vigil__conn_request_progress(c);
-  vigil__request_unref(req); /* the handler's reference */
+int vigil__response_run_start(vigil_request_t *req, vigil_conn_t *c,
+                              const vigil_op_t *op) {
+  return write_head(req, c, op->status, NULL, 0, op->data, op->head_len,
+                    op->user_close, op->user_date, op->content_length, false);
 }
 
-void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op) {
-  vigil_request_t *req = op->req;
-  if (op->type == OP_TASK) {
-    op->task(op->userdata);
-    return;
+int vigil__response_run_send(vigil_request_t *req, vigil_conn_t *c,
+                             const vigil_op_t *op) {
+  return run_send(req, c, op->status, NULL, 0, op->data, op->head_len,
+                  op->data + op->head_len, op->body_len, op->user_close,
+                  op->user_date);
+}
+
+int vigil__response_run_write(vigil_request_t *req, vigil_conn_t *c,
+                              vigil_op_t *op) {
+  if (req->resp_state != RESP_STARTED) return VIGIL_EALREADY;
+  int r = write_body(req, c, op->data, op->body_len);
+  if (r == 0 && op->cb) r = vigil__conn_add_waiter(c, op);
+  return r;
+}
+
+int vigil__response_run_end(vigil_request_t *req, vigil_conn_t *c) {
+  if (req->resp_state != RESP_STARTED) return VIGIL_EALREADY;
+  write_end(req, c);
+  vigil__conn_request_progress(c);
+  return 0;
+}
+
+void vigil__response_handler_done(vigil_request_t *req, vigil_conn_t *c) {
+  vigil__conn_complete_waiters(c);
+  if (req->resp_state == RESP_NONE) {
+    vigil__response_internal_error(req);
+  } else if (req->resp_state == RESP_STARTED) {
+    /* Started and never ended: no terminating chunk, and close, so that
+     * a truncated body cannot look complete. */
+    c->close_after = true;
+    req->resp_state = RESP_ENDED;
   }
-  if (op->type == OP_FINISH) {
-    run_finish(req);
-    goto done;
-  }
-  vigil_conn_t *c;
-  int r = live_conn(req, &c);
-  if (r != 0) {
-    vigil__op_fail(op, r);
-    goto done;
-  }
-  switch (op->type) {
-    case OP_START:
-      r = write_head(req, c, op->status, NULL, 0, op->data, op->head_len,
-                     op->user_close, op->user_date, op->content_length, false);
-      break;
-    case OP_SEND:
-      r = run_send(req, c, op->status, NULL, 0, op->data, op->head_len,
-                   op->data + op->head_len, op->body_len, op->user_close,
-                   op->user_date);
-      break;
-    case OP_HIJACK:
-      vigil__conn_hijack(c);
-      break;
-    case OP_HIJACK_CLOSE:
-      vigil__conn_hijack_close(c);
-      break;
-    case OP_WRITE:
-    case OP_HIJACK_WRITE:
-      if (op->type == OP_HIJACK_WRITE)
-        r = c->phase == PHASE_HIJACKED
-                ? vigil__buf_append(&c->out, op->data, op->body_len)
-                : VIGIL_EALREADY;
-      else if (req->resp_state != RESP_STARTED)
-        r = VIGIL_EALREADY;
-      else
-        r = write_body(req, c, op->data, op->body_len);
-      if (r == 0 && op->cb) {
-        vigil_write_waiter_t *w = malloc(sizeof *w);
-        if (w == NULL) {
-          r = VIGIL_ENOMEM;
-          break;
-        }
-        w->cb = op->cb;
-        w->userdata = op->userdata;
-        w->req = req;
-        vigil_request_retain(req);
-        vigil__list_push(&c->waiters, &w->link);
-        op->cb = NULL; /* the waiter owns the completion now */
-      }
-      break;
-    case OP_END:
-      if (req->resp_state != RESP_STARTED) r = VIGIL_EALREADY;
-      else {
-        write_end(req, c);
-        vigil__conn_request_progress(c);
-      }
-      break;
-    case OP_BODY_START:
-      vigil__conn_body_start(c);
-      break;
-    case OP_BODY_PAUSE:
-      vigil__conn_body_pause(c);
-      break;
-  }
-  if (r != 0) vigil__op_fail(op, r);
-  if (!c->closing) vigil__conn_mark_dirty(c);
-done:
-  vigil__request_unref(req); /* the op's reference; the op is its owner's */
 }

@@ -222,15 +222,16 @@ int vigil__reason_error(vigil_reason_t reason);
 int vigil__request_add_header(vigil_request_t *req);
 
 /* ------------------------------------------------------------------ */
-/* ops: work for a loop, from any thread (server.c). Owner: whoever made it
+/* ops: work for a loop, from any thread (built and run in op.c, queued in
+ * server.c). Owner: whoever made it
  * until it is handed over, then the loop, which frees it after running it:
  *   - vigil__loop_submit accepts it: run at once on the loop thread (and
  *     freed there), else queued on qhead and freed by loop_drain;
  *   - vigil_server_post on the loop thread queues an OP_TASK on tasks_head,
  *     freed by run_local_tasks.
  * A refused op (VIGIL_ESHUTDOWN) stays the caller's (vigil__op_submit
- * frees it). vigil__op_run never frees: submit_simple (request.c) runs an
- * op from its own stack through it. */
+ * frees it). vigil__op_run never frees: vigil__op_submit_simple runs an op
+ * from its own stack through it. */
 enum {
   OP_START = 1,   /* response head */
   OP_WRITE,       /* body bytes */
@@ -266,17 +267,39 @@ struct vigil_op_s {
 int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
                   const vigil_header_t *headers, size_t nheaders,
                   const void *body, size_t body_len);
+/* Lay an op out in `op`, which has room for head_len + body_len bytes
+ * (head_len and the flags from vigil__headers_measure); takes a request
+ * reference. */
+void vigil__op_fill(vigil_op_t *op, int type, vigil_request_t *req,
+                    const vigil_header_t *headers, size_t nheaders,
+                    const void *body, size_t body_len, size_t head_len,
+                    bool user_close, bool user_date);
+/* An op not handed over (refused, or its call lost the race for the
+ * response state): drop its request reference and free it. */
+void vigil__op_discard(vigil_op_t *op);
 /* Run op now if on the loop thread, else queue it. Takes ownership on
  * success; on failure (VIGIL_ESHUTDOWN) the op is still the caller's. */
 int vigil__loop_submit(vigil_loop_t *loop, vigil_op_t *op);
 /* vigil__loop_submit for an op holding a request reference: on failure
- * drops that reference and frees the op. Returns vigil__loop_submit's. */
+ * discards it (vigil__op_discard). Returns vigil__loop_submit's. */
 int vigil__op_submit(vigil_op_t *op);
-/* Loop thread: run one op (response.c) and drop its request reference.
- * Does not free it: that is its owner's business (see above). */
+/* An op of `type` with nothing but the request: on the loop thread run at
+ * once from the stack (no allocation), else built and submitted. */
+int vigil__op_submit_simple(vigil_request_t *req, int type);
+/* Loop thread: run one op and drop its request reference. Does not free
+ * it: that is its owner's business (see above). */
 void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
 /* Loop thread: fail an op whose request can no longer be served. */
 void vigil__op_fail(vigil_op_t *op, int err);
+
+/* May a handler call on req proceed? Quick checks on the calling thread
+ * (NULL, finished, ended); the loop checks again (vigil__live_conn), since
+ * the connection may die between here and there. */
+static inline int vigil__op_precheck(vigil_request_t *req) {
+  if (req == NULL) return VIGIL_EINVAL;
+  if (atomic_load(&req->finished)) return VIGIL_EALREADY;
+  return vigil__reason_error(vigil_request_reason(req));
+}
 /* Loop thread, as `req` ends: run (and so fail) its queued ops that carry
  * a completion callback, ahead of the rest of the queue. */
 void vigil__loop_run_queued(vigil_loop_t *loop, vigil_request_t *req);
@@ -479,7 +502,47 @@ static inline size_t vigil__conn_queued(const vigil_conn_t *c) {
   return c->out.len + (c->writing ? c->wbuf.len : 0);
 }
 
-/* response.c: serialization and the write queue. */
+/* op.c, loop thread: why req can no longer write: its connection is gone
+ * (ESHUTDOWN when no reason was given, as when the loop failed what it
+ * still had queued), closing, or the request has ended. */
+int vigil__conn_gone_error(const vigil_request_t *req);
+/* Loop thread: the connection req can still write to (*c), or why not.
+ * Asked by every op and by vigil_response_send's direct path, at the moment
+ * they would write: the connection may have died since the caller's
+ * precheck. Inline, the rare answer out of line: it runs per response. */
+static inline int vigil__live_conn(vigil_request_t *req, vigil_conn_t **c) {
+  *c = req->conn;
+  if (*c != NULL && !(*c)->closing &&
+      vigil_request_reason(req) == VIGIL_REASON_NONE)
+    return 0;
+  return vigil__conn_gone_error(req);
+}
+
+/* response.c: responses, serialization and the write queue. */
+/* Validate the user's headers and size their serialized lines (head_len);
+ * tells whether they ask for Connection: close or bring a Date. Any
+ * thread. */
+int vigil__headers_measure(const vigil_header_t *headers, size_t nheaders,
+                           size_t *head_len, bool *user_close, bool *user_date);
+/* The user's header lines, minus the framing ones, at p
+ * (vigil__headers_measure's head_len bytes). Returns the end. */
+char *vigil__headers_put(char *p, const vigil_header_t *headers, size_t nheaders);
+/* Loop thread, the response ops (op.c dispatches them; c is live): they
+ * return 0 or the error for the op's completion. */
+int vigil__response_run_start(vigil_request_t *req, vigil_conn_t *c,
+                              const vigil_op_t *op);
+int vigil__response_run_send(vigil_request_t *req, vigil_conn_t *c,
+                             const vigil_op_t *op);
+int vigil__response_run_write(vigil_request_t *req, vigil_conn_t *c,
+                              vigil_op_t *op);
+int vigil__response_run_end(vigil_request_t *req, vigil_conn_t *c);
+/* Loop thread: the handler finished (not hijacked): owed completions run,
+ * a response never started becomes a 500, one never ended closes. */
+void vigil__response_handler_done(vigil_request_t *req, vigil_conn_t *c);
+/* Loop thread: op's completion is owed until the queue drains below
+ * write_buffer_limit: a waiter takes it (op->cb becomes NULL).
+ * VIGIL_ENOMEM leaves it with the op. */
+int vigil__conn_add_waiter(vigil_conn_t *conn, vigil_op_t *op);
 /* Bytes written and not yet acknowledged by the client, libuv's queue
  * included (write timeout progress). */
 size_t vigil__conn_unacked(vigil_conn_t *conn);
@@ -494,6 +557,11 @@ void vigil__conn_fail_waiters(vigil_conn_t *conn, int err);
 void vigil__conn_complete_waiters(vigil_conn_t *conn);
 void vigil__response_internal_error(vigil_request_t *req);
 void vigil__send_continue(vigil_request_t *req);
+
+/* hijack.c, loop thread: OP_HIJACK_WRITE. */
+int vigil__hijack_run_write(vigil_conn_t *conn, vigil_op_t *op);
+
+/* names.c: "OK", "Not Found", ...; "Unknown" for a status it lacks. */
 const char *vigil__status_text(int status);
 
 /* ------------------------------------------------------------------ */
