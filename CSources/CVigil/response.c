@@ -276,11 +276,11 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   if (user_close || !req->keep_alive || vigil__loop_stopping(loop) ||
       (cfg->max_requests_per_connection &&
        c->served >= cfg->max_requests_per_connection))
-    c->close_after = true;
+    vigil__conn_close_after(c);
   if (!body_complete(c)) {
     /* The client asked for 100-continue and never got it: it may or may not
      * send the body now, so the connection cannot be reused. */
-    if (req->expect_continue && !req->continue_sent) c->close_after = true;
+    if (req->expect_continue && !req->continue_sent) vigil__conn_close_after(c);
     /* A whole response while the body is unread: the handler is done with
      * it, and if it is larger than we would drain, say so now. A chunked
      * body's size is unknown here: it is drained like the others (up to
@@ -289,7 +289,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
      * the connection for a small one). */
     if (whole && !req->chunked &&
         (uint64_t)req->content_length - c->body_read > cfg->drain_limit)
-      c->close_after = true;
+      vigil__conn_close_after(c);
   }
 
   /* One reservation, then plain stores: this runs for every response. */
@@ -311,7 +311,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
      * writes follows the head as tunnel bytes, and the connection closes
      * after it (the client no longer speaks HTTP on it). */
     req->resp_remaining = content_length;
-    c->close_after = true;
+    vigil__conn_close_after(c);
   } else if (content_length >= 0) {
     p = put_content_length(p, (uint64_t)content_length);
     req->resp_remaining = content_length;
@@ -320,7 +320,7 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
     req->resp_chunked = true;
   } else {
     /* HTTP/1.0 has no chunking: the body ends when the connection does. */
-    c->close_after = true;
+    vigil__conn_close_after(c);
   }
   if (c->close_after) { memcpy(p, "Connection: close\r\n", 19); p += 19; }
   else if (req->version == 10) { memcpy(p, "Connection: keep-alive\r\n", 24); p += 24; }
@@ -367,7 +367,7 @@ static void write_end(vigil_request_t *req, vigil_conn_t *c) {
   if (req->resp_remaining > 0 && !req->resp_no_body) {
     /* Shorter than its Content-Length: the client would wait for the rest,
      * or read our next response as this body. Only closing is honest. */
-    c->close_after = true;
+    vigil__conn_close_after(c);
   }
   req->resp_state = RESP_ENDED;
 }
@@ -391,7 +391,7 @@ void vigil__response_internal_error(vigil_request_t *req) {
     write_body(req, c, body, sizeof body - 1);
     write_end(req, c);
   } else {
-    c->close_after = true;
+    vigil__conn_close_after(c);
     req->resp_state = RESP_ENDED;
   }
   atomic_store(&req->resp_public, RESP_ENDED);
@@ -621,7 +621,7 @@ void vigil__response_handler_done(vigil_request_t *req, vigil_conn_t *c) {
   } else if (req->resp_state == RESP_STARTED) {
     /* Started and never ended: no terminating chunk, and close, so that
      * a truncated body cannot look complete. */
-    c->close_after = true;
+    vigil__conn_close_after(c);
     req->resp_state = RESP_ENDED;
   }
 }

@@ -433,7 +433,8 @@ struct vigil_conn_s {
 
   bool reading;              /* uv_read_start is armed */
   bool read_eof;             /* the client half-closed (FIN) */
-  bool close_after;          /* close once the current response is written */
+  bool close_after;          /* close once the current response is written;
+                              * set only by vigil__conn_close_after */
   bool closing;              /* gone for the API: set first when closing
                                 (conn.c mark_closing); uv_close follows */
   bool shutdown_sent;
