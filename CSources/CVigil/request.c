@@ -66,7 +66,8 @@ static void request_free(vigil_request_t *req) {
   /* Back to the pool only on the loop thread, which alone touches it. The
    * last reference dropped there (acq_rel above) orders every other
    * thread's use of this request before the reuse. */
-  if (vigil__on_loop_thread(loop) && loop->req_pool_n < VIGIL_REQ_POOL_MAX &&
+  if (VIGIL_POOLS && vigil__on_loop_thread(loop) &&
+      loop->req_pool_n < VIGIL_REQ_POOL_MAX &&
       req->strings.cap <= VIGIL_REQ_POOL_STRINGS_MAX) {
     req->pool_next = loop->req_pool;
     loop->req_pool = req;

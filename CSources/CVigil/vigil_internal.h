@@ -109,7 +109,7 @@ typedef struct {
 #ifndef VIGIL_POOLS
 #define VIGIL_POOLS 1
 #endif
-#define VIGIL_REQ_POOL_MAX (VIGIL_POOLS ? 256 : 0)
+#define VIGIL_REQ_POOL_MAX 256 /* none kept without VIGIL_POOLS */
 #define VIGIL_REQ_POOL_STRINGS_MAX 4096
 
 /* A vigil_request_on_cancel registration. Owner: req->cancel_regs until it
