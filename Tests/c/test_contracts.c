@@ -1,7 +1,8 @@
 /*
  * test_contracts.c - promises of vigil.h that a careful C user relies on:
  * vigil_strerror's strings, a per-request body limit above max_body_bytes,
- * and vigil_server_shutdown from a signal handler.
+ * vigil_server_shutdown from a signal handler, and the order of a cancelled
+ * request's callbacks.
  */
 #include <vigil.h>
 
@@ -251,6 +252,66 @@ static void t_shutdown_returns(void) {
   vigil_server_free(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* vigil_request_on_cancel: newest registration first, every one before
+ * on_request_done (vigil.h), and vigil_request_finish allowed inside
+ * on_request_done. Written into vigil.h from the code (run_regs walks the
+ * list it pushes to); this test keeps the promise. */
+
+static atomic_int order[8];
+static atomic_int norder;
+
+static void order_note(int what) {
+  int i = atomic_fetch_add(&norder, 1);
+  if (i < 8) atomic_store(&order[i], what);
+}
+
+static void order_cancel(vigil_request_t *req, vigil_reason_t reason, void *ud) {
+  (void)req;
+  (void)reason;
+  order_note((int)(intptr_t)ud);
+}
+
+static void order_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
+  (void)ud;
+  order_note(reason == VIGIL_REASON_RESET ? 100 : 200 + (int)reason);
+  vigil_request_finish(req); /* the handler's reference, given back here */
+}
+
+static void order_request(vigil_request_t *req, void *ud) {
+  (void)ud;
+  for (int i = 1; i <= 3; i++)
+    CHECK_EQ_INT(vigil_request_on_cancel(req, order_cancel, (void *)(intptr_t)i), 0);
+  /* No answer: the request stays in flight until the client resets. */
+}
+
+static void t_cancel_order(void) {
+  atomic_store(&norder, 0);
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.on_request = order_request;
+  cfg.on_request_done = order_done;
+  vigil_server_t *s;
+  int p = tc_server_start(&s, &cfg);
+  REQUIRE(p > 0, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, p) == 0, "connect");
+  tc_send_str(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  tc_sleep_ms(100); /* the handler registered its callbacks */
+  tc_close_rst(&c);
+  CHECK(TC_WAIT_UNTIL(atomic_load(&norder) >= 4, 3000), "4 callbacks, saw %d",
+        atomic_load(&norder));
+  tc_sleep_ms(50); /* none runs twice */
+  CHECK_EQ_INT(atomic_load(&norder), 4);
+  CHECK_EQ_INT(atomic_load(&order[0]), 3);
+  CHECK_EQ_INT(atomic_load(&order[1]), 2);
+  CHECK_EQ_INT(atomic_load(&order[2]), 1);
+  CHECK_EQ_INT(atomic_load(&order[3]), 100); /* on_request_done, RESET */
+  vigil_server_shutdown(s, 0);
+  vigil_server_wait(s);
+  vigil_server_free(s);
+}
+
 int main(void) {
   tc_init();
   memset(big, 'b', sizeof big);
@@ -266,5 +327,6 @@ int main(void) {
   }
   RUN(t_shutdown_from_signal, "vigil_server_shutdown from a signal handler interrupting vigil_server_post");
   RUN(t_shutdown_returns, "vigil_server_shutdown: EINVAL before start, idempotent after");
+  RUN(t_cancel_order, "on_cancel callbacks: newest first, all before on_request_done (finish inside it)");
   return tc_summary();
 }
