@@ -10,6 +10,9 @@
 
 #include <string.h>
 #include <strings.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static vigil_conn_t *conn_of(llhttp_t *p) { return p->data; }
 
@@ -845,12 +848,51 @@ bool vigil__head_error_is_head(const vigil_conn_t *c) {
  * llhttp may take. */
 #define OWS_HOLD_MAX 256
 
+/* Is there an HTAB in the head, in d[0, len)? True may also mean "not
+ * known"; then head_ows walks the lines. Past the head's end - the CR of
+ * the first empty line after a line with content, where head_ows stops -
+ * pipelined requests and body bytes are not read. */
+static bool tab_in_head(const vigil_conn_t *c, const char *d, size_t len) {
+  /* A short read, as a head without a body mostly is: libc's memchr over
+   * all of it costs less than finding the head's end. */
+  if (len <= 64) return memchr(d, '\t', len) != NULL;
+  /* Empty lines first (RFC 9112 2.2): the end is not the first empty line. */
+  if (c->rl_state == RL_START && (d[0] == '\r' || d[0] == '\n')) return true;
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i tab = _mm_set1_epi8('\t'), lf = _mm_set1_epi8('\n'),
+                cr = _mm_set1_epi8('\r');
+  for (; len - i >= 17; i += 16) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(d + i));
+    __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(d + i + 1));
+    unsigned t = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(a, tab));
+    unsigned e = (unsigned)_mm_movemask_epi8(
+        _mm_and_si128(_mm_cmpeq_epi8(a, lf), _mm_cmpeq_epi8(b, cr)));
+    if ((t | e) != 0)
+      return t != 0 && (e == 0 || __builtin_ctz(t) < __builtin_ctz(e));
+  }
+#endif
+  for (; i < len; i++) {
+    if (d[i] == '\t') return true;
+    if (d[i] == '\n' && i + 1 < len && d[i + 1] == '\r') return false;
+  }
+  return false;
+}
+
 static size_t head_ows(vigil_conn_t *c, char *data, size_t len) {
+  size_t give = len;
+  if (len > 0 && is_ows(data[len - 1])) {
+    size_t run = 1;
+    while (run < len && is_ows(data[len - 1 - run])) run++;
+    if (run < OWS_HOLD_MAX) give = len - run;
+  }
+  /* Only an HTAB is rewritten: none in the head, nothing to walk. */
+  if (!tab_in_head(c, data, len)) return give;
   char *q = data, *end = data + len;
   bool line_start = c->head_line_start;
   bool content = c->rl_state != RL_START; /* empty lines before it: not the end */
   /* The empty line's CR came last time: only its LF is head. */
-  if (line_start && content && c->head_last == '\r') q = end;
+  if (line_start && content && c->head_last == '\r') return give;
   while (q < end) {
     if (line_start && content && *q == '\r') break; /* the empty line: head ends */
     char *lf = memchr(q, '\n', (size_t)(end - q));
@@ -863,10 +905,7 @@ static size_t head_ows(vigil_conn_t *c, char *data, size_t len) {
     q = lf + 1;
     line_start = true;
   }
-  size_t run = 0;
-  while (run < len && is_ows(data[len - 1 - run])) run++;
-  if (run > 0 && run < OWS_HOLD_MAX) return len - run;
-  return len;
+  return give;
 }
 
 /* A method llhttp 8.1 does not know (RFC 9110 9.1: any token is a method:
