@@ -556,6 +556,27 @@ static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len,
       }
     }
     unsigned char ch = *p;
+    if (ch == '\r' && last != '\r' && end - p >= 2 && p[1] == '\n') {
+      /* A line's CRLF at once, and the next line's first byte if plain:
+       * what the byte-at-a-time steps below would decide for them. */
+      if (!c->first_line_done && !line_start) {
+        c->first_line_done = true;
+        if (!c->version_seen) { /* HTTP/0.9, see below */
+          last = ch;
+          p++;
+          err = 400;
+          break;
+        }
+      }
+      p += 2;
+      last = '\n';
+      line_start = true;
+      if (p < end && head_class[*p] == HC_PLAIN) {
+        last = *p++;
+        line_start = false;
+      }
+      continue;
+    }
     int cls = head_class[ch];
     if (cls == HC_LF) {
       if (last != '\r') {
