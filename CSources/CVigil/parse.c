@@ -517,6 +517,55 @@ static inline uint64_t load_le64(const unsigned char *p) {
   return w;
 }
 
+#if defined(__SSE2__)
+/* check_head_bytes over n >= 16 bytes that pass all its checks, sixteen
+ * at a time: every byte below 0x20 or 0x7f is HTAB, CR or LF, a CR has an
+ * LF after it, an LF a CR before it, and no line starts with SP, HTAB or
+ * ':'. True leaves the state as the byte-at-a-time scan would; false
+ * changes nothing, and that scan decides. Only asked once the request
+ * line's LF can no longer fail (version_seen or first_line_done). */
+static bool head_bytes_clean(vigil_conn_t *c, const unsigned char *s, size_t n) {
+  int last = c->head_last;
+  if (last == '\r' && s[0] != '\n') return false;
+  /* The byte before s[0]: at a line start, as if an LF. */
+  int before = last == '\r' ? '\r' : c->head_line_start ? '\n' : last;
+  const __m128i tab = _mm_set1_epi8('\t'), lf = _mm_set1_epi8('\n'),
+                cr = _mm_set1_epi8('\r'), del = _mm_set1_epi8(0x7f),
+                ctl = _mm_set1_epi8(0x1f), sp = _mm_set1_epi8(' '),
+                colon = _mm_set1_epi8(':');
+  __m128i lfs = _mm_setzero_si128();
+  size_t i = 0;
+  for (;;) {
+    __m128i cur = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+    __m128i prev = i == 0 ? _mm_or_si128(_mm_slli_si128(cur, 1),
+                                         _mm_cvtsi32_si128(before & 0xff))
+                          : _mm_loadu_si128((const __m128i *)(const void *)(s + i - 1));
+    __m128i next = i + 16 < n
+                       ? _mm_loadu_si128((const __m128i *)(const void *)(s + i + 1))
+                       : _mm_srli_si128(cur, 1);
+    __m128i is_tab = _mm_cmpeq_epi8(cur, tab), is_cr = _mm_cmpeq_epi8(cur, cr),
+            is_lf = _mm_cmpeq_epi8(cur, lf);
+    __m128i special = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(cur, ctl), cur),
+                                   _mm_cmpeq_epi8(cur, del));
+    __m128i lead = _mm_or_si128(is_tab, _mm_or_si128(_mm_cmpeq_epi8(cur, sp),
+                                                     _mm_cmpeq_epi8(cur, colon)));
+    __m128i fail = _mm_andnot_si128(_mm_or_si128(is_tab, _mm_or_si128(is_cr, is_lf)), special);
+    fail = _mm_or_si128(fail, _mm_andnot_si128(_mm_cmpeq_epi8(next, lf), is_cr));
+    fail = _mm_or_si128(fail, _mm_andnot_si128(_mm_cmpeq_epi8(prev, cr), is_lf));
+    fail = _mm_or_si128(fail, _mm_and_si128(_mm_cmpeq_epi8(prev, lf), lead));
+    if (_mm_movemask_epi8(fail) != 0) return false;
+    lfs = _mm_or_si128(lfs, is_lf);
+    if (i + 16 >= n) break;
+    i = n - i - 16 >= 16 ? i + 16 : n - 16; /* the last block may overlap */
+  }
+  if (_mm_movemask_epi8(lfs) != 0) c->first_line_done = true;
+  c->head_bytes += n;
+  c->head_last = s[n - 1];
+  c->head_line_start = s[n - 1] == '\n';
+  return true;
+}
+#endif
+
 /* The header block checks llhttp 8.1 strict still lets through, run over
  * every byte of the head: bare LF (and so "\r\n\n" ending the block), bare
  * CR, a line starting with SP/HTAB (obs-fold, CVE-2024-27982), a line
@@ -531,6 +580,13 @@ static bool check_head_bytes(vigil_conn_t *c, const char *data, size_t len,
   size_t room = c->head_bytes < limit ? limit - c->head_bytes : 0;
   const unsigned char *s = (const unsigned char *)data, *p = s;
   const unsigned char *end = s + (len < room ? len : room);
+#if defined(__SSE2__)
+  if (len >= 16 && len <= room && (c->first_line_done || c->version_seen) &&
+      head_bytes_clean(c, s, len)) {
+    *stop = len;
+    return false;
+  }
+#endif
   int last = c->head_last;
   bool line_start = c->head_line_start;
   int err = 0;
