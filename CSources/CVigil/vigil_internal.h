@@ -174,7 +174,6 @@ struct vigil_request_s {
   bool is_head;
   bool is_connect;           /* 2xx answers carry no framing (response.c) */
   bool absolute_form;
-  bool upgrade;              /* Upgrade header or CONNECT (for hijack) */
   int64_t content_length;    /* -1 chunked */
   uint64_t conn_id;
 
