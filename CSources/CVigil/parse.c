@@ -132,11 +132,26 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
  * folding by OR 0x20, which maps only 'A'-'Z' onto 'a'-'z' among the token
  * characters llhttp lets into a name (and '-' onto itself). Inline: it runs
  * for every header line. */
-static bool name_eq(vigil_request_t *r, const vigil_hdr_index_t *h,
-                    const char *lower, size_t len) {
+static inline bool name_eq(vigil_request_t *r, const vigil_hdr_index_t *h,
+                           const char *lower, size_t len) {
   if (h->name_len != len) return false;
   const char *n = r->strings.base + h->name_off;
-  for (size_t i = 0; i < len; i++)
+  size_t i = 0;
+  /* Eight, then four bytes per compare: OR 0x20 has no carries between
+   * bytes, and with `lower` a literal the loops unroll into immediates. */
+  for (; i + 8 <= len; i += 8) {
+    uint64_t a, l;
+    memcpy(&a, n + i, 8);
+    memcpy(&l, lower + i, 8);
+    if ((a | 0x2020202020202020ull) != l) return false;
+  }
+  for (; i + 4 <= len; i += 4) {
+    uint32_t a, l;
+    memcpy(&a, n + i, 4);
+    memcpy(&l, lower + i, 4);
+    if ((a | 0x20202020u) != l) return false;
+  }
+  for (; i < len; i++)
     if ((n[i] | 0x20) != lower[i]) return false;
   return true;
 }
