@@ -143,9 +143,10 @@ static inline uint64_t load_le64(const unsigned char *p) {
  * line's LF can no longer fail (version_seen or first_line_done). */
 static bool head_bytes_clean(vigil_conn_t *c, const unsigned char *s, size_t n) {
   int last = c->head_last;
-  if (last == '\r' && s[0] != '\n') return false;
   /* The byte before s[0]: at a line start, as if an LF. */
   int before = last == '\r' ? '\r' : c->head_line_start ? '\n' : last;
+  if ((before == '\r') != (s[0] == '\n')) return false;
+  if (before == '\n' && head_class[s[0]] == HC_LEAD) return false;
   const __m128i tab = _mm_set1_epi8('\t'), lf = _mm_set1_epi8('\n'),
                 cr = _mm_set1_epi8('\r'), del = _mm_set1_epi8(0x7f),
                 ctl = _mm_set1_epi8(0x1f), sp = _mm_set1_epi8(' '),
@@ -153,10 +154,9 @@ static bool head_bytes_clean(vigil_conn_t *c, const unsigned char *s, size_t n) 
   __m128i lfs = _mm_setzero_si128();
   size_t i = 0;
   for (;;) {
+    /* Each byte with the one after it (0 past the range's end: a CR last
+     * in the range fails, its LF is not known yet). */
     __m128i cur = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-    __m128i prev = i == 0 ? _mm_or_si128(_mm_slli_si128(cur, 1),
-                                         _mm_cvtsi32_si128(before & 0xff))
-                          : _mm_loadu_si128((const __m128i *)(const void *)(s + i - 1));
     __m128i next = i + 16 < n
                        ? _mm_loadu_si128((const __m128i *)(const void *)(s + i + 1))
                        : _mm_srli_si128(cur, 1);
@@ -164,12 +164,16 @@ static bool head_bytes_clean(vigil_conn_t *c, const unsigned char *s, size_t n) 
             is_lf = _mm_cmpeq_epi8(cur, lf);
     __m128i special = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(cur, ctl), cur),
                                    _mm_cmpeq_epi8(cur, del));
-    __m128i lead = _mm_or_si128(is_tab, _mm_or_si128(_mm_cmpeq_epi8(cur, sp),
-                                                     _mm_cmpeq_epi8(cur, colon)));
-    __m128i fail = _mm_andnot_si128(_mm_or_si128(is_tab, _mm_or_si128(is_cr, is_lf)), special);
-    fail = _mm_or_si128(fail, _mm_andnot_si128(_mm_cmpeq_epi8(next, lf), is_cr));
-    fail = _mm_or_si128(fail, _mm_andnot_si128(_mm_cmpeq_epi8(prev, cr), is_lf));
-    fail = _mm_or_si128(fail, _mm_and_si128(_mm_cmpeq_epi8(prev, lf), lead));
+    __m128i ok = _mm_or_si128(is_tab, _mm_or_si128(is_cr, is_lf));
+    __m128i next_lead = _mm_or_si128(_mm_cmpeq_epi8(next, tab),
+                                     _mm_or_si128(_mm_cmpeq_epi8(next, sp),
+                                                  _mm_cmpeq_epi8(next, colon)));
+    /* A control byte; a CR without an LF next or an LF without a CR
+     * before (the first byte's was checked above, the others' in the
+     * previous block); a line starting with SP, HTAB or ':'. */
+    __m128i fail = _mm_andnot_si128(ok, special);
+    fail = _mm_or_si128(fail, _mm_xor_si128(is_cr, _mm_cmpeq_epi8(next, lf)));
+    fail = _mm_or_si128(fail, _mm_and_si128(is_lf, next_lead));
     if (_mm_movemask_epi8(fail) != 0) return false;
     lfs = _mm_or_si128(lfs, is_lf);
     if (i + 16 >= n) break;
