@@ -41,7 +41,11 @@ bool vigil__valid_host(const char *v, size_t n) {
   for (; i + 4 <= n; i += 4)
     ok &= host_char[s[i]] & host_char[s[i + 1]] & host_char[s[i + 2]] &
           host_char[s[i + 3]];
-  for (; i < n; i++) ok &= host_char[s[i]];
+  if (i < n && n >= 4) /* the last four again, overlapping */
+    ok &= host_char[s[n - 4]] & host_char[s[n - 3]] & host_char[s[n - 2]] &
+          host_char[s[n - 1]];
+  else
+    for (; i < n; i++) ok &= host_char[s[i]];
   return ok != 0;
 }
 
