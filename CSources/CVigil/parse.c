@@ -27,6 +27,7 @@ static int on_message_begin(llhttp_t *p) {
     c->parsing = vigil__request_new(c->loop, c);
     if (c->parsing == NULL) return HPE_USER;
   }
+  c->msg_begun = true;
   c->in_header_value = HS_NONE;
   c->host_count = 0;
   c->version_seen = false;
@@ -38,13 +39,6 @@ static int on_message_begin(llhttp_t *p) {
   c->expect_other = false;
   c->conn_close = false;
   c->conn_keep = false;
-  return 0;
-}
-
-static int on_method(llhttp_t *p, const char *at, size_t len) {
-  vigil_conn_t *c = conn_of(p);
-  (void)len;
-  if (c->method_at == NULL) c->method_at = at;
   return 0;
 }
 
@@ -363,7 +357,6 @@ static int on_chunk_ext_name(llhttp_t *p, const char *at, size_t len) {
 
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
-    .on_method = on_method,
     .on_method_complete = on_method_complete,
     .on_url = on_url,
     .on_version_complete = on_version_complete,
@@ -426,13 +419,32 @@ static VIGIL__COLD llhttp_errno_t ext_resume(vigil_conn_t *c) {
  * vigil__parse), so the whole token is in `data`, after nothing but the
  * empty lines llhttp skips. Returns llhttp's state; *used as for a call of
  * llhttp_execute on data. */
+/* Where the method of a message begun in this call starts: after the empty
+ * lines llhttp skips before a request (RFC 9112 2.2), where it begins the
+ * message and the method (in the head phase, data starts where the
+ * previous message ended). */
+static const char *method_start(const char *data, size_t len) {
+  const char *q = data, *end = data + len;
+  while (q < end && (*q == '\r' || *q == '\n')) q++;
+  return q;
+}
+
+/* A message begun in this call whose method has no SP after it yet: *off
+ * is set to the method's start. */
+static bool partial_method(const char *data, size_t len, size_t *off) {
+  const char *m = method_start(data, len);
+  if (memchr(m, ' ', (size_t)(data + len - m)) != NULL) return false;
+  *off = (size_t)(m - data);
+  return true;
+}
+
 static VIGIL__COLD llhttp_errno_t unknown_method(vigil_conn_t *c, const char *data,
                                      size_t len, llhttp_errno_t e,
                                      size_t *used) {
   llhttp_t *p = &c->parser;
   const char *end = data + len, *start;
-  if (c->method_at != NULL && c->method_at >= data && c->method_at < end) {
-    start = c->method_at;
+  if (c->msg_begun) {
+    start = method_start(data, len);
   } else {
     start = data + *used; /* the error position */
     while (start > data && vigil__tchar[(unsigned char)start[-1]]) start--;
@@ -504,7 +516,7 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
   /* The connection's own input bytes (conn.c hands us c->in): head_ows
    * may rewrite OWS in the head. */
   if (in_head) len = vigil__head_ows(c, (char *)data, len);
-  c->method_at = NULL;
+  c->msg_begun = false;
   size_t off = 0; /* consumed */
   for (;;) {
     if (c->ext_state != EXT_NONE) {
@@ -550,15 +562,14 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
         (e == HPE_CB_METHOD_COMPLETE && c->method_retry)) {
       e = unknown_method(c, data, len, e, &off);
       report_open_span(p, e, data, len);
-    } else if (e == HPE_OK && c->method_at != NULL &&
-               memchr(c->method_at, ' ', (size_t)(data + len - c->method_at)) == NULL) {
+    } else if (e == HPE_OK && c->msg_begun &&
+               partial_method(data, len, &off)) {
       /* The read ended inside the method or before its SP: llhttp would
        * keep what it matched so far in its own state ("MKCOL" is complete
        * to it before the SP), and an unknown method found later
        * ("MKCOLA") could not be recovered. Not consumed: parsed again
        * whole with the next read (a method is short, VIGIL__METHOD_MAX). */
       vigil__parser_init(c);
-      off = (size_t)(c->method_at - data);
     }
     /* Where llhttp stopped on an error of its own, its offending byte is
      * checked too (a SP after the version: 400, not llhttp's error). Not

@@ -387,7 +387,7 @@ struct vigil_conn_s {
   uint8_t rl_n;              /* parse.c: bytes matched in that state */
   uint8_t rl_ver;            /* parse.c: the version's digits, major * 10 + minor */
   bool rl_bad;               /* parse.c: the request line was refused */
-  const char *method_at;     /* parse.c: first method byte, one execute call */
+  bool msg_begun;            /* parse.c: a message began in this parse call */
   size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
   /* parse.c, chunked framing: the parser as it was paused at head complete
    * (restored after each extension list the core checked itself), the
