@@ -323,7 +323,11 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
    * the state that machine would reach. Anything else goes the long way. */
   if (st == RL_START && q < end && *q != '\r' && *q != '\n') {
     const unsigned char *m = q;
-    while (m < end && vigil__tchar[*m]) m++;
+    uint32_t w;
+    /* GET, the common method, in one compare. */
+    if (end - q >= 4 && (memcpy(&w, q, 4), memcmp(&w, "GET ", 4) == 0)) m = q + 3;
+    else
+      while (m < end && vigil__tchar[*m]) m++;
     if (m > q && end - m > 2 && m[0] == ' ' && m[1] != ' ' && m[1] != '\r' &&
         m[1] != '\n') {
       const unsigned char *t = m + 2;
