@@ -1,10 +1,12 @@
 /* checks.c - the core's own checks of the bytes llhttp 8.1 (strict) lets
- * through: the head's bytes and request line, OWS before a line's CR, Host
- * values and request-target forms, chunk extensions and framing lines.
- * parse.c calls them around llhttp_execute; they read and write only the
- * connection's check state (vigil_internal.h). */
+ * through (the head's bytes and request line, OWS before a line's CR,
+ * Host values and request-target forms, chunk extensions and framing
+ * lines), and vigil__parse, which runs llhttp over a connection's input
+ * with these checks around each call. The callbacks that build the
+ * request are in parse.c. */
 #include "vigil_internal.h"
 
+#include <stdio.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -12,8 +14,11 @@
 
 static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
 
+/* Rare paths kept out of the per-request code. */
+#define VIGIL__COLD __attribute__((noinline, cold))
+
 /* tchar (RFC 9110 5.6.2): what a method token is made of (9.1). */
-const bool vigil__tchar[256] = {
+static const bool tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
     ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
     ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['a' ... 'z'] = 1,
@@ -327,7 +332,7 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
     /* GET, the common method, in one compare. */
     if (end - q >= 4 && (memcpy(&w, q, 4), memcmp(&w, "GET ", 4) == 0)) m = q + 3;
     else
-      while (m < end && vigil__tchar[*m]) m++;
+      while (m < end && tchar[*m]) m++;
     if (m > q && end - m > 2 && m[0] == ' ' && m[1] != ' ' && m[1] != '\r' &&
         m[1] != '\n') {
       const unsigned char *t = m + 2;
@@ -354,7 +359,7 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
         /* fall through */
       case RL_METHOD:
         if (ch == ' ') st = RL_TARGET0;
-        else bad = !vigil__tchar[ch];
+        else bad = !tchar[ch];
         break;
       case RL_TARGET0:
         st = RL_TARGET;
@@ -406,7 +411,7 @@ bool vigil__head_error_is_head(const vigil_conn_t *c) {
 
 /* The byte checks and the request-line check over what llhttp consumed
  * in the head phase (see vigil__parse). */
-bool vigil__check_head(vigil_conn_t *c, const char *data, size_t *off,
+static bool check_head(vigil_conn_t *c, const char *data, size_t *off,
                        size_t rl_len) {
   size_t stop;
   bool bad_bytes = check_head_bytes(c, data, *off, &stop);
@@ -473,7 +478,7 @@ static bool tab_in_head(const vigil_conn_t *c, const char *d, size_t len) {
   return false;
 }
 
-size_t vigil__head_ows(vigil_conn_t *c, char *data, size_t len) {
+static size_t head_ows(vigil_conn_t *c, char *data, size_t len) {
   size_t give = len;
   if (len > 0 && is_ows(data[len - 1])) {
     size_t run = 1;
@@ -521,7 +526,7 @@ static const bool qdtext[256] = {
  * if more bytes are needed, -1 if the line is malformed. BWS next to the
  * first ';' is refused (llhttp 8.1 refuses a SP there before the core sees
  * the line, so HTAB is refused too). */
-size_t vigil__ext_scan(vigil_conn_t *c, const unsigned char *s, size_t len, int *res) {
+static size_t ext_scan(vigil_conn_t *c, const unsigned char *s, size_t len, int *res) {
   size_t max = c->loop->server->config.max_chunk_ext_bytes;
   int st = c->ext_state;
   size_t i = 0;
@@ -544,11 +549,11 @@ size_t vigil__ext_scan(vigil_conn_t *c, const unsigned char *s, size_t len, int 
     switch (st) {
       case EXT_FIRST:
       case EXT_NAME0:
-        if (vigil__tchar[ch]) st = EXT_NAME;
+        if (tchar[ch]) st = EXT_NAME;
         else if (!ws || st == EXT_FIRST) goto bad;
         break;
       case EXT_NAME:
-        if (vigil__tchar[ch]) break;
+        if (tchar[ch]) break;
         if (ch == '=') st = EXT_VAL0;
         else if (ch == ';') st = EXT_NAME0;
         else if (ws) st = EXT_NAME_BWS;
@@ -560,12 +565,12 @@ size_t vigil__ext_scan(vigil_conn_t *c, const unsigned char *s, size_t len, int 
         else if (!ws) goto bad;
         break;
       case EXT_VAL0:
-        if (vigil__tchar[ch]) st = EXT_TOKEN;
+        if (tchar[ch]) st = EXT_TOKEN;
         else if (ch == '"') st = EXT_QUOTED;
         else if (!ws) goto bad;
         break;
       case EXT_TOKEN:
-        if (vigil__tchar[ch]) break;
+        if (tchar[ch]) break;
         if (ch == ';') st = EXT_NAME0;
         else if (ws) st = EXT_VAL_BWS;
         else goto bad;
@@ -605,7 +610,7 @@ bad:
  * control bytes in trailer fields. The bytes llhttp consumes in the body
  * phase outside the body spans it reports are exactly these lines; they get
  * the head's byte classes here, the state carried across reads. */
-bool vigil__check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
+static bool check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
   const unsigned char *s = (const unsigned char *)data;
   int last = c->frame_last;
   bool line_start = c->frame_line_start;
@@ -625,4 +630,244 @@ bool vigil__check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
   c->frame_last = (uint8_t)last;
   c->frame_line_start = line_start;
   return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* llhttp with the checks around it */
+
+/* The extension list is checked: put the parser back to where it was at
+ * head complete - from there llhttp parses a chunk-size line exactly as
+ * after any chunk (both lead to its chunk-size start with the message's
+ * flags unchanged) - and give it the line without its extensions. llhttp
+ * itself still parses every chunk size, chunk, trailer and the end. */
+static VIGIL__COLD llhttp_errno_t ext_resume(vigil_conn_t *c) {
+  char line[24];
+  int n = snprintf(line, sizeof line, "%llx\r\n", (unsigned long long)c->ext_size);
+  c->parser = c->chunk_snap;
+  llhttp_resume(&c->parser);
+  return llhttp_execute(&c->parser, line, (size_t)n);
+}
+
+/* Where the method of a message begun in this call starts: after the empty
+ * lines llhttp skips before a request (RFC 9112 2.2), where it begins the
+ * message and the method (in the head phase, data starts where the
+ * previous message ended). */
+static const char *method_start(const char *data, size_t len) {
+  const char *q = data, *end = data + len;
+  while (q < end && (*q == '\r' || *q == '\n')) q++;
+  return q;
+}
+
+/* A message begun in this call whose method has no SP after it yet: *off
+ * is set to the method's start. */
+static bool partial_method(const char *data, size_t len, size_t *off) {
+  const char *m = method_start(data, len);
+  if (memchr(m, ' ', (size_t)(data + len - m)) != NULL) return false;
+  *off = (size_t)(m - data);
+  return true;
+}
+
+/* A method llhttp 8.1 does not know (RFC 9110 9.1: any token is a method:
+ * QUERY, a lowercase get, MKCOLA) or takes only for RTSP. The token is
+ * checked here (tchar+ then one SP) and kept for the request, and llhttp
+ * is started over on "GET " and the rest of the line: request framing does
+ * not depend on the method (CONNECT aside, which llhttp knows), so llhttp
+ * still parses all the rest. A partial method is never consumed (see
+ * vigil__parse), so the whole token is in `data`, after nothing but the
+ * empty lines llhttp skips. Returns llhttp's state; *used as for a call of
+ * llhttp_execute on data. */
+static VIGIL__COLD llhttp_errno_t unknown_method(vigil_conn_t *c, const char *data,
+                                     size_t len, llhttp_errno_t e,
+                                     size_t *used) {
+  llhttp_t *p = &c->parser;
+  const char *end = data + len, *start;
+  if (c->msg_begun) {
+    start = method_start(data, len);
+  } else {
+    start = data + *used; /* the error position */
+    while (start > data && tchar[(unsigned char)start[-1]]) start--;
+  }
+  const char *q = start;
+  while (q < end && tchar[(unsigned char)*q] && q - start <= VIGIL__METHOD_MAX) q++;
+  size_t n = (size_t)(q - start);
+  if (n > VIGIL__METHOD_MAX) {
+    /* RFC 9110 9.1: an unrecognised method SHOULD get 501. */
+    c->head_error = 501;
+    *used = (size_t)(q - data);
+    return HPE_USER;
+  }
+  if (q == end) {
+    /* The token goes on in the next read: start this message over then. */
+    vigil__parser_init(c);
+    *used = (size_t)(start - data);
+    return HPE_OK;
+  }
+  if (n == 0 || *q != ' ') return e; /* not a token and SP: llhttp's 400 */
+  vigil__parser_init(c);
+  if (llhttp_execute(p, "GET ", 4) != HPE_OK || c->parsing == NULL) {
+    *used = (size_t)(start - data);
+    return HPE_USER;
+  }
+  memcpy(c->parsing->method_token, start, n);
+  c->parsing->method_token[n] = '\0';
+  c->method_other = true;
+  c->head_is_head = false;
+  const char *rest = q + 1;
+  e = llhttp_execute(p, rest, (size_t)(end - rest));
+  *used = len;
+  if (e != HPE_OK) {
+    const char *pos = llhttp_get_error_pos(p);
+    *used = pos ? (size_t)(pos - data) : (size_t)(rest - data);
+    if (*used > len) *used = len;
+  }
+  return e;
+}
+
+/* llhttp reports an open span (the target, a header name or value) at the
+ * end of every execute call, but not when it stops at an error. Report it
+ * up to the offending byte, as a read ending there would have: the checks
+ * on spans (target length: 414, header count: 431) then see the same bytes
+ * before the error however the head was split. */
+static VIGIL__COLD void report_span_at_error(llhttp_t *p, const char *data, size_t len) {
+  typedef int (*span_cb)(llhttp_t *, const char *, const char *);
+  const char *pos = llhttp_get_error_pos(p);
+  const char *start = p->_span_pos0;
+  p->_span_pos0 = NULL;
+  if (pos != NULL && pos >= start && pos <= data + len)
+    ((span_cb)p->_span_cb0)(p, start, pos);
+}
+
+static inline void report_open_span(llhttp_t *p, llhttp_errno_t e,
+                                    const char *data, size_t len) {
+  if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE &&
+      e != HPE_USER && p->_span_pos0 != NULL)
+    report_span_at_error(p, data, len);
+}
+
+size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
+                    llhttp_errno_t *err) {
+  llhttp_t *p = &c->parser;
+  llhttp_errno_t e;
+  c->body_at = NULL;
+  c->body_len = 0;
+  bool in_head = c->phase == PHASE_HEAD;
+  /* The connection's own input bytes (conn.c hands us c->in): head_ows
+   * may rewrite OWS in the head. */
+  if (in_head) len = head_ows(c, (char *)data, len);
+  c->msg_begun = false;
+  size_t off = 0; /* consumed */
+  for (;;) {
+    if (c->ext_state != EXT_NONE) {
+      int res;
+      off += ext_scan(c, (const unsigned char *)data + off, len - off, &res);
+      if (res <= 0) {
+        e = res < 0 ? HPE_USER : HPE_OK; /* HPE_OK: more bytes needed */
+        break;
+      }
+      if (ext_resume(c) != HPE_OK) {
+        e = HPE_USER;
+        break;
+      }
+    } else {
+      e = llhttp_get_errno(p);
+      if (e == HPE_PAUSED) llhttp_resume(p);
+      else if (e == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(p);
+    }
+    e = llhttp_execute(p, data + off, len - off);
+    if (e == HPE_PAUSED && c->ext_at != NULL) {
+      /* The first extension of a size line: the rest of it is ours. */
+      const char *at = c->ext_at;
+      c->ext_at = NULL;
+      if (at < data + off || at > data + len) {
+        e = HPE_USER;
+        break;
+      }
+      off = (size_t)(at - data);
+      continue;
+    }
+    size_t used = len - off;
+    if (e != HPE_OK) {
+      const char *pos = llhttp_get_error_pos(p);
+      used = pos && pos >= data + off ? (size_t)(pos - (data + off)) : 0;
+      if (used > len - off) used = len - off;
+    }
+    off += used;
+    break;
+  }
+  if (in_head) {
+    report_open_span(p, e, data, len);
+    if (e == HPE_INVALID_METHOD ||
+        (e == HPE_CB_METHOD_COMPLETE && c->method_retry)) {
+      e = unknown_method(c, data, len, e, &off);
+      report_open_span(p, e, data, len);
+    } else if (e == HPE_OK && c->msg_begun &&
+               partial_method(data, len, &off)) {
+      /* The read ended inside the method or before its SP: llhttp would
+       * keep what it matched so far in its own state ("MKCOL" is complete
+       * to it before the SP), and an unknown method found later
+       * ("MKCOLA") could not be recovered. Not consumed: parsed again
+       * whole with the next read (a method is short, VIGIL__METHOD_MAX). */
+      vigil__parser_init(c);
+    }
+    /* Where llhttp stopped on an error of its own, its offending byte is
+     * checked too (a SP after the version: 400, not llhttp's error). Not
+     * where we stopped it (HPE_USER: a limit, a method token too long):
+     * that decision took no later byte, and a read may have ended there. */
+    bool failed = e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE &&
+                  e != HPE_USER;
+    size_t rl_len = failed && off < len ? off + 1 : off;
+    /* A span's limit was passed in this call (a span is reported at its end
+     * or at the end of the call): the head ends for us where it was passed,
+     * not where llhttp stopped. */
+    if (c->head_error_at != NULL && c->head_error_at >= data && c->head_error_at <= data + off)
+      off = rl_len = (size_t)(c->head_error_at - data);
+    c->head_error_at = NULL;
+    /* With the parser pausing at head complete, what this call consumed in
+     * the head phase is head bytes only (plus, for a body-less request,
+     * nothing after the final CRLF).
+     * One answer whatever the segmentation: the byte checks cover every
+     * byte llhttp consumed, which ends where a callback stopped it, so
+     * what they find lies before a callback's error and replaces it. A
+     * callback's error that did not stop llhttp (an invalid Host value, a
+     * malformed request line) is acted on when llhttp stops: at head
+     * complete, another error, or the size limit - not at the end of
+     * whichever read it came in. */
+    bool bad_bytes = check_head(c, data, &off, rl_len);
+    if (bad_bytes || (c->head_error != 0 && e != HPE_OK))
+      e = HPE_USER;
+    else if (e == HPE_PAUSED && c->head_ready && (p->flags & F_CHUNKED)) {
+      /* A chunked body follows: the parser state its size lines start
+       * from, and fresh framing checks. */
+      c->chunk_snap = *p;
+      c->ext_state = EXT_NONE;
+      c->ext_at = NULL;
+      c->frame_last = '\n';
+      c->frame_line_start = true;
+    }
+  } else {
+    /* At most one body span per call (on_body pauses); the rest is
+     * framing. */
+    const char *bend = c->body_len ? c->body_at + c->body_len : data;
+    bool ok = c->body_len ? check_frame_bytes(c, data, (size_t)(c->body_at - data)) &&
+                                check_frame_bytes(c, bend, (size_t)(data + off - bend))
+                          : check_frame_bytes(c, data, off);
+    if (!ok) {
+      /* Nothing parsed in this call may be acted on. */
+      c->body_at = NULL;
+      c->body_len = 0;
+      c->msg_complete = false;
+      e = HPE_USER;
+    }
+  }
+  *err = e;
+  return off;
+}
+
+/* 505 only comes from on_headers_complete, for a version llhttp read whole
+ * (0.9, 2.0). Where llhttp stops inside a version (HTTP/1.2, HTTP/3.0,
+ * HTTP/1.01, HTTP/11) it may not have seen the bytes that tell a version
+ * we do not support from a malformed line ("HTTP/0.1" then "/1.1" in a
+ * later read): 400, the same however the line was split. */
+int vigil__parse_error_status(const vigil_conn_t *c) {
+  return c->head_error != 0 ? c->head_error : 400;
 }

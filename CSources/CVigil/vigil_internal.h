@@ -459,31 +459,22 @@ void vigil__head_reset(vigil_conn_t *conn);
 /* checks.c: whether an error answer to the head being parsed goes to a HEAD
  * request (no body, RFC 9110 9.3.2). */
 bool vigil__head_error_is_head(const vigil_conn_t *conn);
-/* Run llhttp on data; returns bytes consumed and sets *err to the llhttp
- * error (HPE_OK, HPE_PAUSED, or a failure). */
+/* checks.c: run llhttp on data, with the core's checks; returns bytes
+ * consumed and sets *err to the llhttp error (HPE_OK, HPE_PAUSED, or a
+ * failure). */
 size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
                     llhttp_errno_t *err);
-/* The status to answer for a parse failure: the head's own, else 400
- * (llhttp's errors, whichever). */
+/* checks.c: the status to answer for a parse failure: the head's own,
+ * else 400 (llhttp's errors, whichever). */
 int vigil__parse_error_status(const vigil_conn_t *conn);
 
-/* checks.c: the core's checks of what llhttp 8.1 lets through, called
- * from parse.c. */
-extern const bool vigil__tchar[256]; /* tchar, RFC 9110 5.6.2 */
-/* A Host value (uri-host [":" port]; empty is valid). */
+/* checks.c: checks of header values, called from parse.c's callbacks.
+ * A Host value (uri-host [":" port]; empty is valid). */
 bool vigil__valid_host(const char *v, size_t n);
 /* Request-target forms, RFC 9112 3.2.3 and 3.2.2. */
 bool vigil__authority_form(const char *t, size_t n);
 bool vigil__absolute_form(const char *t, size_t n);
-/* Before llhttp reads head bytes: HTAB in the OWS ending a line becomes
- * SP; returns how many bytes llhttp may take. */
-size_t vigil__head_ows(vigil_conn_t *conn, char *data, size_t len);
-/* After llhttp consumed *off head bytes: the byte checks and the request
- * line's (up to rl_len); true when the head must be refused
- * (conn->head_error says how; *off may move back to where it ended). */
-bool vigil__check_head(vigil_conn_t *conn, const char *data, size_t *off,
-                       size_t rl_len);
-/* States of the chunk extension scanner (conn->ext_state). */
+/* States of the chunk extension scanner (conn->ext_state; checks.c). */
 enum {
   EXT_NONE = 0, /* llhttp parses */
   EXT_FIRST,    /* the first name, right after the line's first ';' */
@@ -498,13 +489,6 @@ enum {
   EXT_VAL_BWS,  /* BWS after a value: ';' must follow */
   EXT_CR,       /* the line's CR: LF must follow */
 };
-/* The rest of a chunk-size line after its first ';': bytes consumed; *res
- * 1 once its LF was consumed, 0 for more bytes, -1 if malformed. */
-size_t vigil__ext_scan(vigil_conn_t *conn, const unsigned char *s, size_t len,
-                       int *res);
-/* Framing bytes of a chunked body (size lines, CRLFs, trailers): false if
- * malformed. */
-bool vigil__check_frame_bytes(vigil_conn_t *conn, const char *data, size_t len);
 
 /* Output bytes this connection holds: not yet written, or in the
  * uv_write in flight. */
