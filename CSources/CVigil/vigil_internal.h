@@ -174,7 +174,6 @@ struct vigil_request_s {
   bool is_head;
   bool is_connect;           /* 2xx answers carry no framing (response.c) */
   bool absolute_form;
-  bool upgrade;              /* Upgrade header or CONNECT (for hijack) */
   int64_t content_length;    /* -1 chunked */
   uint64_t conn_id;
 
@@ -410,7 +409,7 @@ struct vigil_conn_s {
   uint8_t rl_n;              /* parse.c: bytes matched in that state */
   uint8_t rl_ver;            /* parse.c: the version's digits, major * 10 + minor */
   bool rl_bad;               /* parse.c: the request line was refused */
-  const char *method_at;     /* parse.c: first method byte, one execute call */
+  bool msg_begun;            /* parse.c: a message began in this parse call */
   size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
   /* parse.c, chunked framing: the parser as it was paused at head complete
    * (restored after each extension list the core checked itself), the
@@ -482,20 +481,43 @@ void vigil__conn_close_after(vigil_conn_t *conn);
 /* An idle connection gives its empty buffers back to the loop. */
 void vigil__conn_drop_idle_buffers(vigil_conn_t *conn);
 
-/* parse.c: llhttp settings and the extra checks. */
+/* parse.c: the connection's llhttp parser and its callbacks. */
 void vigil__parser_init(vigil_conn_t *conn);
 /* Reset the header block checks before a new head. */
 void vigil__head_reset(vigil_conn_t *conn);
-/* parse.c: whether an error answer to the head being parsed goes to a HEAD
+/* checks.c: whether an error answer to the head being parsed goes to a HEAD
  * request (no body, RFC 9110 9.3.2). */
 bool vigil__head_error_is_head(const vigil_conn_t *conn);
-/* Run llhttp on data; returns bytes consumed and sets *err to the llhttp
- * error (HPE_OK, HPE_PAUSED, or a failure). */
+/* checks.c: run llhttp on data, with the core's checks; returns bytes
+ * consumed and sets *err to the llhttp error (HPE_OK, HPE_PAUSED, or a
+ * failure). */
 size_t vigil__parse(vigil_conn_t *conn, const char *data, size_t len,
                     llhttp_errno_t *err);
-/* The status to answer for a parse failure: the head's own, else 400
- * (llhttp's errors, whichever). */
+/* checks.c: the status to answer for a parse failure: the head's own,
+ * else 400 (llhttp's errors, whichever). */
 int vigil__parse_error_status(const vigil_conn_t *conn);
+
+/* checks.c: checks of header values, called from parse.c's callbacks.
+ * A Host value (uri-host [":" port]; empty is valid). */
+bool vigil__valid_host(const char *v, size_t n);
+/* Request-target forms, RFC 9112 3.2.3 and 3.2.2. */
+bool vigil__authority_form(const char *t, size_t n);
+bool vigil__absolute_form(const char *t, size_t n);
+/* States of the chunk extension scanner (conn->ext_state; checks.c). */
+enum {
+  EXT_NONE = 0, /* llhttp parses */
+  EXT_FIRST,    /* the first name, right after the line's first ';' */
+  EXT_NAME0,    /* a name, after a later ';' (BWS first allowed) */
+  EXT_NAME,     /* in a name */
+  EXT_NAME_BWS, /* BWS after a name: '=' or ';' must follow */
+  EXT_VAL0,     /* after '=' (BWS first allowed) */
+  EXT_TOKEN,    /* in a token value */
+  EXT_QUOTED,   /* in a quoted-string */
+  EXT_QPAIR,    /* after '\' in a quoted-string */
+  EXT_VAL_END,  /* after a quoted-string: ';', BWS or CR */
+  EXT_VAL_BWS,  /* BWS after a value: ';' must follow */
+  EXT_CR,       /* the line's CR: LF must follow */
+};
 
 /* Output bytes this connection holds: not yet written, or in the
  * uv_write in flight. */
