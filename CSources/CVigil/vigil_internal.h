@@ -397,7 +397,7 @@ struct vigil_conn_s {
   int host_count;
   bool version_seen;         /* parse.c: the request line carried a version */
   bool te_seen;              /* parse.c: a Transfer-Encoding line was seen */
-  bool first_line_done;      /* parse.c: the request line has ended */
+  bool first_line_done;      /* checks.c: the request line has ended */
   bool method_other;         /* parse.c: a token llhttp does not know, fed as GET */
   bool method_retry;         /* parse.c: llhttp took an RTSP method: redo as unknown */
   bool head_is_head;         /* parse.c: the method is HEAD (error answers) */
@@ -405,11 +405,11 @@ struct vigil_conn_s {
   bool expect_other;         /* parse.c: an expectation other than 100-continue */
   bool conn_close;           /* parse.c: Connection lists close */
   bool conn_keep;            /* parse.c: Connection lists keep-alive */
-  uint8_t rl_state;          /* parse.c: check_request_line's state */
-  uint8_t rl_n;              /* parse.c: bytes matched in that state */
-  uint8_t rl_ver;            /* parse.c: the version's digits, major * 10 + minor */
-  bool rl_bad;               /* parse.c: the request line was refused */
-  bool msg_begun;            /* parse.c: a message began in this parse call */
+  uint8_t rl_state;          /* checks.c: check_request_line's state */
+  uint8_t rl_n;              /* checks.c: bytes matched in that state */
+  uint8_t rl_ver;            /* checks.c: the version's digits, major * 10 + minor */
+  bool rl_bad;               /* checks.c: the request line was refused */
+  bool msg_begun;            /* checks.c: a message began in this parse call */
   size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
   /* parse.c, chunked framing: the parser as it was paused at head complete
    * (restored after each extension list the core checked itself), the
