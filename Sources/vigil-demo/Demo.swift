@@ -11,6 +11,8 @@
 //   GET  /stream?n=N  a chunked response of N short chunks
 //   GET  /stats     the core's counters, one "name value" per line
 //   GET  /pid       the serving process's pid (restart tests)
+//   GET  /slow?ms=N 200 "slept" after N ms (default 1000; an in-flight
+//                   request for restart tests)
 //
 // Signals: SIGINT/SIGTERM shut down gracefully; SIGUSR2 hands the listening
 // socket over to a new process of this executable with the same arguments
@@ -70,6 +72,11 @@ nonisolated(nonsending) func handle(
         try await waitForCancel(response)
     case (.get, "/stats"):
         try sendStats(response, server)
+    case (.get, "/slow"):
+        let ms = queryValue(path, "ms").flatMap { Int($0) } ?? 1000
+        try await Task.sleep(for: .milliseconds(max(0, min(ms, 60_000))))
+        try response.send(
+            HTTPResponse(status: .ok, headerFields: textPlain), body: Array("slept".utf8))
     case (.get, "/pid"):
         try response.send(
             HTTPResponse(status: .ok, headerFields: textPlain), body: Array("\(getpid())".utf8))
@@ -205,6 +212,8 @@ let usage = """
       --reuse-port      SO_REUSEPORT: share the port with other processes that
                         ask too (one socket per loop); off, a port in use fails
       --backlog N       listen backlog (1024)
+      --shutdown-idle-ms N  at shutdown, how long an idle keep-alive connection
+                        may still bring a request (1000; 0: closed at once)
     A socket passed by systemd socket activation (LISTEN_FDS, LISTEN_PID) is
     served instead of --host/--port/--unix/--fd, whatever they say.
     SIGTERM/SIGINT: graceful shutdown. SIGUSR2: start a new process of this
@@ -223,6 +232,7 @@ struct Demo {
         var fd: Int32?
         var reusePort = false
         var backlog = 1024
+        var shutdownIdle: Int?
         var args = CommandLine.arguments.dropFirst()
         func value<T>(_ name: String, _ parse: (String) -> T?) -> T {
             guard let v = args.popFirst().flatMap(parse) else {
@@ -241,6 +251,7 @@ struct Demo {
             case "--fd": fd = value(a) { Int32($0) }
             case "--reuse-port": reusePort = true
             case "--backlog": backlog = value(a) { Int($0) }
+            case "--shutdown-idle-ms": shutdownIdle = value(a) { Int($0) }
             case "-h", "--help":
                 print(usage)
                 exit(0)
@@ -263,6 +274,7 @@ struct Demo {
         }
         config.reusePort = reusePort
         config.backlog = backlog
+        if let shutdownIdle { config.shutdownIdleTimeout = .milliseconds(shutdownIdle) }
         let server = Server(configuration: config)
         let shownListen = shown
         let runTask = Task {
