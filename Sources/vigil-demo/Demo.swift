@@ -270,7 +270,7 @@ struct Demo {
             shown = "inherited socket \(fd), port "
         } else if let unixPath {
             config.listen = .unix(path: unixPath, mode: unixMode)
-            shown = "unix:\(unixPath) port "
+            shown = "unix:\(unixPath)"
         }
         config.reusePort = reusePort
         config.backlog = backlog
@@ -279,7 +279,8 @@ struct Demo {
         let shownListen = shown
         let runTask = Task {
             try await server.run(onListening: { port in
-                print("vigil-demo listening on \(shownListen)\(port) (pid \(getpid()))")
+                let at = shownListen.hasPrefix("unix:") ? shownListen : "\(shownListen)\(port)"
+                print("vigil-demo listening on \(at) (pid \(getpid()))")
                 fflush(nil)
             }) { request, response in try await handle(request, response, server) }
         }

@@ -68,8 +68,8 @@ get() { curl -s --max-time 5 "http://127.0.0.1:$1$2"; }
 # gone PID: exited (a zombie counts: its parent may not have reaped it yet)
 gone() {
   local st
-  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 0
-  [ -z "$st" ] || [[ "$st" == Z* ]]
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)" || return 0
+  [ -z "$st" ] || [[ "$st" == Z* ]] || [[ "$st" == X* ]]
 }
 
 # ---------------------------------------------------------------------------
