@@ -206,7 +206,9 @@ public final class Server: Sendable {
     }
 
     /// Begins a graceful shutdown of the running server: stop accepting,
-    /// close idle connections, let requests in flight finish within
+    /// close idle connections (one idle for less than
+    /// `shutdownIdleTimeout` may still bring a request, answered with
+    /// `Connection: close`), let requests in flight finish within
     /// `shutdownGracePeriod`, then cancel them. `run` returns once done.
     public func shutdown() {
         let grace = milliseconds(configuration.shutdownGracePeriod)
@@ -265,7 +267,7 @@ public final class Server: Sendable {
     }
 
     /// Serves until the calling task is cancelled, then shuts down
-    /// gracefully: stops accepting, closes idle connections, lets requests in
+    /// gracefully (as `shutdown()`): stops accepting, closes idle connections, lets requests in
     /// flight finish within `shutdownGracePeriod`, cancels the rest. A
     /// handler still running once the grace period is over and the core has
     /// stopped (one that closed its hijacked connection and went on) has its
