@@ -35,9 +35,11 @@ run: build
 # framing fuzzer for 60 s and its case suites (fuzz/diff/), then the short
 # hostile-clients run (hostile/: every shape ends and stays within bounds),
 # then the package checks (mk/pkg.mk: prerequisites, consumer, docs), then
-# the deployment tests (mk/deploy-*.mk: behind nginx and HAProxy).
+# the deployment tests (mk/deploy-*.mk: behind nginx and HAProxy, restarts
+# under load that lose no request).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
-      fuzz-diff-smoke fuzz-cases hostile-check test-pkg test-proxies
+      fuzz-diff-smoke fuzz-cases hostile-check test-pkg test-proxies \
+      test-restart
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -75,6 +77,7 @@ include mk/c.mk
 include mk/fuzz.mk
 include mk/pkg.mk
 include mk/deploy-proxies.mk
+include mk/deploy-restart.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff

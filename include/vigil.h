@@ -182,10 +182,13 @@ typedef struct vigil_config_s {
    * smaller struct keeps working. */
   size_t struct_size;
 
-  const char *host;          /* "127.0.0.1", "::1", "0.0.0.0", "::" ... */
+  /* "127.0.0.1", "::1", "0.0.0.0", "::" ... An IPv6 address is bound
+   * with IPV6_V6ONLY off whatever net.ipv6.bindv6only says, so "::" serves
+   * IPv4 too (its clients' addresses come as ::ffff:a.b.c.d). */
+  const char *host;
   uint16_t port;             /* 0 picks a free port: see vigil_server_port() */
   unsigned loops;            /* event loops (threads); 1 by default */
-  int backlog;               /* listen backlog; 1024 */
+  int backlog;               /* listen backlog; 1024 (capped by net.core.somaxconn) */
 
   vigil_half_close_t half_close;
   /* Unconsumed bytes buffered per connection before reading pauses (64 KiB).
@@ -257,9 +260,52 @@ typedef struct vigil_config_s {
    * is how a client that vanished without FIN or RST (cable, crash of its
    * host) is noticed. */
   uint64_t tcp_user_timeout_ms;
+
+  /* ---- Where to listen, and restarts (fields appended together).
+   * One of three: host/port above (the default), a Unix socket
+   * (unix_path), or a socket already listening (listen_fd). */
+  /* A Unix domain socket path to bind and listen on instead of host/port
+   * (NULL: none; copied). A stale socket file that nobody listens on (a
+   * connect() is refused) is replaced; a live one gives -98 EADDRINUSE,
+   * any other kind of file too (never removed). The file is removed at
+   * shutdown if it is still the one this server made (same device and
+   * inode), unless the server handed its socket over
+   * (vigil_server_handover). A request's vigil_request_remote_addr then
+   * gives family AF_UNIX and no path. */
+  const char *unix_path;
+  /* The socket file's mode (chmod after bind, before listen: nobody can
+   * connect in between), e.g. 0660; 0 leaves what the umask gave. */
+  unsigned unix_mode;
+  /* A socket already bound and listening that this process inherited
+   * (`--fd N`, systemd: vigil_listen_fds), or -1 (the default: none).
+   * Checked at start (a stream socket, listening, family AF_INET,
+   * AF_INET6 or AF_UNIX; else VIGIL_EINVAL, or -88 ENOTSOCK); host, port,
+   * unix_path and reuse_port are then unused, vigil_server_port gives its
+   * bound port (0 for a Unix socket). Ownership: the descriptor stays
+   * yours; the server serves duplicates of it (one per loop, close-on-exec)
+   * and closes them when it shuts down. Never removes a socket file. */
+  int listen_fd;
+  /* 1: SO_REUSEPORT, each loop its own listening socket and accept queue
+   * (the kernel spreads connections over them), and other sockets that
+   * also ask for it may share the port - other processes too. 0 (the
+   * default): the port is this server's alone (a second server on it gets
+   * -98 EADDRINUSE) and all loops accept from one socket (one accept
+   * queue). With reuse_port and loops > 1, vigil_server_handover is
+   * refused: the other loops' queues would be lost with their sockets. */
+  int reuse_port;
+  /* During a graceful shutdown, how long a connection waiting for a
+   * request (idle keep-alive, or accepted with nothing sent yet) may still
+   * bring one, counted from when it became idle (1000 ms). A client that
+   * sends its next request microseconds after the previous response (wrk,
+   * a proxy's pool) would otherwise find its connection closed under it
+   * and see an error: instead that request is served, with `Connection:
+   * close`. Connections idle longer are closed. 0: close idle connections
+   * at once. */
+  uint64_t shutdown_idle_ms;
 } vigil_config_t;
 
-/* Fill `config` with the defaults above (host 127.0.0.1, port 8080). */
+/* Fill `config` with the defaults above (host 127.0.0.1, port 8080,
+ * listen_fd -1). Always start from it: a zeroed struct has listen_fd 0. */
 VIGIL_EXPORT void vigil_config_init(vigil_config_t *config);
 
 /* ------------------------------------------------------------------------ */
@@ -274,27 +320,38 @@ VIGIL_EXPORT int vigil_server_new(vigil_server_t **out,
                                   const vigil_config_t *config);
 
 /* Bind, listen and start the loop threads. Returns 0 once listening, or:
- * VIGIL_EINVAL (`server` NULL, or `host` does not resolve), VIGIL_EALREADY
+ * VIGIL_EINVAL (`server` NULL, `host` does not resolve, or listen_fd is
+ * not a listening stream socket), VIGIL_EALREADY
  * (started before: a start that failed does not count, it may be tried
  * again), VIGIL_ENOMEM, a negated errno from socket or bind (e.g. -98
  * EADDRINUSE, -13 EACCES), or a libuv error (loop set-up, listen). On error
- * nothing is left running. Call from the thread that owns the server
- * object. If SIGPIPE is at its default disposition, this sets it to ignored
+ * nothing is left running (a Unix socket file it made is removed).
+ * Call from the thread that owns the server
+ * object. On an inherited socket (listen_fd) in a process started by
+ * vigil_server_handover, a successful start tells the predecessor that
+ * this server is ready (once per process: see vigil_listen_fds). If SIGPIPE is at its default disposition, this sets it to ignored
  * for the process: a write to a client that reset must be an error (EPIPE),
  * not a kill. */
 VIGIL_EXPORT int vigil_server_start(vigil_server_t *server);
 
-/* The bound port (useful with port 0), or VIGIL_EINVAL (`server` NULL, or
- * not started). */
+/* The bound port (useful with port 0; 0 on a Unix socket), or
+ * VIGIL_EINVAL (`server` NULL, or not started). Any thread. */
 VIGIL_EXPORT int vigil_server_port(const vigil_server_t *server);
 
 /* Begin a graceful shutdown; any thread, never blocks, idempotent, and
  * async-signal-safe: a SIGTERM handler may call it (then call
  * vigil_server_wait and vigil_server_free outside the handler). The loops
  * begin it on their next iteration, never inside this call. Stops
- * accepting, closes idle connections at once; requests in flight get
- * `Connection: close` and may finish within `grace_ms`; then their requests
- * are cancelled with VIGIL_REASON_SERVER_SHUTDOWN and their connections
+ * accepting (the server's descriptors of its listening socket are closed,
+ * its Unix socket file removed; connections still in the accept queue of
+ * a socket another process shares are that process's). Requests in flight
+ * get `Connection: close` and may finish within `grace_ms`. A connection
+ * waiting for a request (idle keep-alive, or accepted with nothing sent)
+ * closes at once if it has been idle shutdown_idle_ms already, else it
+ * may still bring one request until it has (served with `Connection:
+ * close`): closing it at once would fail the request a busy client sends
+ * the next instant. After `grace_ms` what is still in flight is
+ * cancelled with VIGIL_REASON_SERVER_SHUTDOWN and every connection
  * closed. Once everything is closed the loops exit and on_stopped runs.
  * Returns 0 (also when a shutdown was already requested: the first call's
  * grace_ms holds), or VIGIL_EINVAL (`server` NULL, or not started). Never
@@ -319,6 +376,61 @@ VIGIL_EXPORT int vigil_server_wait(vigil_server_t *server);
  * _stats, _shutdown, ...) has returned: `server` is gone after it. NULL is
  * a no-op. */
 VIGIL_EXPORT void vigil_server_free(vigil_server_t *server);
+
+/* ------------------------------------------------------------------------ */
+/* Inherited sockets and restarts without losing a request                  */
+
+/* The first descriptor systemd (or vigil_server_handover) passes. */
+#define VIGIL_LISTEN_FDS_START 3
+
+/* Socket activation, as systemd's sd_listen_fds(3): the number of
+ * listening sockets this process was given, at descriptors
+ * VIGIL_LISTEN_FDS_START (3), 4, ...; 0 when LISTEN_FDS is unset, or
+ * LISTEN_PID is not this process's pid (the variables were meant for
+ * another process: a parent that did not clear them); or a negative
+ * error (-EINVAL: malformed variables; -EBADF: a descriptor is not open).
+ * The descriptors get FD_CLOEXEC. With `unset_environment` non-zero,
+ * LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are removed from the
+ * environment (so that child processes do not take them for theirs), as
+ * sd_listen_fds(1) does; the first answer is remembered, so a later call
+ * returns it again. A process started by vigil_server_handover also finds
+ * the readiness descriptor here (VIGIL_READY_FD, taken and removed with the
+ * others); the first vigil_server_start on an inherited socket (listen_fd)
+ * then reports readiness through it. Changes the environment: call it
+ * early, before other threads read the environment (getenv), as for
+ * setenv. Any thread otherwise; returns the same from every call. */
+VIGIL_EXPORT int vigil_listen_fds(int unset_environment);
+
+/* Restart without losing a request, like nginx's binary upgrade: start
+ * `path` (execve: no PATH search) with `argv` (NULL-terminated; NULL:
+ * { path, NULL }) as this server's successor, giving it the listening
+ * socket the systemd way: descriptor 3, LISTEN_FDS=1, LISTEN_PID=its pid,
+ * plus VIGIL_READY_FD=4, a pipe (the rest of the environment is this
+ * process's). The successor finds the socket with vigil_listen_fds(),
+ * serves it (listen_fd = 3) and, once vigil_server_start has succeeded,
+ * says it is ready. Then this returns 0 (the successor's pid in *pid if
+ * `pid` is not NULL): both serve the same accept queue, so nothing is
+ * lost. Call vigil_server_shutdown(server, grace) next: this server stops
+ * accepting, finishes what it has (see shutdown_idle_ms) and stops; exit
+ * then - the successor (your child) is re-parented when you do.
+ * Blocks up to `timeout_ms` (0: 10 s) for the readiness. On an error this
+ * server keeps serving as before and no successor is left running:
+ * VIGIL_EINVAL (`server` or `path` NULL, not started, or reuse_port with
+ * loops > 1), VIGIL_ESHUTDOWN (shutdown begun), VIGIL_EBUSY (on a loop
+ * thread, or another hand-over of this server is under way), -110
+ * ETIMEDOUT (not ready in time: the successor is killed with SIGKILL and
+ * reaped), -10 ECHILD (the successor exited or closed the readiness pipe
+ * without saying it was ready; it is killed if still running, and
+ * reaped), VIGIL_EALREADY (handed over already: one successor per
+ * server), the errno of a failed execve (e.g. -2 ENOENT, -13 EACCES), or
+ * of pipe/fork. Signal dispositions set to "ignore" and the rest of the
+ * environment pass to the successor (POSIX exec); the signal mask is
+ * emptied. Any thread but the loop threads (not from a signal handler:
+ * it allocates and waits). A server whose socket was handed over leaves
+ * its Unix socket file in place at shutdown (the successor serves it). */
+VIGIL_EXPORT int vigil_server_handover(vigil_server_t *server, const char *path,
+                                       char *const argv[], uint64_t timeout_ms,
+                                       int *pid);
 
 /* Run fn(userdata) on the thread of loop `loop` (0 .. loops-1), soon: in
  * the current or next loop iteration, before the loop waits for I/O. Any
@@ -415,7 +527,10 @@ VIGIL_EXPORT int64_t vigil_request_content_length(const vigil_request_t *req);
 /* 1 if the request has a body (Content-Length > 0 or chunked). */
 VIGIL_EXPORT int vigil_request_has_body(const vigil_request_t *req);
 /* The peer address: 0, or VIGIL_EINVAL (`addr` NULL, or the peer's
- * address could not be read when the connection was accepted). */
+ * address could not be read when the connection was accepted). On a Unix
+ * socket: family AF_UNIX and nothing else (no path: clients' sockets are
+ * almost always unnamed). A client of "::" over IPv4: AF_INET6,
+ * ::ffff:a.b.c.d. */
 VIGIL_EXPORT int vigil_request_remote_addr(const vigil_request_t *req,
                                            struct sockaddr_storage *addr);
 /* A number identifying the connection (unique per server run). */

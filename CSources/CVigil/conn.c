@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -407,6 +408,13 @@ static bool socket_reset(vigil_conn_t *c, bool *fin) {
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
     return true;
+  if (c->handle.type == UV_NAMED_PIPE) {
+    /* A Unix socket has no TCP_INFO: its peer's close or shutdown(SHUT_WR)
+     * shows as POLLRDHUP (a close with unread bytes set SO_ERROR above). */
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP))) *fin = true;
+    return false;
+  }
   struct tcp_info ti;
   len = sizeof ti;
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
@@ -560,7 +568,7 @@ void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
 
 /* A new connection on `loop`, its handle initialised; NULL if out of
  * memory. Listed in loop->conns from here on: close_now() frees it. */
-static vigil_conn_t *conn_new(vigil_loop_t *loop) {
+static vigil_conn_t *conn_new(vigil_loop_t *loop, bool unix_sock) {
   VIGIL_ASSERT(vigil__on_loop_thread(loop));
   /* Zeroed: the phase starts as PHASE_HEAD, the machine's first. */
   _Static_assert(PHASE_HEAD == 0, "a new connection starts in PHASE_HEAD");
@@ -568,8 +576,9 @@ static vigil_conn_t *conn_new(vigil_loop_t *loop) {
   if (c == NULL) return NULL;
   c->loop = loop;
   c->state = -1;
-  uv_tcp_init(&loop->uv, &c->tcp);
-  c->tcp.data = c;
+  if (unix_sock) uv_pipe_init(&loop->uv, &c->pipe, 0);
+  else uv_tcp_init(&loop->uv, &c->tcp);
+  c->handle.data = c;
   vigil__list_init(&c->link);
   vigil__list_init(&c->watch_link);
   vigil__list_init(&c->dirty_link);
@@ -586,14 +595,21 @@ static void conn_start(vigil_conn_t *c) {
   vigil_loop_t *loop = c->loop;
   atomic_fetch_add_explicit(&loop->accepted, 1, memory_order_relaxed);
   c->id = atomic_fetch_add(&loop->server->next_conn_id, 1);
-  int len = sizeof c->peer;
-  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
-  uv_tcp_nodelay(&c->tcp, 1);
-  uint64_t uto = loop->server->config.tcp_user_timeout_ms;
-  int fd;
-  if (uto && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
-    unsigned v = uto > 0xffffffffu ? 0xffffffffu : (unsigned)uto;
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+  c->idle_since = uv_now(&loop->uv);
+  if (c->handle.type == UV_NAMED_PIPE) {
+    /* A Unix socket: no address worth keeping (clients' sockets are
+     * unnamed), no TCP options. */
+    c->peer.sin6_family = AF_UNIX;
+  } else {
+    int len = sizeof c->peer;
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
+    uv_tcp_nodelay(&c->tcp, 1);
+    uint64_t uto = loop->server->config.tcp_user_timeout_ms;
+    int fd;
+    if (uto && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+      unsigned v = uto > 0xffffffffu ? 0xffffffffu : (unsigned)uto;
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+    }
   }
   vigil__parser_init(c);
   vigil__head_reset(c);
@@ -609,10 +625,25 @@ static void conn_start(vigil_conn_t *c) {
   update_reading(c);
 }
 
+bool vigil__conn_waiting_idle(const vigil_conn_t *c) {
+  return !c->closing && c->phase == PHASE_HEAD && c->req == NULL &&
+         c->parsing == NULL && c->in.len == 0;
+}
+
+bool vigil__conn_shutdown_waits(const vigil_conn_t *c, uint64_t now,
+                                uint64_t idle_ms) {
+  if (idle_ms == 0 || c->closing || c->close_after || c->phase != PHASE_HEAD ||
+      c->req != NULL)
+    return false;
+  /* A head on its way: let it finish (header timeout, grace period). */
+  if (c->in.len > 0 || c->parsing != NULL) return true;
+  return now - c->idle_since < idle_ms;
+}
+
 void vigil__conn_accept(vigil_loop_t *loop) {
-  vigil_conn_t *c = conn_new(loop);
+  vigil_conn_t *c = conn_new(loop, loop->listener.handle.type == UV_NAMED_PIPE);
   if (c == NULL) return;
-  if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept(&loop->listener.stream, &c->stream) != 0) {
     close_now(c);
     return;
   }
@@ -625,7 +656,7 @@ void vigil__conn_accept(vigil_loop_t *loop) {
 struct adopt { vigil_server_t *s; int fd; };
 static void adopt_on_loop(void *ud) {
   struct adopt *a = ud;
-  vigil_conn_t *c = conn_new(a->s->loops[0]);
+  vigil_conn_t *c = conn_new(a->s->loops[0], false);
   if (c != NULL && uv_tcp_open(&c->tcp, a->fd) == 0) conn_start(c);
   else if (c != NULL) close_now(c);
   else close(a->fd);
@@ -717,6 +748,7 @@ static void next_request(vigil_conn_t *c) {
   if (c->in.len == 0) {
     vigil__conn_set_state(c, VIGIL_CONN_IDLE);
     vigil__timer_arm(c, T_IDLE);
+    c->idle_since = uv_now(&c->loop->uv);
     vigil__conn_drop_idle_buffers(c);
   }
 }
@@ -748,7 +780,10 @@ static void bad_input(vigil_conn_t *c, int status) {
 /* HEAD: parse a request head, and dispatch it once whole. */
 static inline bool step_head(vigil_conn_t *c) {
   llhttp_errno_t err;
-  if (c->close_after || vigil__loop_stopping(c->loop)) {
+  /* Not on the loop's shutdown alone: a connection waiting for a request
+   * then may still bring one (vigil__conn_shutdown_waits); the response
+   * carries `Connection: close` (response.c), and next_request closes. */
+  if (c->close_after) {
     begin_closing(c);
     return true;
   }

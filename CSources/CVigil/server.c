@@ -13,7 +13,6 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +47,8 @@ void vigil_config_init(vigil_config_t *c) {
   c->body_timeout_ms = 30 * 1000;
   c->write_timeout_ms = 30 * 1000;
   c->handler_timeout_ms = 0;
+  c->listen_fd = -1;
+  c->shutdown_idle_ms = 1000;
 }
 
 /* ------------------------------------------------------------------ */
@@ -476,6 +477,7 @@ static void loop_close_handles(vigil_loop_t *loop) {
   uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->drain_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->trim_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
@@ -535,6 +537,22 @@ static void on_grace(uv_timer_t *t) {
   }
 }
 
+/* shutdown_idle_ms after the shutdown began: what still waits for a
+ * request has been idle that long. */
+static void on_drain(uv_timer_t *t) {
+  vigil_loop_t *loop = t->data;
+  vigil_link_t *l = loop->conns.next;
+  while (l != &loop->conns) {
+    vigil_link_t *next = l->next;
+    vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
+    if (vigil__conn_waiting_idle(c)) {
+      vigil__conn_close_after(c);
+      vigil__conn_process(c);
+    }
+    l = next;
+  }
+}
+
 static void on_listener_closed(uv_handle_t *h) {
   vigil_loop_t *loop = h->data;
   loop->handles_open--;
@@ -546,18 +564,34 @@ static void loop_begin_shutdown(vigil_loop_t *loop, uint64_t grace_ms) {
   loop->stopping = true;
   if (loop->listening) {
     loop->listening = false;
-    uv_close((uv_handle_t *)&loop->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&loop->listener.handle, on_listener_closed);
   }
+  /* No descriptor of the socket left in this process: a connection that
+   * arrives now is refused, or waits for the process that shares the
+   * socket (a successor), instead of sitting in a queue nobody serves. */
+  vigil__listen_close(loop->server);
+  uint64_t now = uv_now(&loop->uv);
+  uint64_t idle_ms = loop->server->config.shutdown_idle_ms;
+  bool waiting = false;
   vigil_link_t *l = loop->conns.next;
   while (l != &loop->conns) {
     vigil_link_t *next = l->next;
     vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
-    /* Idle connections close at once; those with a request in flight get
-     * `Connection: close` on their response and close after it. */
-    vigil__conn_close_after(c);
-    vigil__conn_process(c);
+    /* Those with a request in flight get `Connection: close` on their
+     * response and close after it. One waiting for a request may still
+     * bring one (answered with `Connection: close`) unless it has been
+     * idle shutdown_idle_ms already: wrk, or a proxy's keep-alive pool,
+     * sends its next request microseconds after a response, and would see
+     * its connection closed under that request. */
+    if (vigil__conn_shutdown_waits(c, now, idle_ms)) {
+      waiting = true;
+    } else {
+      vigil__conn_close_after(c);
+      vigil__conn_process(c);
+    }
     l = next;
   }
+  if (waiting) uv_timer_start(&loop->drain_timer, on_drain, idle_ms, 0);
   if (grace_ms == 0) on_grace(&loop->grace_timer);
   else uv_timer_start(&loop->grace_timer, on_grace, grace_ms, 0);
   loop_maybe_exit(loop);
@@ -585,56 +619,24 @@ static void on_connection(uv_stream_t *listener, int status) {
   loop_note_open(loop);
 }
 
-static int resolve(const char *host, uint16_t port,
-                   struct sockaddr_storage *ss, socklen_t *len) {
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  char portstr[8];
-  snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
-  int r = getaddrinfo(host, portstr, &hints, &res);
-  if (r != 0 || res == NULL) return VIGIL_EINVAL;
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
-}
-
-/* Each loop has its own listening socket on the same port (SO_REUSEPORT,
- * set by hand: libuv 1.44 has no UV_TCP_REUSEPORT) so the kernel spreads
- * connections over loops without an acceptor thread. */
-static int loop_listen(vigil_server_t *s, vigil_loop_t *loop, uint16_t port,
-                       int *bound_port) {
-  struct sockaddr_storage ss;
-  socklen_t sslen;
-  int r = resolve(s->host, port, &ss, &sslen);
-  if (r != 0) return r;
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (s->nloops > 1) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
-    r = -errno;
-    close(fd);
-    return r;
+/* Loop `index` listens on `fd` (which it owns from here on, even on
+ * error): its own duplicate of the server's socket, or with reuse_port a
+ * socket of its own (listen.c). */
+static int loop_listen(vigil_server_t *s, vigil_loop_t *loop, int fd) {
+  int r;
+  if (s->listen_unix) {
+    uv_pipe_init(&loop->uv, &loop->listener.pipe, 0);
+    r = uv_pipe_open(&loop->listener.pipe, fd);
+  } else {
+    uv_tcp_init(&loop->uv, &loop->listener.tcp);
+    r = uv_tcp_open(&loop->listener.tcp, fd);
   }
-  struct sockaddr_storage got;
-  socklen_t gotlen = sizeof got;
-  getsockname(fd, (struct sockaddr *)&got, &gotlen);
-  *bound_port = got.ss_family == AF_INET6
-                    ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
-                    : ntohs(((struct sockaddr_in *)&got)->sin_port);
-  uv_tcp_init(&loop->uv, &loop->listener);
-  loop->listener.data = loop;
+  loop->listener.handle.data = loop;
   loop->handles_open++;
-  r = uv_tcp_open(&loop->listener, fd);
-  if (r == 0) r = uv_listen((uv_stream_t *)&loop->listener, s->config.backlog,
-                            on_connection);
+  if (r != 0) close(fd); /* not the handle's: uv_close will not close it */
+  if (r == 0) r = uv_listen(&loop->listener.stream, s->config.backlog, on_connection);
   if (r != 0) {
-    uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+    uv_close(&loop->listener.handle, on_handle_closed);
     uv_run(&loop->uv, UV_RUN_NOWAIT);
     return r;
   }
@@ -672,6 +674,7 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   uv_prepare_init(&loop->uv, &loop->prepare);
   uv_timer_init(&loop->uv, &loop->watch_timer);
   uv_timer_init(&loop->uv, &loop->grace_timer);
+  uv_timer_init(&loop->uv, &loop->drain_timer);
   uv_timer_init(&loop->uv, &loop->tick_timer);
   uv_timer_init(&loop->uv, &loop->trim_timer);
   /* Not a reason to keep running: the loop exits with a trim pending. */
@@ -679,9 +682,10 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   for (int k = 0; k < T_KINDS; k++) vigil__list_init(&loop->timers[k]);
   loop->async.data = loop->prepare.data = loop;
   loop->watch_timer.data = loop->grace_timer.data = loop->tick_timer.data = loop;
+  loop->drain_timer.data = loop;
   loop->trim_timer.data = loop;
   loop->shutdown_poll.data = loop;
-  loop->handles_open = 7;
+  loop->handles_open = 8;
   uv_prepare_start(&loop->prepare, on_prepare);
   uv_poll_start(&loop->shutdown_poll, UV_READABLE, on_shutdown_signal);
   /* The hang-up epoll instance now, not at the first pause: one descriptor
@@ -706,12 +710,13 @@ static void loop_discard(vigil_loop_t *loop) {
   pthread_mutex_unlock(&loop->qlock);
   if (loop->listening) {
     loop->listening = false;
-    uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+    uv_close(&loop->listener.handle, on_handle_closed);
   }
   uv_close((uv_handle_t *)&loop->async, on_handle_closed);
   uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->grace_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&loop->drain_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->tick_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->trim_timer, on_handle_closed);
   uv_close((uv_handle_t *)&loop->shutdown_poll, on_handle_closed);
@@ -754,7 +759,8 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   memcpy(&s->config, config, config->struct_size);
   s->config.struct_size = sizeof s->config;
   vigil_config_t *c = &s->config;
-  if (c->on_request == NULL || c->host == NULL) {
+  if (c->on_request == NULL || (c->host == NULL && c->unix_path == NULL &&
+                                 c->listen_fd < 0)) {
     free(s);
     return VIGIL_EINVAL;
   }
@@ -764,8 +770,19 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   if (c->write_buffer_limit == 0) c->write_buffer_limit = 64 * 1024;
   if (c->max_header_bytes < 256) c->max_header_bytes = 256;
   if (c->max_chunk_ext_bytes == 0) c->max_chunk_ext_bytes = 1024;
-  s->host = strdup(c->host);
+  s->host = strdup(c->host != NULL ? c->host : "");
   c->host = s->host;
+  const char *want_unix = c->unix_path; /* the caller's, or the default */
+  s->unix_path = want_unix != NULL ? strdup(want_unix) : NULL;
+  c->unix_path = s->unix_path;
+  if (s->host == NULL || (s->unix_path == NULL) != (want_unix == NULL)) {
+    free(s->host);
+    free(s->unix_path);
+    free(s);
+    return VIGIL_ENOMEM;
+  }
+  s->listen_sock = -1;
+  pthread_mutex_init(&s->listen_lock, NULL);
   s->nloops = c->loops;
   s->port = -1;
   /* The one way into the loops that a signal handler may take
@@ -776,6 +793,8 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   if (s->shutdown_fd < 0) {
     int err = -errno;
     free(s->host);
+    free(s->unix_path);
+    pthread_mutex_destroy(&s->listen_lock);
     free(s);
     return err;
   }
@@ -800,22 +819,21 @@ int vigil_server_start(vigil_server_t *s) {
     atomic_store(&s->started, 0);
     return VIGIL_ENOMEM;
   }
-  int r = 0;
-  uint16_t port = s->config.port;
+  int r = vigil__listen_open(s);
   unsigned made = 0;
-  for (; made < s->nloops; made++) {
+  for (; r == 0 && made < s->nloops; made++) {
     r = loop_new(s, made, &s->loops[made]);
     if (r != 0) break;
-    int bound = 0;
-    r = loop_listen(s, s->loops[made], port, &bound);
+    int fd;
+    r = vigil__listen_loop_fd(s, made, &fd);
+    if (r == 0) r = loop_listen(s, s->loops[made], fd);
     if (r != 0) {
       made++;
       break;
     }
-    port = (uint16_t)bound; /* port 0: the others join the one we got */
-    s->port = bound;
   }
   if (r != 0) {
+    vigil__listen_close(s);
     for (unsigned i = 0; i < made; i++) {
       loop_discard(s->loops[i]);
       vigil__loop_unref(s->loops[i]);
@@ -837,6 +855,7 @@ int vigil_server_start(vigil_server_t *s) {
     r = uv_thread_create(&s->loops[i]->thread, loop_thread, s->loops[i]);
     if (r != 0) abort(); /* cannot unwind running loops sanely */
   }
+  if (s->config.listen_fd >= 0) vigil__handover_ready(s);
   return 0;
 }
 
@@ -887,7 +906,10 @@ void vigil_server_free(vigil_server_t *s) {
     free(s->loops);
   }
   if (s->shutdown_fd >= 0) close(s->shutdown_fd);
+  vigil__listen_close(s); /* a start that failed left none; idempotent */
+  pthread_mutex_destroy(&s->listen_lock);
   free(s->host);
+  free(s->unix_path);
   free(s);
 }
 

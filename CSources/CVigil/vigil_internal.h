@@ -346,8 +346,20 @@ typedef struct {
   vigil_request_t *req;      /* holds a reference */
 } vigil_write_waiter_t;
 
+/* A connection's or listener's libuv handle: TCP, or a Unix socket
+ * (uv_pipe_t). uv_accept, reads, writes, shutdown and close are generic
+ * over streams; only the TCP options (nodelay, TCP_USER_TIMEOUT, TCP_INFO)
+ * are not: check handle.type == UV_NAMED_PIPE. */
+#define VIGIL__STREAM_UNION \
+  union {                   \
+    uv_handle_t handle;     \
+    uv_stream_t stream;     \
+    uv_tcp_t tcp;           \
+    uv_pipe_t pipe;         \
+  }
+
 struct vigil_conn_s {
-  uv_tcp_t tcp;              /* tcp.data == this */
+  VIGIL__STREAM_UNION;       /* handle.data == this */
   vigil_loop_t *loop;
   uint64_t id;
   vigil_link_t link;         /* loop->conns */
@@ -449,9 +461,17 @@ struct vigil_conn_s {
   bool hup_watched;
   bool hup_fin;
   uint64_t linger_deadline;  /* uv_now ms; 0 = none */
+  uint64_t idle_since;       /* uv_now ms when it last began waiting for a
+                                request (accepted, or went IDLE) */
 };
 
 void vigil__conn_accept(vigil_loop_t *loop);
+/* Shutdown began (at `now`): may this connection, waiting for a request,
+ * still bring one (shutdown_idle_ms)? Else it closes like the others. */
+bool vigil__conn_shutdown_waits(const vigil_conn_t *conn, uint64_t now,
+                                uint64_t idle_ms);
+/* Is it still waiting for a request, with nothing received? */
+bool vigil__conn_waiting_idle(const vigil_conn_t *conn);
 /* Testing hook: serve a connected stream socket (e.g. a socketpair end). */
 int vigil__server_adopt(vigil_server_t *server, int fd);
 /* Drive the state machine: parse what is buffered, advance requests. */
@@ -621,8 +641,11 @@ struct vigil_loop_s {
   uv_poll_t shutdown_poll;   /* the server's shutdown_fd */
   vigil_link_t timers[T_KINDS];
   bool tick_active;
-  uv_tcp_t listener;
+  /* Its listening socket: a duplicate of the server's (one accept queue
+   * for all loops), or with reuse_port a socket of its own (loops > 0). */
+  VIGIL__STREAM_UNION listener;
   bool listening;
+  uv_timer_t drain_timer;    /* shutdown: closes what stayed idle (shutdown_idle_ms) */
 
   /* Guards qhead/qtail/qclosed: the one cross-thread path into the loop. */
   pthread_mutex_t qlock;
@@ -706,6 +729,34 @@ struct vigil_server_s {
   _Atomic uint64_t shutdown_grace_ms;
   atomic_uint loops_running;
   bool waited;
+
+  /* listen.c: the listening socket. listen_sock is the server's own
+   * descriptor of it (the loops listen on duplicates), kept for
+   * vigil_server_handover and closed when the shutdown begins; -1 when
+   * none. listen_lock guards it (a hand-over forks with it). */
+  pthread_mutex_t listen_lock;
+  int listen_sock;
+  bool listen_unix;          /* the socket is AF_UNIX: loops use uv_pipe_t */
+  char *unix_path;           /* config.unix_path, copied */
+  bool unix_made;            /* we bound unix_path: remove it at shutdown */
+  bool handed_over;          /* vigil_server_handover succeeded: keep the file */
+  uint64_t unix_dev, unix_ino; /* the socket file we made */
+  atomic_int handover_busy;  /* a vigil_server_handover is under way */
 };
+
+/* listen.c: open the server's listening socket (s->listen_sock, s->port,
+ * s->listen_unix) from the configuration. 0 or an error; nothing left open
+ * on error. */
+int vigil__listen_open(vigil_server_t *s);
+/* listen.c: the descriptor loop `index` listens on (its own: the caller
+ * owns it): a duplicate of listen_sock, or with reuse_port a new socket on
+ * the same port for loops > 0. */
+int vigil__listen_loop_fd(vigil_server_t *s, unsigned index, int *fd);
+/* listen.c: close listen_sock and remove the Unix socket file if it is
+ * still ours. Idempotent; any thread. */
+void vigil__listen_close(vigil_server_t *s);
+/* handover.c: a successful vigil_server_start on an inherited socket: tell
+ * the predecessor (vigil_server_handover) that we serve. */
+void vigil__handover_ready(vigil_server_t *s);
 
 #endif /* VIGIL_INTERNAL_H */

@@ -6,6 +6,10 @@ import CVigil
 import HTTPTypes
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // MARK: the C server and its callbacks
 
 /// Receives the C callbacks of one `run()`.
@@ -104,7 +108,25 @@ final class CServer: @unchecked Sendable {
     init(configuration: Server.Configuration, core: ServerCore) throws {
         var cfg = vigil_config_t()
         vigil_config_init(&cfg)
-        cfg.port = UInt16(clamping: configuration.port)
+        var host = "127.0.0.1"
+        var unixPath: String?
+        switch configuration.listen {
+        case .tcp(let h, let p):
+            host = h
+            guard (0...65535).contains(p) else { throw VigilError.invalidArgument }
+            cfg.port = UInt16(p)
+        case .unix(let path, let mode):
+            unixPath = path
+            cfg.unix_mode = mode ?? 0
+        case .descriptor(let fd):
+            cfg.listen_fd = fd
+        case .systemd:
+            guard vigil_listen_fds(1) > 0 else { throw VigilError.noInheritedSocket }
+            cfg.listen_fd = Int32(VIGIL_LISTEN_FDS_START)
+        }
+        cfg.reuse_port = configuration.reusePort ? 1 : 0
+        cfg.backlog = Int32(clamping: configuration.backlog)
+        cfg.shutdown_idle_ms = milliseconds(configuration.shutdownIdleTimeout)
         cfg.loops = UInt32(max(1, configuration.loops))
         cfg.half_close =
             configuration.halfClose == .cancel ? VIGIL_HALF_CLOSE_CANCEL : VIGIL_HALF_CLOSE_FINISH
@@ -145,9 +167,14 @@ final class CServer: @unchecked Sendable {
             }
         }
         var out: OpaquePointer?
-        let r = configuration.host.withCString { host in
+        // vigil_server_new copies both strings.
+        let r = host.withCString { host in
             cfg.host = host
-            return vigil_server_new(&out, &cfg)
+            guard let unixPath else { return vigil_server_new(&out, &cfg) }
+            return unixPath.withCString { path in
+                cfg.unix_path = path
+                return vigil_server_new(&out, &cfg)
+            }
         }
         guard r == 0, let out else {
             unmanaged.release()
@@ -195,17 +222,79 @@ final class CServer: @unchecked Sendable {
         return posted
     }
 
+    /// Hand-overs under way, and whether `free` has begun: the C server
+    /// must outlive every vigil_server_handover call.
+    private let handovers = Locked<(freed: Bool, active: Int)>((false, 0))
+
+    /// `vigil_server_handover`, on a thread of its own (it blocks until
+    /// the successor is ready, up to the timeout). Returns its pid.
+    func handOver(executable: String, arguments: [String], timeoutMs: UInt64) async throws -> Int32 {
+        let entered = handovers.withLock { s -> Bool in
+            if s.freed { return false }
+            s.active += 1
+            return true
+        }
+        guard entered else { throw VigilError(code: VIGIL_ESHUTDOWN) }
+        defer { handovers.withLock { $0.active -= 1 } }
+        let argv = [executable] + arguments
+        let server = self
+        let (r, pid) = await onOwnThread { () -> (Int32, Int32) in
+            var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+            cArgs.append(nil)
+            defer { for a in cArgs { Glibc.free(a) } }
+            var pid: Int32 = 0
+            let r = vigil_server_handover(server.pointer, executable, cArgs, timeoutMs, &pid)
+            return (r, pid)
+        }
+        if r != 0 { throw VigilError(code: r) }
+        return pid
+    }
+
     func free() {
         // Stop and join the loops first, without the lock: a loop thread may
         // be posting a job right now and needs it.
         _ = vigil_server_shutdown(pointer, 0)
         _ = vigil_server_wait(pointer)
+        // A hand-over still waiting for its successor holds the C server
+        // (bounded by its timeout).
+        while handovers.withLock({ s -> Int in s.freed = true; return s.active }) > 0 {
+            usleep(1000)
+        }
         freed.withLock { $0 = true }
         vigil_server_free(pointer)
         core.release()
     }
 }
 
+
+// MARK: blocking C calls
+
+/// A job for `onOwnThread`'s thread. Sendable: `run` is.
+private final class ThreadJob: Sendable {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+/// Runs `body` on a new thread of its own and returns its result: for a C
+/// call that blocks for long (vigil_server_handover waits for its
+/// successor), which must not hold one of the cooperative pool's few
+/// threads.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (done: CheckedContinuation<T, Never>) in
+        let job = Unmanaged.passRetained(ThreadJob { done.resume(returning: body()) })
+        var thread = pthread_t()
+        let r = pthread_create(&thread, nil, { arg in
+            Unmanaged<ThreadJob>.fromOpaque(arg!).takeRetainedValue().run()
+            return nil
+        }, job.toOpaque())
+        if r == 0 {
+            pthread_detach(thread)
+        } else {
+            // No thread to be had: block this one rather than fail.
+            job.takeRetainedValue().run()
+        }
+    }
+}
 
 // MARK: configuration values and the request head
 

@@ -60,6 +60,8 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
             return "the request body is partly read: it cannot be hijacked now"
         case Self.hijackInProgressCode:
             return "the request is being hijacked: its body cannot be read now"
+        case Self.noInheritedSocketCode:
+            return "no listening socket was passed to this process (LISTEN_FDS, LISTEN_PID)"
         default:
             return String(cString: vigil_strerror(code)) + " (\(code))"
         }
@@ -89,9 +91,14 @@ public struct VigilError: Error, Sendable, Hashable, CustomStringConvertible {
     /// stream that the hijack is about to restart.
     public static let hijackInProgress = VigilError(code: hijackInProgressCode)
 
+    /// `Listen.systemd` in a process given no socket (`LISTEN_FDS` and
+    /// `LISTEN_PID` unset, or naming another process). Swift's own code.
+    public static let noInheritedSocket = VigilError(code: noInheritedSocketCode)
+
     // Swift's own codes, outside the C core's (negative errno values,
     // libuv's included).
     static let bodyAlreadyIteratedCode: Int32 = -100_001
     static let bodyInProgressCode: Int32 = -100_002
     static let hijackInProgressCode: Int32 = -100_003
+    static let noInheritedSocketCode: Int32 = -100_004
 }

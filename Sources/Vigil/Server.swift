@@ -1,5 +1,6 @@
 // The public `Server`: its configuration, `run`, and the worker tasks that
 // run handlers (the C server it drives is in CBridge.swift).
+import CVigil
 import Logging
 import ServiceLifecycle
 
@@ -31,9 +32,58 @@ public final class Server: Sendable {
             case finishResponse
         }
 
-        public var host: String
-        /// 0 picks a free port; `run(onListening:)` reports it.
-        public var port: Int
+        /// Where the server listens (`.tcp(host: "127.0.0.1", port: 8080)`
+        /// by default).
+        public enum Listen: Sendable, Hashable {
+            /// A TCP address: "127.0.0.1", "::1", "0.0.0.0", "::" (which
+            /// serves IPv4 too: IPV6_V6ONLY is turned off). Port 0 picks a
+            /// free port; `run(onListening:)` reports it.
+            case tcp(host: String, port: Int)
+            /// A Unix domain socket at `path`, its file given `mode` (chmod
+            /// before listen; nil: as the umask leaves it). A stale socket
+            /// file (nobody listens on it) is replaced, a live one is an
+            /// error (EADDRINUSE); the file is removed at shutdown if it is
+            /// still the one the server made.
+            case unix(path: String, mode: UInt32? = nil)
+            /// A socket already bound and listening that this process
+            /// inherited (`--fd N`). It stays yours: the server serves
+            /// duplicates of it and closes them when it stops.
+            case descriptor(Int32)
+            /// systemd socket activation: the first socket in `LISTEN_FDS`
+            /// (descriptor 3), also how a successor started by `handOver`
+            /// gets its socket. `run` throws `VigilError.noInheritedSocket`
+            /// when there is none (`Server.inheritedSockets` tells first).
+            case systemd
+        }
+
+        /// Where the server listens.
+        public var listen: Listen
+        /// The host of `.tcp` ("" otherwise); setting it listens on TCP.
+        public var host: String {
+            get { if case .tcp(let h, _) = listen { return h } else { return "" } }
+            set { listen = .tcp(host: newValue, port: port) }
+        }
+        /// The port of `.tcp` (0 otherwise); setting it listens on TCP. 0
+        /// picks a free port; `run(onListening:)` reports it.
+        public var port: Int {
+            get { if case .tcp(_, let p) = listen { return p } else { return 0 } }
+            set { listen = .tcp(host: host.isEmpty ? "127.0.0.1" : host, port: newValue) }
+        }
+        /// SO_REUSEPORT, off by default: other sockets that also ask for it
+        /// (other processes too) may share the port, and each loop gets its
+        /// own socket and accept queue. Off, a second server on the port
+        /// fails with EADDRINUSE, and all loops accept from one socket. A
+        /// server with `reusePort` and `loops > 1` cannot `handOver`.
+        public var reusePort = false
+        /// The listen backlog (capped by net.core.somaxconn).
+        public var backlog = 1024
+        /// During a graceful shutdown, how long a connection waiting for a
+        /// request (idle keep-alive) may still bring one, counted from when
+        /// it became idle; that request is served with `Connection:
+        /// close`. A busy client sends its next request right after a
+        /// response, and would see its connection closed under it
+        /// otherwise. `.zero`: close idle connections at once.
+        public var shutdownIdleTimeout: Duration = .seconds(1)
         /// Event loops (threads) serving connections.
         public var loops: Int
         public var halfClose: HalfClose
@@ -109,8 +159,7 @@ public final class Server: Sendable {
             handlers: HandlerPlacement = .onEventLoop
         ) {
             self.handlers = handlers
-            self.host = host
-            self.port = port
+            self.listen = .tcp(host: host, port: port)
             self.loops = loops
             self.halfClose = halfClose
             self.readBufferLimit = readBufferLimit
@@ -157,14 +206,59 @@ public final class Server: Sendable {
     }
 
     /// Begins a graceful shutdown of the running server: stop accepting,
-    /// close idle connections, let requests in flight finish within
+    /// close idle connections (one idle for less than
+    /// `shutdownIdleTimeout` may still bring a request, answered with
+    /// `Connection: close`), let requests in flight finish within
     /// `shutdownGracePeriod`, then cancel them. `run` returns once done.
     public func shutdown() {
         let grace = milliseconds(configuration.shutdownGracePeriod)
         running.withLock { $0?.shutdown(graceMs: grace) }
     }
 
-    /// The bound port while `run` runs (useful with port 0), nil otherwise.
+    /// The sockets systemd passed this process (socket activation:
+    /// `LISTEN_FDS` and `LISTEN_PID` naming this process), descriptors 3,
+    /// 4, ...; empty when none. The variables are then removed from the
+    /// environment (child processes must not take them for theirs), and
+    /// the first answer is kept: later reads give it again. Read it early,
+    /// before other threads use the environment. `vigil_listen_fds`.
+    public static var inheritedSockets: [Int32] {
+        let n = vigil_listen_fds(1)
+        return n > 0 ? (0..<n).map { Int32(VIGIL_LISTEN_FDS_START) + $0 } : []
+    }
+
+    /// Restart without losing a request, like nginx's binary upgrade:
+    /// starts `executable` (a path, no PATH search) with `arguments` (not
+    /// counting the program name, which is `executable`) as this server's
+    /// successor. It gets the listening socket the systemd way (descriptor
+    /// 3, `LISTEN_FDS=1`, `LISTEN_PID`), so a Vigil server there listening
+    /// on `.systemd` serves it; once its `run` is listening it says so, and
+    /// this returns the successor's pid. Both then accept from the same
+    /// socket; call `shutdown()` (or cancel `run`) next: this server stops
+    /// accepting, finishes its requests (see `shutdownIdleTimeout`,
+    /// `shutdownGracePeriod`), and `run` returns; exit then.
+    ///
+    /// Throws `VigilError` and this server keeps serving as before, with
+    /// no successor left running: the successor was not ready within
+    /// `readyTimeout` (code -110, ETIMEDOUT: it is killed), it exited
+    /// first (-10, ECHILD), it could not be started (the errno of execve,
+    /// e.g. -2 for a missing file), the server is not running or shutting
+    /// down, was handed over already, another hand-over is under way, or
+    /// it uses `reusePort` with several loops. Waits on a thread of its
+    /// own, not on the cooperative pool.
+    @discardableResult
+    public func handOver(
+        to executable: String, arguments: [String] = [], readyTimeout: Duration = .seconds(10)
+    ) async throws -> Int32 {
+        guard let server = running.withLock({ $0 }) else {
+            throw VigilError(code: VIGIL_ESHUTDOWN)
+        }
+        return try await server.handOver(
+            executable: executable, arguments: arguments,
+            timeoutMs: max(1, milliseconds(readyTimeout)))
+    }
+
+    /// The bound port while `run` runs (useful with port 0; 0 on a Unix
+    /// socket), nil otherwise.
     public var localPort: Int? { running.withLock { $0?.port } }
 
     /// The counters while `run` runs, nil otherwise.
@@ -173,7 +267,7 @@ public final class Server: Sendable {
     }
 
     /// Serves until the calling task is cancelled, then shuts down
-    /// gracefully: stops accepting, closes idle connections, lets requests in
+    /// gracefully (as `shutdown()`): stops accepting, closes idle connections, lets requests in
     /// flight finish within `shutdownGracePeriod`, cancels the rest. A
     /// handler still running once the grace period is over and the core has
     /// stopped (one that closed its hijacked connection and went on) has its
@@ -200,7 +294,7 @@ public final class Server: Sendable {
         defer { running.withLock { $0 = nil } }
         onListening?(server.port)
         logger.info(
-            "listening", metadata: ["host": "\(configuration.host)", "port": "\(server.port)",
+            "listening", metadata: ["on": "\(configuration.listen)", "port": "\(server.port)",
                                     "loops": "\(loops)"])
         defer { logger.info("stopped", metadata: ["port": "\(server.port)"]) }
 

@@ -10,6 +10,14 @@
 //   POST /echo      200 with the request body streamed back
 //   GET  /stream?n=N  a chunked response of N short chunks
 //   GET  /stats     the core's counters, one "name value" per line
+//   GET  /pid       the serving process's pid (restart tests)
+//   GET  /slow?ms=N 200 "slept" after N ms (default 1000; an in-flight
+//                   request for restart tests)
+//
+// Signals: SIGINT/SIGTERM shut down gracefully; SIGUSR2 hands the listening
+// socket over to a new process of this executable with the same arguments
+// (Server.handOver), then this one drains and exits. A socket passed by
+// systemd (LISTEN_FDS) is served instead of --host/--port/--unix/--fd.
 import Dispatch
 import HTTPTypes
 import Synchronization
@@ -20,6 +28,8 @@ import Glibc
 #endif
 
 let cancels = Mutex<[Int64]>([])
+/// A hand-over is under way (SIGUSR2): a second signal meanwhile is ignored.
+let handingOver = Mutex(false)
 let hello = Array("Hello, World!".utf8)
 let textPlain: HTTPFields = [.contentType: "text/plain"]
 
@@ -62,6 +72,14 @@ nonisolated(nonsending) func handle(
         try await waitForCancel(response)
     case (.get, "/stats"):
         try sendStats(response, server)
+    case (.get, "/slow"):
+        let ms = queryValue(path, "ms").flatMap { Int($0) } ?? 1000
+        try await Task.sleep(for: .milliseconds(max(0, min(ms, 60_000))))
+        try response.send(
+            HTTPResponse(status: .ok, headerFields: textPlain), body: Array("slept".utf8))
+    case (.get, "/pid"):
+        try response.send(
+            HTTPResponse(status: .ok, headerFields: textPlain), body: Array("\(getpid())".utf8))
     case (.get, "/cancels"):
         let text = cancels.withLock { $0.map { "\($0)\n" }.joined() }
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
@@ -162,8 +180,11 @@ func stream(_ n: Int, _ response: ResponseWriter) async throws {
 }
 
 /// Not on the main actor: the handler runs on a Dispatch queue.
-nonisolated func installSignalHandlers(_ action: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
-    [SIGINT, SIGTERM].map { sig in
+nonisolated func installSignalHandlers(
+    _ signals: [Int32], _ action: @escaping @Sendable () -> Void
+) -> [DispatchSourceSignal] {
+    signals.map { sig in
+        signal(sig, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
         source.setEventHandler(handler: action)
         source.resume()
@@ -171,38 +192,119 @@ nonisolated func installSignalHandlers(_ action: @escaping @Sendable () -> Void)
     }
 }
 
+/// This executable's path, read at start: a hand-over starts whatever file
+/// is at that path then (a new version put there meanwhile).
+func executablePath() -> String {
+    var buf = [UInt8](repeating: 0, count: 4096)
+    let n = buf.withUnsafeMutableBufferPointer {
+        readlink("/proc/self/exe", UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 4095)
+    }
+    return n > 0 ? String(decoding: buf[..<n], as: UTF8.self) : CommandLine.arguments[0]
+}
+
+let usage = """
+    usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]
+                      [--unix PATH [--unix-mode MODE]] [--fd N]
+                      [--reuse-port] [--backlog N]
+      --unix PATH       listen on a Unix domain socket instead of host/port
+      --unix-mode MODE  its file mode, octal (e.g. 660)
+      --fd N            serve listening socket N, inherited from the parent
+      --reuse-port      SO_REUSEPORT: share the port with other processes that
+                        ask too (one socket per loop); off, a port in use fails
+      --backlog N       listen backlog (1024)
+      --shutdown-idle-ms N  at shutdown, how long an idle keep-alive connection
+                        may still bring a request (1000; 0: closed at once)
+    A socket passed by systemd socket activation (LISTEN_FDS, LISTEN_PID) is
+    served instead of --host/--port/--unix/--fd, whatever they say.
+    SIGTERM/SIGINT: graceful shutdown. SIGUSR2: start a new process of this
+    executable with the same arguments, hand it the listening socket, then
+    drain and exit (a restart that loses no request).
+    """
+
 @main
 struct Demo {
     static func main() async {
         var host = "127.0.0.1"
         var port = 8080
         var loops = 1
+        var unixPath: String?
+        var unixMode: UInt32?
+        var fd: Int32?
+        var reusePort = false
+        var backlog = 1024
+        var shutdownIdle: Int?
         var args = CommandLine.arguments.dropFirst()
+        func value<T>(_ name: String, _ parse: (String) -> T?) -> T {
+            guard let v = args.popFirst().flatMap(parse) else {
+                print("\(name) needs a valid value\n\(usage)")
+                exit(2)
+            }
+            return v
+        }
         while let a = args.popFirst() {
             switch a {
-            case "--host": host = args.popFirst() ?? host
-            case "--port": port = args.popFirst().flatMap { Int($0) } ?? port
-            case "--loops": loops = args.popFirst().flatMap { Int($0) } ?? loops
+            case "--host": host = value(a) { $0 }
+            case "--port": port = value(a) { Int($0) }
+            case "--loops": loops = value(a) { Int($0) }
+            case "--unix": unixPath = value(a) { $0 }
+            case "--unix-mode": unixMode = value(a) { UInt32($0, radix: 8) }
+            case "--fd": fd = value(a) { Int32($0) }
+            case "--reuse-port": reusePort = true
+            case "--backlog": backlog = value(a) { Int($0) }
+            case "--shutdown-idle-ms": shutdownIdle = value(a) { Int($0) }
             case "-h", "--help":
-                print("usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]")
+                print(usage)
                 exit(0)
             default:
-                print("unknown argument \(a)")
+                print("unknown argument \(a)\n\(usage)")
                 exit(2)
             }
         }
-        let server = Server(configuration: .init(host: host, port: port, loops: loops))
-        // SIGINT/SIGTERM: cancel run(), which shuts down gracefully.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let shownHost = host
+        var config = Server.Configuration(host: host, port: port, loops: loops)
+        var shown = "\(host):"
+        if !Server.inheritedSockets.isEmpty {
+            config.listen = .systemd
+            shown = "inherited socket (LISTEN_FDS), port "
+        } else if let fd {
+            config.listen = .descriptor(fd)
+            shown = "inherited socket \(fd), port "
+        } else if let unixPath {
+            config.listen = .unix(path: unixPath, mode: unixMode)
+            shown = "unix:\(unixPath)"
+        }
+        config.reusePort = reusePort
+        config.backlog = backlog
+        if let shutdownIdle { config.shutdownIdleTimeout = .milliseconds(shutdownIdle) }
+        let server = Server(configuration: config)
+        let shownListen = shown
         let runTask = Task {
             try await server.run(onListening: { port in
-                print("vigil-demo listening on \(shownHost):\(port)")
+                let at = shownListen.hasPrefix("unix:") ? shownListen : "\(shownListen)\(port)"
+                print("vigil-demo listening on \(at) (pid \(getpid()))")
                 fflush(nil)
             }) { request, response in try await handle(request, response, server) }
         }
-        let sources = installSignalHandlers { runTask.cancel() }
+        // SIGINT/SIGTERM: cancel run(), which shuts down gracefully.
+        let sources = installSignalHandlers([SIGINT, SIGTERM]) { runTask.cancel() }
+        // SIGUSR2: a successor takes the socket over; then the same
+        // graceful shutdown. A failed hand-over keeps this one serving.
+        let exe = executablePath()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let usr2 = installSignalHandlers([SIGUSR2]) {
+            guard handingOver.withLock({ h in defer { h = true }; return !h }) else { return }
+            Task {
+                do {
+                    let pid = try await server.handOver(to: exe, arguments: arguments)
+                    print("vigil-demo: handed over to pid \(pid); draining")
+                    fflush(nil)
+                    runTask.cancel()
+                } catch {
+                    print("vigil-demo: hand-over failed, still serving: \(error)")
+                    fflush(nil)
+                    handingOver.withLock { $0 = false }
+                }
+            }
+        }
         do {
             try await runTask.value
         } catch {
@@ -212,6 +314,6 @@ struct Demo {
         // Keep the signal sources alive until here: an optimized build may
         // otherwise release them after their last use, and SIGTERM would do
         // nothing.
-        withExtendedLifetime(sources) {}
+        withExtendedLifetime((sources, usr2)) {}
     }
 }

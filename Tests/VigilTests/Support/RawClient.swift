@@ -63,6 +63,31 @@ final class RawClient: @unchecked Sendable {
         self.fd = fd
     }
 
+    /// A client of a Unix domain socket server.
+    init(unixPath: String, timeout: Double = 5) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(errno)") }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var a = sockaddr_un()
+        a.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &a.sun_path) { p in
+            for (i, b) in unixPath.utf8.prefix(p.count - 1).enumerated() { p[i] = b }
+        }
+        let r = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard r == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw Failure(description: "connect: \(e)")
+        }
+        self.fd = fd
+    }
+
     deinit { if fd >= 0 { Glibc.close(fd) } }
 
     private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
