@@ -36,10 +36,10 @@ run: build
 # hostile-clients run (hostile/: every shape ends and stays within bounds),
 # then the package checks (mk/pkg.mk: prerequisites, consumer, docs), then
 # the deployment tests (mk/deploy-*.mk: behind nginx and HAProxy, restarts
-# under load that lose no request).
+# under load that lose no request, by hand-over and as a systemd fleet).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
       fuzz-diff-smoke fuzz-cases hostile-check test-pkg test-proxies \
-      test-restart
+      test-restart test-fleet
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -78,6 +78,7 @@ include mk/fuzz.mk
 include mk/pkg.mk
 include mk/deploy-proxies.mk
 include mk/deploy-restart.mk
+include mk/deploy-fleet.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff
