@@ -16,6 +16,8 @@
  * which checks it against phase_next[] below in debug builds; this diagram
  * and that table say the same:
  *
+ *   PROXY --PROXY header read (proxy_protocol on), or the first bytes
+ *         are not one (off)--> HEAD
  *   HEAD --head parsed, body to come--> BODY_WAIT
  *   HEAD --head parsed, no body or the message already whole--> RESPONDING
  *   BODY_WAIT, BODY_PAUSED --body_start--> BODY --body_pause--> BODY_PAUSED
@@ -29,6 +31,10 @@
  *   CLOSING --flushed--> shutdown, linger, close (no phase change)
  *   any --RST, read or write error, cancel--> closed at once (conn_abort;
  *         c->closing, the phase stays)
+ *
+ * PROXY is a connection's first phase, left once: a PROXY protocol header
+ * (proxy.c) comes before the first request only, so a keep-alive
+ * connection's later heads never pass through it.
  *
  * Hijack from BODY or BODY_PAUSED: vigil_request_hijack refuses a started
  * body on the calling thread, but a body_start from another thread may run
@@ -53,6 +59,7 @@
 
 #define P(x) (1u << (x))
 static const uint16_t phase_next[PHASE_CLOSING + 1] = {
+  [PHASE_PROXY] = P(PHASE_HEAD) | P(PHASE_CLOSING),
   [PHASE_HEAD] = P(PHASE_BODY_WAIT) | P(PHASE_RESPONDING) | P(PHASE_CLOSING),
   [PHASE_BODY_WAIT] = P(PHASE_BODY) | P(PHASE_RESPONDING) | P(PHASE_DRAIN) |
                       P(PHASE_HIJACKED) | P(PHASE_CLOSING),
@@ -184,6 +191,7 @@ static void on_close(uv_handle_t *h) {
   vigil__loop_buf_put(loop, &c->out);
   vigil__loop_buf_put(loop, &c->wbuf);
   free(c->ureq);
+  free(c->proxy);
   vigil__list_remove(&c->link);
   atomic_fetch_sub_explicit(&loop->open, 1, memory_order_relaxed);
   atomic_fetch_sub(&loop->server->conns_open, 1);
@@ -562,8 +570,8 @@ void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
  * memory. Listed in loop->conns from here on: close_now() frees it. */
 static vigil_conn_t *conn_new(vigil_loop_t *loop) {
   VIGIL_ASSERT(vigil__on_loop_thread(loop));
-  /* Zeroed: the phase starts as PHASE_HEAD, the machine's first. */
-  _Static_assert(PHASE_HEAD == 0, "a new connection starts in PHASE_HEAD");
+  /* Zeroed: the phase starts as PHASE_PROXY, the machine's first. */
+  _Static_assert(PHASE_PROXY == 0, "a new connection starts in PHASE_PROXY");
   vigil_conn_t *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->loop = loop;
@@ -656,7 +664,16 @@ static void dispatch(vigil_conn_t *c) {
   c->body_read = 0;
   c->drained = 0;
   c->body_paused = false;
-  memcpy(&req->peer, &c->peer, sizeof c->peer);
+  if (c->proxy != NULL) {
+    /* The client's address from the PROXY header; the proxy's beside it. */
+    memcpy(&req->peer, &c->proxy->src, sizeof req->peer);
+    memcpy(&req->proxy_dst, &c->proxy->dst, sizeof req->proxy_dst);
+    memset(&req->direct_peer, 0, sizeof req->direct_peer);
+    memcpy(&req->direct_peer, &c->peer, sizeof c->peer);
+    req->proxied = true;
+  } else {
+    memcpy(&req->peer, &c->peer, sizeof c->peer);
+  }
   bool has_body = req->chunked || req->content_length > 0;
   vigil__conn_phase(c, has_body && !c->msg_complete ? PHASE_BODY_WAIT
                                                    : PHASE_RESPONDING);
@@ -744,6 +761,84 @@ static void bad_input(vigil_conn_t *c, int status) {
 
 /* The phases' steps. Each returns false when nothing more can happen until
  * an event (bytes, a handler call, a timer), true to step again. */
+
+/* proxy_protocol on, and the connection did not begin with a valid PROXY
+ * header: closed without an answer (HAProxy's accept-proxy and nginx's
+ * proxy_protocol do the same). Whatever the peer sent is not HTTP to
+ * answer; it is discarded, and the close lingers as any other (so the
+ * peer sees a FIN, not an RST). */
+static void proxy_refuse(vigil_conn_t *c) {
+  vigil__timer_disarm(c, T_HEADER);
+  in_consume(c, in_pending(c));
+  atomic_fetch_add_explicit(&c->loop->bad, 1, memory_order_relaxed);
+  vigil__conn_close_after(c);
+  begin_closing(c);
+}
+
+/* PROXY: the connection's first bytes. With proxy_protocol on, a header
+ * of an accepted version must come whole before anything else; what
+ * follows it in the same read (the first request, pipelined ones) stays
+ * in c->in for llhttp. Off, a connection that begins with a PROXY header
+ * gets 400 (the proxy in front sends one the server was not told of);
+ * any other bytes go to HEAD untouched. Either way bytes that could still
+ * begin a header wait for more, under the header timeout. */
+static bool step_proxy(vigil_conn_t *c) {
+  if (c->close_after || vigil__loop_stopping(c->loop)) {
+    begin_closing(c);
+    return true;
+  }
+  if (c->in.len == 0) {
+    if (c->read_eof) begin_closing(c);
+    return false;
+  }
+  unsigned versions = (unsigned)c->loop->server->config.proxy_protocol & VIGIL_PROXY_ANY;
+  if (versions == 0) {
+    int r = vigil__proxy_sniff(in_data(c), in_pending(c));
+    if (r == VIGIL__PROXY_NONE || (r == VIGIL__PROXY_MORE && c->read_eof)) {
+      vigil__conn_phase(c, PHASE_HEAD);
+      return true;
+    }
+    if (r == VIGIL__PROXY_BAD) {
+      bad_input(c, 400);
+      return false;
+    }
+    if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
+    return false;
+  }
+  vigil__proxy_hdr_t h;
+  int n = vigil__proxy_parse(in_data(c), in_pending(c), versions, &h);
+  if (n == VIGIL__PROXY_MORE) {
+    /* A header that cannot fit in what we read before pausing
+     * (read_buffer_limit under VIGIL__PROXY_MAX) would never finish. */
+    if (c->read_eof || in_pending(c) >= c->loop->server->config.read_buffer_limit) {
+      proxy_refuse(c);
+      return false;
+    }
+    /* A slow header (slowloris) is bounded as a slow head is. */
+    if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
+    return false;
+  }
+  if (n < 0) {
+    proxy_refuse(c);
+    return false;
+  }
+  if (h.has_addrs) {
+    VIGIL_ASSERT(c->proxy == NULL); /* one header per connection */
+    c->proxy = malloc(sizeof *c->proxy);
+    if (c->proxy == NULL) {
+      proxy_refuse(c);
+      return false;
+    }
+    *c->proxy = h;
+  }
+  in_consume(c, (size_t)n);
+  vigil__timer_disarm(c, T_HEADER);
+  vigil__conn_phase(c, PHASE_HEAD);
+  /* Nothing of a request yet (HAProxy in TCP mode sends the header on
+   * connect): the connection waits for one as a new connection does. */
+  if (c->in.len == 0 && !c->read_eof) vigil__timer_arm(c, T_IDLE);
+  return true;
+}
 
 /* HEAD: parse a request head, and dispatch it once whole. */
 static inline bool step_head(vigil_conn_t *c) {
@@ -956,6 +1051,7 @@ static bool step_hijacked(vigil_conn_t *c) {
 
 static inline bool step(vigil_conn_t *c) {
   switch (c->phase) {
+    case PHASE_PROXY: return step_proxy(c);
     case PHASE_HEAD: return step_head(c);
     case PHASE_BODY_WAIT:
     case PHASE_BODY_PAUSED: return step_body_wait(c);
@@ -1056,9 +1152,16 @@ void vigil__conn_timeout(vigil_conn_t *c, int kind) {
     case T_HEADER:
       /* A head that started and did not finish in time (slowloris). */
       if (c->phase == PHASE_HEAD) bad_input(c, 408);
+      /* A PROXY header too slow: closed without an answer when one is
+       * required; off, the bytes that might have begun one were a slow
+       * head. */
+      else if (c->phase == PHASE_PROXY && c->loop->server->config.proxy_protocol)
+        proxy_refuse(c);
+      else if (c->phase == PHASE_PROXY) bad_input(c, 408);
       break;
     case T_IDLE:
-      if (c->phase == PHASE_HEAD && c->req == NULL && c->in.len == 0)
+      if ((c->phase == PHASE_HEAD || c->phase == PHASE_PROXY) && c->req == NULL &&
+          c->in.len == 0)
         close_now(c);
       break;
     case T_BODY:
