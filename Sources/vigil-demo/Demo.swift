@@ -10,6 +10,12 @@
 //   POST /echo      200 with the request body streamed back
 //   GET  /stream?n=N  a chunked response of N short chunks
 //   GET  /stats     the core's counters, one "name value" per line
+//   GET  /whoami    the addresses the handler reads, one "name value" per
+//                   line: remote (the client: from the PROXY header with
+//                   --proxy-protocol), peer (the connected socket's other
+//                   end), destination (the PROXY header's, or -), and the
+//                   X-Forwarded-For header as sent (or -), which the
+//                   server does not interpret
 import Dispatch
 import HTTPTypes
 import Synchronization
@@ -62,6 +68,8 @@ nonisolated(nonsending) func handle(
         try await waitForCancel(response)
     case (.get, "/stats"):
         try sendStats(response, server)
+    case (.get, "/whoami"):
+        try whoami(request, response)
     case (.get, "/cancels"):
         let text = cancels.withLock { $0.map { "\($0)\n" }.joined() }
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
@@ -136,6 +144,21 @@ func sendStats(_ response: ResponseWriter, _ server: Server) throws {
     try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
 }
 
+/// GET /whoami: the addresses the handler reads. X-Forwarded-For is
+/// shown as sent: which hops to trust is the deployment's decision.
+func whoami(_ request: Request, _ response: ResponseWriter) throws {
+    let xff = HTTPField.Name("X-Forwarded-For")!
+    let lines = [
+        "remote \(request.remoteAddress?.description ?? "-")",
+        "peer \(request.peerAddress?.description ?? "-")",
+        "destination \(request.proxyDestinationAddress?.description ?? "-")",
+        "x-forwarded-for \(request.head.headerFields[xff] ?? "-")",
+    ]
+    try response.send(
+        HTTPResponse(status: .ok, headerFields: textPlain),
+        body: Array((lines.joined(separator: "\n") + "\n").utf8))
+}
+
 /// POST /echo: the request body streamed back.
 func echo(_ request: Request, _ response: ResponseWriter) async throws {
     var writer: ResponseBodyWriter?
@@ -177,21 +200,35 @@ struct Demo {
         var host = "127.0.0.1"
         var port = 8080
         var loops = 1
+        var proxyProtocol: Server.Configuration.ProxyProtocol?
         var args = CommandLine.arguments.dropFirst()
         while let a = args.popFirst() {
             switch a {
             case "--host": host = args.popFirst() ?? host
             case "--port": port = args.popFirst().flatMap { Int($0) } ?? port
             case "--loops": loops = args.popFirst().flatMap { Int($0) } ?? loops
+            case "--proxy-protocol":
+                switch args.popFirst() {
+                case "v1": proxyProtocol = .v1
+                case "v2": proxyProtocol = .v2
+                case "any": proxyProtocol = .any
+                case let v:
+                    print("--proxy-protocol takes v1, v2 or any, not \(v ?? "nothing")")
+                    exit(2)
+                }
             case "-h", "--help":
-                print("usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]")
+                print(
+                    "usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]"
+                        + " [--proxy-protocol v1|v2|any]")
                 exit(0)
             default:
                 print("unknown argument \(a)")
                 exit(2)
             }
         }
-        let server = Server(configuration: .init(host: host, port: port, loops: loops))
+        var configuration = Server.Configuration(host: host, port: port, loops: loops)
+        configuration.proxyProtocol = proxyProtocol
+        let server = Server(configuration: configuration)
         // SIGINT/SIGTERM: cancel run(), which shuts down gracefully.
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
