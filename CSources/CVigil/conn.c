@@ -776,12 +776,16 @@ static void proxy_refuse(vigil_conn_t *c) {
 }
 
 /* PROXY: the connection's first bytes. With proxy_protocol on, a header
- * of an accepted version must come whole before anything else; what
+ * of an accepted version must come whole before anything else (bytes that
+ * could still begin one wait for more, under the header timeout); what
  * follows it in the same read (the first request, pipelined ones) stays
- * in c->in for llhttp. Off, a connection that begins with a PROXY header
- * gets 400 (the proxy in front sends one the server was not told of);
- * any other bytes go to HEAD untouched. Either way bytes that could still
- * begin a header wait for more, under the header timeout. */
+ * in c->in for llhttp. Off, a connection whose first read begins with a
+ * PROXY header gets 400 at once (the proxy in front sends one the server
+ * was not told of); any other bytes go to HEAD untouched, a header's
+ * first bytes included when they came alone: the request-line checks
+ * refuse the rest of either version with the same 400 (v1 is no request
+ * line, v2's signature has a NUL), so waiting here would only change what
+ * a client gets that sent them and then its FIN. */
 static bool step_proxy(vigil_conn_t *c) {
   if (c->close_after || vigil__loop_stopping(c->loop)) {
     begin_closing(c);
@@ -793,17 +797,12 @@ static bool step_proxy(vigil_conn_t *c) {
   }
   unsigned versions = (unsigned)c->loop->server->config.proxy_protocol & VIGIL_PROXY_ANY;
   if (versions == 0) {
-    int r = vigil__proxy_sniff(in_data(c), in_pending(c));
-    if (r == VIGIL__PROXY_NONE || (r == VIGIL__PROXY_MORE && c->read_eof)) {
-      vigil__conn_phase(c, PHASE_HEAD);
-      return true;
-    }
-    if (r == VIGIL__PROXY_BAD) {
+    if (vigil__proxy_sniff(in_data(c), in_pending(c)) == VIGIL__PROXY_BAD) {
       bad_input(c, 400);
       return false;
     }
-    if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
-    return false;
+    vigil__conn_phase(c, PHASE_HEAD);
+    return true;
   }
   vigil__proxy_hdr_t h;
   int n = vigil__proxy_parse(in_data(c), in_pending(c), versions, &h);
@@ -1152,12 +1151,9 @@ void vigil__conn_timeout(vigil_conn_t *c, int kind) {
     case T_HEADER:
       /* A head that started and did not finish in time (slowloris). */
       if (c->phase == PHASE_HEAD) bad_input(c, 408);
-      /* A PROXY header too slow: closed without an answer when one is
-       * required; off, the bytes that might have begun one were a slow
-       * head. */
-      else if (c->phase == PHASE_PROXY && c->loop->server->config.proxy_protocol)
-        proxy_refuse(c);
-      else if (c->phase == PHASE_PROXY) bad_input(c, 408);
+      /* A PROXY header too slow: closed without an answer (only a
+       * required header waits for its bytes in PHASE_PROXY). */
+      else if (c->phase == PHASE_PROXY) proxy_refuse(c);
       break;
     case T_IDLE:
       if ((c->phase == PHASE_HEAD || c->phase == PHASE_PROXY) && c->req == NULL &&
