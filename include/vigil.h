@@ -375,7 +375,9 @@ typedef struct vigil_stats_s {
   uint64_t requests_total;       /* heads dispatched to on_request */
   uint64_t requests_live;        /* request objects not yet freed */
   uint64_t requests_cancelled;   /* ended with a reason other than finished */
-  uint64_t bad_requests;         /* answered 4xx/5xx by the core itself */
+  uint64_t bad_requests;         /* answered 4xx/5xx by the core itself, or
+                                    closed for a missing or malformed PROXY
+                                    header (proxy_protocol on) */
   uint64_t connections_idle;     /* now, in state IDLE */
   uint64_t connections_hijacked; /* now, hijacked and not yet closed */
 } vigil_stats_t;

@@ -150,6 +150,8 @@ public final class Server: Sendable {
         /// returned and every connection closed.
         public var requestsLive: UInt64
         public var requestsCancelled: UInt64
+        /// Requests the core answered with an error status itself, and
+        /// connections closed for a missing or malformed PROXY header.
         public var badRequests: UInt64
         public var connectionsIdle: UInt64
         public var connectionsHijacked: UInt64
