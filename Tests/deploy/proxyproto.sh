@@ -11,7 +11,10 @@
 #   - HAProxy's health checks (v1 "PROXY UNKNOWN", v2 LOCAL) pass: L7OK;
 #   - a client connecting to Vigil directly, without a header or with the
 #     other version's, is closed unanswered;
-#   - X-Forwarded-For reaches the handler as HAProxy sent it.
+#   - X-Forwarded-For reaches the handler as HAProxy sent it;
+#   - a second client right after a first is not given the first's
+#     address (HAProxy does not reuse a connection that carried a header
+#     for another client).
 # Installs haproxy and curl when missing (as root), without letting Debian
 # start its service; stops everything it started. About 5 s.
 set -u
@@ -146,6 +149,18 @@ fi
 two=$(curl -s -m 5 --interface 127.0.0.2 "http://127.0.0.1:$F2/whoami" "http://127.0.0.1:$F2/whoami" | grep -c '^remote 127\.0\.0\.2:')
 [ "$two" = 2 ] && ok "send-proxy-v2: two requests on one client connection, both from the client" \
   || fail "keep-alive through send-proxy-v2: $two of 2 answers named the client"
+
+# A second client right after the first, through both frontends: HAProxy
+# keeps idle server connections for reuse (http-reuse safe), but one that
+# began with a PROXY header is the client's own, never handed to another
+# (else the handler would see the first client's address).
+for f in "$F1" "$F2"; do
+  a=$(curl -s -m 5 --interface 127.0.0.2 "http://127.0.0.1:$f/whoami" | sed -n 's/^remote //p')
+  b=$(curl -s -m 5 --interface 127.0.0.3 "http://127.0.0.1:$f/whoami" | sed -n 's/^remote //p')
+  [[ "$a" == 127.0.0.2:* && "$b" == 127.0.0.3:* ]] \
+    && ok "frontend :$f: two clients one after the other, each sees its own address" \
+    || fail "frontend :$f: first client seen as '$a', second as '$b'"
+done
 
 # The health checks: HAProxy sends them with the header (v1 UNKNOWN, v2
 # LOCAL); Vigil must answer them. Wait for a completed check of each
