@@ -281,10 +281,10 @@ typedef struct vigil_config_s {
    * header counts against header_timeout_ms (from its first byte) and,
    * complete, the connection waits for its first request as a new one
    * (idle_timeout_ms). Off, a connection that begins with a PROXY header
-   * ("PROXY TCP4 ", "PROXY TCP6 ", "PROXY UNKNOWN" or v2's signature;
-   * whole or split, as the request line it is not) gets `400 Bad
-   * Request` and `Connection: close`: a proxy sends one the server does
-   * not expect. Only enable it behind a proxy that sends
+   * (a proxy sends one the server was not told of) gets `400 Bad Request`
+   * and `Connection: close`, whole or split: a v1 header is no HTTP
+   * request line, and v2's signature has a NUL byte after two empty
+   * lines. Only enable it behind a proxy that sends
    * the header on every connection and where clients cannot reach the
    * server directly: whoever connects can claim any address in it.
    * vigil_request_remote_addr gives the header's client address. On,

@@ -16,8 +16,8 @@
  * which checks it against phase_next[] below in debug builds; this diagram
  * and that table say the same:
  *
- *   PROXY --PROXY header read (proxy_protocol on), or the first bytes
- *         are not one (off)--> HEAD
+ *   PROXY --PROXY header read (proxy_protocol on); at once at accept
+ *         (off)--> HEAD
  *   HEAD --head parsed, body to come--> BODY_WAIT
  *   HEAD --head parsed, no body or the message already whole--> RESPONDING
  *   BODY_WAIT, BODY_PAUSED --body_start--> BODY --body_pause--> BODY_PAUSED
@@ -605,6 +605,13 @@ static void conn_start(vigil_conn_t *c) {
   }
   vigil__parser_init(c);
   vigil__head_reset(c);
+  /* Without the PROXY protocol the first bytes are a request's. With it
+   * off, a connection that sends a PROXY header anyway gets 400 and a
+   * close from the request-line checks (checks.c): a v1 header is no
+   * `method SP target SP HTTP/x.y` line, v2's signature has a NUL after
+   * its CRLFs; whole or split, the same 400 (test_proxy.c). */
+  if (loop->server->config.proxy_protocol == VIGIL_PROXY_OFF)
+    vigil__conn_phase(c, PHASE_HEAD);
   vigil__conn_set_state(c, VIGIL_CONN_NEW);
   unsigned max = loop->server->config.max_connections;
   if (loop->stopping || (max && atomic_load(&loop->server->conns_open) > max)) {
@@ -775,19 +782,14 @@ static void proxy_refuse(vigil_conn_t *c) {
   begin_closing(c);
 }
 
-/* PROXY: the connection's first bytes. With proxy_protocol on, a header
- * of an accepted version must come whole before anything else (bytes that
- * could still begin one wait for more, under the header timeout); what
- * follows it in the same read (the first request, pipelined ones) stays
- * in c->in for llhttp. Off, a connection whose first read begins with a
- * PROXY header gets 400 at once (the proxy in front sends one the server
- * was not told of); any other bytes go to HEAD untouched, a header's
- * first bytes included when they came alone: the request-line checks
- * refuse the rest of either version with the same 400 (v1 is no request
- * line, v2's signature has a NUL), so waiting here would only change what
- * a client gets that sent them and then its FIN. */
+/* PROXY (proxy_protocol on): a header of an accepted version must come
+ * whole before anything else; bytes that could still begin one wait for
+ * more, under the header timeout. What follows it in the same read (the
+ * first request, pipelined ones) stays in c->in for llhttp. A server's
+ * shutdown sets close_after on every connection (server.c), which ends
+ * this wait too. */
 static bool step_proxy(vigil_conn_t *c) {
-  if (c->close_after || vigil__loop_stopping(c->loop)) {
+  if (c->close_after) {
     begin_closing(c);
     return true;
   }
@@ -796,14 +798,7 @@ static bool step_proxy(vigil_conn_t *c) {
     return false;
   }
   unsigned versions = (unsigned)c->loop->server->config.proxy_protocol & VIGIL_PROXY_ANY;
-  if (versions == 0) {
-    if (vigil__proxy_sniff(in_data(c), in_pending(c)) == VIGIL__PROXY_BAD) {
-      bad_input(c, 400);
-      return false;
-    }
-    vigil__conn_phase(c, PHASE_HEAD);
-    return true;
-  }
+  VIGIL_ASSERT(versions != 0); /* off, conn_start went on to HEAD */
   vigil__proxy_hdr_t h;
   int n = vigil__proxy_parse(in_data(c), in_pending(c), versions, &h);
   if (n == VIGIL__PROXY_MORE) {
@@ -1151,8 +1146,7 @@ void vigil__conn_timeout(vigil_conn_t *c, int kind) {
     case T_HEADER:
       /* A head that started and did not finish in time (slowloris). */
       if (c->phase == PHASE_HEAD) bad_input(c, 408);
-      /* A PROXY header too slow: closed without an answer (only a
-       * required header waits for its bytes in PHASE_PROXY). */
+      /* A PROXY header too slow: closed without an answer. */
       else if (c->phase == PHASE_PROXY) proxy_refuse(c);
       break;
     case T_IDLE:

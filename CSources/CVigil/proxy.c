@@ -223,28 +223,6 @@ int vigil__proxy_parse(const char *p, size_t n, unsigned versions,
   return VIGIL__PROXY_BAD;
 }
 
-/* The starts of a PROXY header, for a server that takes none: v1's proto
- * names and v2's signature. An HTTP request line can never begin with
- * either ("PROXY /x HTTP/1.1", a request with the extension method
- * PROXY, is not one of them). */
-static const struct {
-  const char *s;
-  size_t n;
-} sniffs[] = {
-    {"PROXY TCP4 ", 11}, {"PROXY TCP6 ", 11}, {"PROXY UNKNOWN", 13},
-    {(const char *)v2_sig, sizeof v2_sig},
-};
-
-int vigil__proxy_sniff(const char *p, size_t n) {
-  int r = VIGIL__PROXY_NONE;
-  for (size_t k = 0; k < sizeof sniffs / sizeof sniffs[0]; k++) {
-    if (!prefix_ok(p, n, sniffs[k].s, sniffs[k].n)) continue;
-    if (n >= sniffs[k].n) return VIGIL__PROXY_BAD;
-    r = VIGIL__PROXY_MORE; /* a prefix of one so far */
-  }
-  return r;
-}
-
 int vigil__proxy_copy_addr(struct sockaddr_storage *dst, const void *src) {
   const struct sockaddr *sa = src;
   size_t len = sa->sa_family == AF_INET    ? sizeof(struct sockaddr_in)

@@ -336,9 +336,9 @@ void vigil__conn_timeout(vigil_conn_t *conn, int kind);
  * Go's ConnState, is vigil_conn_state_t). Written only by vigil__conn_phase,
  * which checks each change against conn.c's table of allowed transitions. */
 typedef enum {
-  PHASE_PROXY = 0,     /* the connection's first bytes: a PROXY protocol
-                          header (required when proxy_protocol is on,
-                          refused when it is off; proxy.c) */
+  PHASE_PROXY = 0,     /* waiting for the PROXY protocol header (proxy.c)
+                          that begins every connection when proxy_protocol
+                          is on; left at accept when it is off */
   PHASE_HEAD,          /* parsing a request head (or waiting for one) */
   PHASE_BODY_WAIT,     /* head dispatched; body not requested yet (parser paused) */
   PHASE_BODY,          /* body flowing to on_body */
@@ -602,9 +602,8 @@ void vigil__send_continue(vigil_request_t *req);
 #define VIGIL__PROXY_V2_MAX_LEN 2048 /* v2 length field (addresses + TLVs) */
 #define VIGIL__PROXY_MAX (16 + VIGIL__PROXY_V2_MAX_LEN)
 enum {
-  VIGIL__PROXY_NONE = 0,  /* sniff: not a PROXY header */
-  VIGIL__PROXY_MORE = -1, /* not whole yet (or, sniffing, cannot tell yet) */
-  VIGIL__PROXY_BAD = -2   /* not a valid header (sniffing: it is one) */
+  VIGIL__PROXY_MORE = -1, /* not whole yet */
+  VIGIL__PROXY_BAD = -2   /* not a valid header */
 };
 typedef struct vigil__proxy_hdr_s {
   uint8_t version;           /* 1 or 2 */
@@ -616,10 +615,6 @@ typedef struct vigil__proxy_hdr_s {
  * or VIGIL__PROXY_BAD (as soon as the bytes so far cannot begin one). */
 int vigil__proxy_parse(const char *p, size_t n, unsigned versions,
                        vigil__proxy_hdr_t *h);
-/* A server that takes no header: do p[0..n) begin with one?
- * VIGIL__PROXY_BAD yes, VIGIL__PROXY_NONE no, VIGIL__PROXY_MORE: a prefix
- * of one so far. */
-int vigil__proxy_sniff(const char *p, size_t n);
 /* Copy a sockaddr of AF_INET, AF_INET6 or AF_UNIX into *dst (zeroed
  * first); VIGIL_EINVAL for another family. */
 int vigil__proxy_copy_addr(struct sockaddr_storage *dst, const void *src);

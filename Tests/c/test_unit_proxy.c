@@ -1,6 +1,6 @@
 /*
- * test_unit_proxy.c - proxy.c on its own: vigil__proxy_parse and
- * vigil__proxy_sniff over byte strings, no socket, no loop. Linked against
+ * test_unit_proxy.c - proxy.c on its own: vigil__proxy_parse over byte
+ * strings, no socket, no loop. Linked against
  * the core's objects (mk/c.mk), not the installed library.
  *
  * The contract conn.c relies on: a whole header gives its exact length
@@ -24,15 +24,6 @@ static int parse_n(const void *p, size_t n, unsigned versions, vigil__proxy_hdr_
   if (copy == NULL) abort();
   memcpy(copy, p, n);
   int r = vigil__proxy_parse(copy, n, versions, h);
-  free(copy);
-  return r;
-}
-
-static int sniff_n(const void *p, size_t n) {
-  char *copy = malloc(n ? n : 1);
-  if (copy == NULL) abort();
-  memcpy(copy, p, n);
-  int r = vigil__proxy_sniff(copy, n);
   free(copy);
   return r;
 }
@@ -342,22 +333,6 @@ static void t_v2_bad(void) {
   free(big);
 }
 
-static void t_sniff(void) {
-  CHECK_EQ_INT(sniff_n("GET / HTTP/1.1\r\n", 16), VIGIL__PROXY_NONE);
-  CHECK_EQ_INT(sniff_n("PROXY / HTTP/1.1\r\n", 18), VIGIL__PROXY_NONE); /* a method */
-  CHECK_EQ_INT(sniff_n("POST /", 6), VIGIL__PROXY_NONE);
-  CHECK_EQ_INT(sniff_n("P", 1), VIGIL__PROXY_MORE);
-  CHECK_EQ_INT(sniff_n("PROXY TCP", 9), VIGIL__PROXY_MORE);
-  CHECK_EQ_INT(sniff_n("PROXY TCP4 ", 11), VIGIL__PROXY_BAD);
-  CHECK_EQ_INT(sniff_n("PROXY TCP6 ::1", 14), VIGIL__PROXY_BAD);
-  CHECK_EQ_INT(sniff_n("PROXY UNKNOWN\r\n", 15), VIGIL__PROXY_BAD);
-  CHECK_EQ_INT(sniff_n("\r\n", 2), VIGIL__PROXY_MORE);
-  CHECK_EQ_INT(sniff_n("\r\nGET / HTTP/1.1\r\n", 18), VIGIL__PROXY_NONE); /* RFC 9112 2.2 */
-  CHECK_EQ_INT(sniff_n("\r\n\r\nGET", 7), VIGIL__PROXY_NONE);
-  CHECK_EQ_INT(sniff_n(SIG, 11), VIGIL__PROXY_MORE);
-  CHECK_EQ_INT(sniff_n(SIG, 12), VIGIL__PROXY_BAD);
-}
-
 int main(void) {
   tc_init();
   RUN(t_v1_tcp4, "v1 TCP4: exact length, addresses, every prefix is 'more'");
@@ -368,6 +343,5 @@ int main(void) {
   RUN(t_v2_inet6_unix, "v2 PROXY INET6 and UNIX");
   RUN(t_v2_local_unspec, "v2 LOCAL and UNSPEC: the real endpoints");
   RUN(t_v2_bad, "v2: signature, version, command, family, length limit");
-  RUN(t_sniff, "sniff (proxy_protocol off): PROXY starts, not PROXY-method requests");
   return tc_summary();
 }
