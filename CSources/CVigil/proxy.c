@@ -222,14 +222,3 @@ int vigil__proxy_parse(const char *p, size_t n, unsigned versions,
   if (p[0] == '\r' && (versions & VIGIL_PROXY_V2)) return v2_parse(p, n, h);
   return VIGIL__PROXY_BAD;
 }
-
-int vigil__proxy_copy_addr(struct sockaddr_storage *dst, const void *src) {
-  const struct sockaddr *sa = src;
-  size_t len = sa->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
-               : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-               : sa->sa_family == AF_UNIX  ? sizeof(struct sockaddr_un)
-                                           : 0;
-  memset(dst, 0, sizeof *dst);
-  memcpy(dst, src, len);
-  return len ? 0 : VIGIL_EINVAL;
-}

@@ -615,9 +615,6 @@ typedef struct vigil__proxy_hdr_s {
  * or VIGIL__PROXY_BAD (as soon as the bytes so far cannot begin one). */
 int vigil__proxy_parse(const char *p, size_t n, unsigned versions,
                        vigil__proxy_hdr_t *h);
-/* Copy a sockaddr of AF_INET, AF_INET6 or AF_UNIX into *dst (zeroed
- * first); VIGIL_EINVAL for another family. */
-int vigil__proxy_copy_addr(struct sockaddr_storage *dst, const void *src);
 
 /* hijack.c, loop thread: OP_HIJACK_WRITE. */
 int vigil__hijack_run_write(vigil_conn_t *conn, vigil_op_t *op);
