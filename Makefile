@@ -35,11 +35,12 @@ run: build
 # framing fuzzer for 60 s and its case suites (fuzz/diff/), then the short
 # hostile-clients run (hostile/: every shape ends and stays within bounds),
 # then the package checks (mk/pkg.mk: prerequisites, consumer, docs), then
-# the deployment tests (mk/deploy-*.mk: behind nginx and HAProxy, restarts
-# under load that lose no request, by hand-over and as a systemd fleet).
+# the deployment tests (mk/deploy-*.mk: behind nginx and HAProxy, the
+# client's address through HAProxy's PROXY protocol, restarts under load
+# that lose no request, by hand-over and as a systemd fleet).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
       fuzz-diff-smoke fuzz-cases hostile-check test-pkg test-proxies \
-      test-restart test-fleet
+      test-proxyproto test-restart test-fleet
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -79,6 +80,7 @@ include mk/pkg.mk
 include mk/deploy-proxies.mk
 include mk/deploy-restart.mk
 include mk/deploy-fleet.mk
+include mk/deploy-proxyproto.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff

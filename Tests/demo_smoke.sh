@@ -52,6 +52,11 @@ a=$(request "$PORT" 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConn
 [[ "$a" == *"echo me"* ]] && ok "POST /echo" || fail "POST /echo: $a"
 a=$(request "$PORT" 'GET /stream?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
 [[ "$a" == *"chunk 2"* && "$a" == *"Transfer-Encoding: chunked"* ]] && ok "GET /stream?n=3" || fail "GET /stream: $a"
+a=$(request "$PORT" 'GET /whoami HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.9\r\nConnection: close\r\n\r\n')
+[[ "$a" == *"remote 127.0.0.1:"* && "$a" == *"destination -"* && "$a" == *"x-forwarded-for 198.51.100.9"* ]] \
+  && ok "GET /whoami (the peer, no PROXY header, X-Forwarded-For as sent)" || fail "GET /whoami: $a"
+"$BIN" --proxy-protocol v3 >/dev/null 2>&1
+[ $? = 2 ] && ok "--proxy-protocol v3 is refused (exit 2)" || fail "--proxy-protocol v3 accepted"
 timeout 0.3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'; printf "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n" >&3; sleep 0.2' 2>/dev/null
 sleep 0.2
 a=$(request "$PORT" 'GET /cancels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')

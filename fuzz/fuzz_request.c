@@ -3,7 +3,9 @@
  *
  * Three long-lived servers are started once (LLVMFuzzerInitialize): A with
  * half_close = CANCEL (the default), B with half_close = FINISH, and C
- * (FINISH, a synchronous handler) for the whole-vs-split comparison. Each
+ * (FINISH, a synchronous handler) for the whole-vs-split comparison; and
+ * the same three again with proxy_protocol = VIGIL_PROXY_ANY (D, E, F),
+ * for inputs whose flags ask for the PROXY protocol (bit 7). Each
  * input is played as one client connection: a socketpair(AF_UNIX,
  * SOCK_STREAM) whose server end is handed to the core with the testing
  * hook vigil__server_adopt (loop 0). The client writes the input's bytes
@@ -23,7 +25,10 @@
  *                           the server to have read each piece)
  *                 bit 6     after the FIN, close at once without reading the
  *                           answers (the server's writes then fail)
- *                 bit 7     unused
+ *                 bit 7     PROXY protocol: play on D/E and compare on F,
+ *                           servers that require a v1 or v2 header first
+ *                           (proxy.c); the stream then starts with one, or
+ *                           is refused without an answer
  *   bytes 1..n  one byte per split point: the split is at byte*len/256 of
  *               the stream (n = bits 0-2); the split delivery to C cuts
  *               there too, plus at 1-8 points from a hash of the stream
@@ -46,6 +51,10 @@
  *     and any response with Connection: close is the last thing sent;
  *   - a hijacked stream (after our 101) echoes a contiguous run of the
  *     input, nothing else;
+ *   - the addresses a handler reads: the client's (remote) is AF_INET,
+ *     AF_INET6 or AF_UNIX; without the PROXY protocol it is the peer and
+ *     there is no header destination; on F the split comparison logs all
+ *     three, so a header read differently when cut is a difference;
  *   - handler side: the head reaching a handler is sane (version 1.0/1.1,
  *     one Host on 1.1, no CL+TE, header names are tokens, no control
  *     bytes), on_request_done runs exactly once per request, after the
@@ -68,6 +77,7 @@
 #endif
 #include <vigil.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -155,7 +165,9 @@ typedef struct {
   unsigned char is_head[8192];
 } fserver_t;
 
-static fserver_t servers[3]; /* A, B, and C: whole vs split (below) */
+/* A, B, C: whole vs split (below); D, E, F: the same with the PROXY
+ * protocol required. */
+static fserver_t servers[6];
 
 typedef enum {
   K_GET, K_ECHO, K_ECHO_LATE, K_IGNORE, K_LATE_BODY, K_NORESP, K_PARTIAL,
@@ -314,6 +326,43 @@ static int meq(const char *a, size_t an, const char *b) {
   return an == strlen(b) && memcmp(a, b, an) == 0;
 }
 
+/* The addresses, as "remote peer dest" (families and, for INET ones, the
+ * address), for the split log. */
+static int fmt_addr(int r, const struct sockaddr_storage *a, char *buf, size_t len) {
+  char ip[INET6_ADDRSTRLEN];
+  if (r != 0) return snprintf(buf, len, "-");
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *s = (const struct sockaddr_in *)a;
+    inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+    return snprintf(buf, len, "%s:%u", ip, ntohs(s->sin_port));
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)a;
+    inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+    return snprintf(buf, len, "[%s]:%u", ip, ntohs(s->sin6_port));
+  }
+  if (a->ss_family == AF_UNIX) return snprintf(buf, len, "unix");
+  fail("handler got an address of family %d", a->ss_family);
+}
+
+static void check_addrs(vigil_request_t *req, int proxied_server) {
+  struct sockaddr_storage remote, peer, dest;
+  int rr = vigil_request_remote_addr(req, &remote);
+  int pr = vigil_request_peer_addr(req, &peer);
+  int dr = vigil_request_proxy_dest_addr(req, &dest);
+  char b[200];
+  fmt_addr(rr, &remote, b, sizeof b);
+  fmt_addr(pr, &peer, b, sizeof b);
+  fmt_addr(dr, &dest, b, sizeof b);
+  /* The peer is our socketpair's end. */
+  if (rr != 0 || pr != 0 || peer.ss_family != AF_UNIX)
+    fail("remote/peer address: %d %d family %d", rr, pr, peer.ss_family);
+  if (!proxied_server && (dr == 0 || remote.ss_family != AF_UNIX))
+    fail("a server without the PROXY protocol reported a header address");
+  if (dr == 0 && dest.ss_family != remote.ss_family)
+    fail("header source family %d, destination %d", remote.ss_family, dest.ss_family);
+}
+
 static void check_head(vigil_request_t *req) {
   int v = vigil_request_version(req);
   if (v != 10 && v != 11) fail("handler got HTTP version %d", v);
@@ -410,6 +459,7 @@ static void on_request(vigil_request_t *req, void *ud) {
   fs->in_flight++;
   fs->seen++;
   check_head(req);
+  check_addrs(req, fs >= &servers[3]);
   st_t *st = calloc(1, sizeof *st);
   if (st == NULL) abort();
   st->fs = fs;
@@ -686,6 +736,13 @@ static void split_on_request(vigil_request_t *req, void *ud) {
   int show = tl > 200 ? 200 : (int)tl;
   sc_log("request %.*s %.*s cl %lld\n", (int)ml, m, show, t,
          (long long)vigil_request_content_length(req));
+  check_addrs(req, fs >= &servers[3]);
+  struct sockaddr_storage a;
+  char addrs[3][80];
+  fmt_addr(vigil_request_remote_addr(req, &a), &a, addrs[0], sizeof addrs[0]);
+  fmt_addr(vigil_request_peer_addr(req, &a), &a, addrs[1], sizeof addrs[1]);
+  fmt_addr(vigil_request_proxy_dest_addr(req, &a), &a, addrs[2], sizeof addrs[2]);
+  sc_log("from %s peer %s dest %s\n", addrs[0], addrs[1], addrs[2]);
   sc.hash = 1469598103934665603ull;
   sc.len = 0;
   sc.finished = 0;
@@ -742,9 +799,11 @@ static int fd_count(void) {
 }
 
 static void start_server(fserver_t *fs, const char *name, vigil_half_close_t hc,
-                         vigil_request_cb req_cb, vigil_body_cb body_cb, vigil_done_cb done_cb) {
+                         vigil_request_cb req_cb, vigil_body_cb body_cb, vigil_done_cb done_cb,
+                         vigil_proxy_protocol_t pp) {
   vigil_config_t cfg;
   vigil_config_init(&cfg);
+  cfg.proxy_protocol = pp;
   cfg.host = "127.0.0.1";
   cfg.port = 0;
   cfg.half_close = hc;
@@ -777,10 +836,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
   for (size_t i = 0; i < sizeof big_body; i++) big_body[i] = (char)('a' + i % 26);
-  start_server(&servers[0], "A(cancel)", VIGIL_HALF_CLOSE_CANCEL, on_request, on_body, on_done);
-  start_server(&servers[1], "B(finish)", VIGIL_HALF_CLOSE_FINISH, on_request, on_body, on_done);
-  start_server(&servers[2], "C(split)", VIGIL_HALF_CLOSE_FINISH, split_on_request, split_on_body,
-               split_on_done);
+  for (int k = 0; k < 2; k++) {
+    vigil_proxy_protocol_t pp = k ? VIGIL_PROXY_ANY : VIGIL_PROXY_OFF;
+    start_server(&servers[3 * k], k ? "D(cancel,proxy)" : "A(cancel)", VIGIL_HALF_CLOSE_CANCEL,
+                 on_request, on_body, on_done, pp);
+    start_server(&servers[3 * k + 1], k ? "E(finish,proxy)" : "B(finish)",
+                 VIGIL_HALF_CLOSE_FINISH, on_request, on_body, on_done, pp);
+    start_server(&servers[3 * k + 2], k ? "F(split,proxy)" : "C(split)",
+                 VIGIL_HALF_CLOSE_FINISH, split_on_request, split_on_body, split_on_done, pp);
+  }
   pthread_t t;
   if (pthread_create(&t, NULL, worker_main, NULL) != 0) abort();
   pthread_detach(t);
@@ -1133,11 +1197,11 @@ static void mask_dates(char *o, size_t n) {
   }
 }
 
-static void split_compare(const uint8_t *in, size_t inlen, const size_t *own, size_t nown) {
+static void split_compare(fserver_t *fs, const uint8_t *in, size_t inlen, const size_t *own,
+                          size_t nown) {
   static char *wout;
   static size_t wcap;
   static char wlog[sizeof sc.log];
-  fserver_t *fs = &servers[2];
   size_t whole[2] = {0, inlen};
   sc.loglen = 0;
   play(fs, in, inlen, whole, 2, 0, 0, 0);
@@ -1156,7 +1220,9 @@ static void split_compare(const uint8_t *in, size_t inlen, const size_t *own, si
   sc.loglen = 0;
   play(fs, in, inlen, cuts, ncut, 0, 0, 0);
   mask_dates(obuf, olen);
-  if (wlen == olen && wloglen == sc.loglen && memcmp(wout, obuf, wlen) == 0 &&
+  /* No output at all (a connection refused for its PROXY header): wout
+   * may still be NULL, and memcmp must not see it. */
+  if (wlen == olen && wloglen == sc.loglen && (wlen == 0 || memcmp(wout, obuf, wlen) == 0) &&
       memcmp(wlog, sc.log, wloglen) == 0)
     return;
   char where[256];
@@ -1181,7 +1247,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 + nsplit) return 0;
   const uint8_t *in = data + 1 + nsplit;
   size_t inlen = size - 1 - nsplit;
-  fserver_t *fs = &servers[(flags >> 4) & 1];
+  int proxy = (flags >> 7) & 1;
+  fserver_t *fs = &servers[3 * proxy + ((flags >> 4) & 1)];
   int abrupt = (flags >> 3) & 1;
   int nowait = (flags >> 5) & 1;
   int leave = (flags >> 6) & 1;
@@ -1200,7 +1267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   play(fs, in, inlen, cuts, ncut, abrupt, nowait, leave);
   check_output(fs, obuf, olen);
-  split_compare(in, inlen, cuts, ncut);
+  split_compare(&servers[3 * proxy + 2], in, inlen, cuts, ncut);
 
   if (++runs % 1024 == 0 || fd_base < 0) {
     int n = fd_count();

@@ -13,6 +13,7 @@ ABRUPT = 0x08     # close() instead of shutdown(SHUT_WR)
 FINISH = 0x10     # server B: half_close FINISH
 NOWAIT = 0x20     # pieces back to back
 LEAVE = 0x40      # FIN, then close without reading
+PROXY = 0x80      # servers D/E/F: a PROXY protocol header required
 
 
 def seed(name, data, flags=0, splits=()):
@@ -146,6 +147,32 @@ def main():
          "GET / HTTP/1.1\r\n" + H + "\r\n", FINISH, (100, 130))
     seed("empty-lines", "POST / HTTP/1.1\r\n" + H + "Content-Length: 4\r\n\r\nq=42\r\n\r\n"
          "GET / HTTP/1.1\r\n" + H + "\r\n\r\nGET /x HTTP/1.1\r\n" + H + "\r\n", FINISH)
+
+    # PROXY protocol (proxy.c): required on D/E/F (bit 7), refused (400)
+    # on A/B/C
+    get = "GET / HTTP/1.1\r\n" + H + "\r\n"
+    sig = "\r\n\r\n\x00\r\nQUIT\n"
+    v4 = "\xcb\x00\x71\x07\xc0\x00\x02\x01\xc8\x22\x01\xbb"
+    v6 = ("\x20\x01\x0d\xb8" + "\x00" * 11 + "\x07" + "\x00" * 15 + "\x01" +
+          "\x9c\x40\x1f\x90")
+    unix = "/run/client.sock".ljust(108, "\x00") + "/run/vigil.sock".ljust(108, "\x00")
+    def v2(cmd, fam, body):
+        return sig + chr(cmd) + chr(fam) + chr(len(body) >> 8) + chr(len(body) & 0xff) + body
+    seed("proxy-v1-tcp4", "PROXY TCP4 203.0.113.7 192.0.2.1 51234 443\r\n" + get, PROXY)
+    seed("proxy-v1-tcp6", "PROXY TCP6 2001:db8::7 ::1 40000 8080\r\n" + get * 2,
+         PROXY | FINISH)
+    seed("proxy-v1-unknown", "PROXY UNKNOWN\r\n" + get, PROXY)
+    seed("proxy-v1-split", "PROXY TCP4 10.0.0.1 10.0.0.2 1 65535\r\n" +
+         "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5\r\n\r\nhello", PROXY,
+         (2, 9, 30, 60, 61, 120))
+    seed("proxy-v2-tcp4-tlv", v2(0x21, 0x11, v4 + "\x02\x00\x03a.b\x04\x00\x00") + get, PROXY)
+    seed("proxy-v2-tcp6", v2(0x21, 0x21, v6) + get, PROXY | FINISH, (5, 12, 13, 14, 15, 16))
+    seed("proxy-v2-local", v2(0x20, 0x00, "") + get, PROXY)
+    seed("proxy-v2-unix", v2(0x21, 0x31, unix) + get, PROXY)
+    seed("proxy-missing", get, PROXY)
+    seed("proxy-bad-port", "PROXY TCP4 1.2.3.4 5.6.7.8 080 80\r\n" + get, PROXY)
+    seed("proxy-off-v1", "PROXY TCP4 203.0.113.7 192.0.2.1 51234 443\r\n" + get)
+    seed("proxy-off-v2", v2(0x21, 0x11, v4) + get, FINISH, (3, 40))
 
 
 if __name__ == "__main__":

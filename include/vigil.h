@@ -176,6 +176,18 @@ typedef void (*vigil_conn_state_cb)(uint64_t conn_id, vigil_conn_state_t state,
  * thread, just before it exits). vigil_server_wait() returns after it. */
 typedef void (*vigil_stopped_cb)(vigil_server_t *server, void *userdata);
 
+/* The PROXY protocol (HAProxy's proxy-protocol.txt; HAProxy's
+ * `send-proxy` / `send-proxy-v2`, nginx's `proxy_protocol on`, AWS NLB,
+ * ...): a header the load balancer sends before the client's bytes,
+ * naming the client's address. Which versions a server takes, in
+ * vigil_config_t.proxy_protocol. */
+typedef enum {
+  VIGIL_PROXY_OFF = 0, /* none: a connection that starts with one gets 400 */
+  VIGIL_PROXY_V1 = 1,  /* the text header is required */
+  VIGIL_PROXY_V2 = 2,  /* the binary header is required */
+  VIGIL_PROXY_ANY = 3  /* either is required (VIGIL_PROXY_V1 | VIGIL_PROXY_V2) */
+} vigil_proxy_protocol_t;
+
 typedef struct vigil_config_s {
   /* sizeof(vigil_config_t) as the caller was compiled: set by
    * vigil_config_init. Fields are only ever appended, so an older caller's
@@ -302,6 +314,27 @@ typedef struct vigil_config_s {
    * close`. Connections idle longer are closed. 0: close idle connections
    * at once. */
   uint64_t shutdown_idle_ms;
+
+  /* PROXY protocol (VIGIL_PROXY_OFF by default). On, every connection
+   * must begin with a header of an accepted version before any HTTP byte:
+   * a connection without one, or with a malformed one (v1 over 107 bytes,
+   * addresses that do not parse as their family, a port outside 0-65535
+   * or with leading zeros, a bad v2 signature, version or command, a v2
+   * length over 2048 bytes, a TLV past the end) is closed without an HTTP
+   * answer, as HAProxy and nginx do: its peer is not the proxy, or not
+   * speaking the protocol, and nothing it sent is HTTP to answer. The
+   * header counts against header_timeout_ms (from its first byte) and,
+   * complete, the connection waits for its first request as a new one
+   * (idle_timeout_ms). Off, a connection that begins with a PROXY header
+   * (a proxy sends one the server was not told of) gets `400 Bad Request`
+   * and `Connection: close`, whole or split: a v1 header is no HTTP
+   * request line, and v2's signature has a NUL byte after two empty
+   * lines. Only enable it behind a proxy that sends
+   * the header on every connection and where clients cannot reach the
+   * server directly: whoever connects can claim any address in it.
+   * vigil_request_remote_addr gives the header's client address. On,
+   * read_buffer_limit is at least 2064 (the largest header taken). */
+  vigil_proxy_protocol_t proxy_protocol;
 } vigil_config_t;
 
 /* Fill `config` with the defaults above (host 127.0.0.1, port 8080,
@@ -314,7 +347,8 @@ VIGIL_EXPORT void vigil_config_init(vigil_config_t *config);
 /* Create a server (nothing is bound yet). The config is copied, `host`
  * included. Returns 0 and sets *out; VIGIL_EINVAL (`out` or `config` NULL,
  * config->struct_size 0 or larger than this library's vigil_config_t,
- * on_request or host NULL); VIGIL_ENOMEM; or a negated errno (the
+ * on_request or host NULL, proxy_protocol not a vigil_proxy_protocol_t);
+ * VIGIL_ENOMEM; or a negated errno (the
  * server's shutdown eventfd could not be made, e.g. -24 EMFILE). */
 VIGIL_EXPORT int vigil_server_new(vigil_server_t **out,
                                   const vigil_config_t *config);
@@ -453,7 +487,9 @@ typedef struct vigil_stats_s {
   uint64_t requests_total;       /* heads dispatched to on_request */
   uint64_t requests_live;        /* request objects not yet freed */
   uint64_t requests_cancelled;   /* ended with a reason other than finished */
-  uint64_t bad_requests;         /* answered 4xx/5xx by the core itself */
+  uint64_t bad_requests;         /* answered 4xx/5xx by the core itself, or
+                                    closed for a missing or malformed PROXY
+                                    header (proxy_protocol on) */
   uint64_t connections_idle;     /* now, in state IDLE */
   uint64_t connections_hijacked; /* now, hijacked and not yet closed */
 } vigil_stats_t;
@@ -526,13 +562,37 @@ VIGIL_EXPORT const char *vigil_request_header(const vigil_request_t *req,
 VIGIL_EXPORT int64_t vigil_request_content_length(const vigil_request_t *req);
 /* 1 if the request has a body (Content-Length > 0 or chunked). */
 VIGIL_EXPORT int vigil_request_has_body(const vigil_request_t *req);
-/* The peer address: 0, or VIGIL_EINVAL (`addr` NULL, or the peer's
- * address could not be read when the connection was accepted). On a Unix
- * socket: family AF_UNIX and nothing else (no path: clients' sockets are
- * almost always unnamed). A client of "::" over IPv4: AF_INET6,
- * ::ffff:a.b.c.d. */
+/* The client's address: the source address of the connection's PROXY
+ * header when it carried one (proxy_protocol on; a v1 TCP4/TCP6 or a v2
+ * PROXY command with an INET, INET6 or UNIX address), else the connected
+ * peer's (no header; v1 UNKNOWN; v2 LOCAL, as health checks send, or
+ * UNSPEC). AF_INET, AF_INET6 or AF_UNIX, port in network order. 0, or
+ * VIGIL_EINVAL (`req` or `addr` NULL, or the peer's address could not be
+ * read when the connection was accepted). Any thread. On a Unix socket
+ * without a header: family AF_UNIX and nothing else (no path: clients'
+ * sockets are almost always unnamed). A client of "::" over IPv4:
+ * AF_INET6, ::ffff:a.b.c.d.
+ *
+ * X-Forwarded-For, Forwarded and X-Real-IP are ordinary headers here:
+ * the core neither reads nor strips them (vigil_request_header gives
+ * them as sent). Which hops to believe is the deployment's decision -
+ * which proxies sit in front, which of them append and which overwrite -
+ * and a core that guessed would let any client that reaches the server
+ * directly name itself. */
 VIGIL_EXPORT int vigil_request_remote_addr(const vigil_request_t *req,
                                            struct sockaddr_storage *addr);
+/* The directly connected peer's address: the proxy's when the PROXY
+ * header carried a client address, else the same as
+ * vigil_request_remote_addr. 0 or VIGIL_EINVAL, as that one. Any
+ * thread. */
+VIGIL_EXPORT int vigil_request_peer_addr(const vigil_request_t *req,
+                                         struct sockaddr_storage *addr);
+/* The destination address the PROXY header carried (the address the
+ * client connected to, at the proxy): 0, or VIGIL_EINVAL (`req` or
+ * `addr` NULL, or no header address: see vigil_request_remote_addr). Any
+ * thread. */
+VIGIL_EXPORT int vigil_request_proxy_dest_addr(const vigil_request_t *req,
+                                               struct sockaddr_storage *addr);
 /* A number identifying the connection (unique per server run). */
 VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
 

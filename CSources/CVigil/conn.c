@@ -16,6 +16,8 @@
  * which checks it against phase_next[] below in debug builds; this diagram
  * and that table say the same:
  *
+ *   PROXY --PROXY header read (proxy_protocol on); at once at accept
+ *         (off)--> HEAD
  *   HEAD --head parsed, body to come--> BODY_WAIT
  *   HEAD --head parsed, no body or the message already whole--> RESPONDING
  *   BODY_WAIT, BODY_PAUSED --body_start--> BODY --body_pause--> BODY_PAUSED
@@ -29,6 +31,10 @@
  *   CLOSING --flushed--> shutdown, linger, close (no phase change)
  *   any --RST, read or write error, cancel--> closed at once (conn_abort;
  *         c->closing, the phase stays)
+ *
+ * PROXY is a connection's first phase, left once: a PROXY protocol header
+ * (proxy.c) comes before the first request only, so a keep-alive
+ * connection's later heads never pass through it.
  *
  * Hijack from BODY or BODY_PAUSED: vigil_request_hijack refuses a started
  * body on the calling thread, but a body_start from another thread may run
@@ -54,6 +60,7 @@
 
 #define P(x) (1u << (x))
 static const uint16_t phase_next[PHASE_CLOSING + 1] = {
+  [PHASE_PROXY] = P(PHASE_HEAD) | P(PHASE_CLOSING),
   [PHASE_HEAD] = P(PHASE_BODY_WAIT) | P(PHASE_RESPONDING) | P(PHASE_CLOSING),
   [PHASE_BODY_WAIT] = P(PHASE_BODY) | P(PHASE_RESPONDING) | P(PHASE_DRAIN) |
                       P(PHASE_HIJACKED) | P(PHASE_CLOSING),
@@ -185,6 +192,7 @@ static void on_close(uv_handle_t *h) {
   vigil__loop_buf_put(loop, &c->out);
   vigil__loop_buf_put(loop, &c->wbuf);
   free(c->ureq);
+  free(c->proxy);
   vigil__list_remove(&c->link);
   atomic_fetch_sub_explicit(&loop->open, 1, memory_order_relaxed);
   atomic_fetch_sub(&loop->server->conns_open, 1);
@@ -570,8 +578,8 @@ void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
  * memory. Listed in loop->conns from here on: close_now() frees it. */
 static vigil_conn_t *conn_new(vigil_loop_t *loop, bool unix_sock) {
   VIGIL_ASSERT(vigil__on_loop_thread(loop));
-  /* Zeroed: the phase starts as PHASE_HEAD, the machine's first. */
-  _Static_assert(PHASE_HEAD == 0, "a new connection starts in PHASE_HEAD");
+  /* Zeroed: the phase starts as PHASE_PROXY, the machine's first. */
+  _Static_assert(PHASE_PROXY == 0, "a new connection starts in PHASE_PROXY");
   vigil_conn_t *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->loop = loop;
@@ -613,6 +621,13 @@ static void conn_start(vigil_conn_t *c) {
   }
   vigil__parser_init(c);
   vigil__head_reset(c);
+  /* Without the PROXY protocol the first bytes are a request's. With it
+   * off, a connection that sends a PROXY header anyway gets 400 and a
+   * close from the request-line checks (checks.c): a v1 header is no
+   * `method SP target SP HTTP/x.y` line, v2's signature has a NUL after
+   * its CRLFs; whole or split, the same 400 (test_proxy.c). */
+  if (loop->server->config.proxy_protocol == VIGIL_PROXY_OFF)
+    vigil__conn_phase(c, PHASE_HEAD);
   vigil__conn_set_state(c, VIGIL_CONN_NEW);
   unsigned max = loop->server->config.max_connections;
   if (loop->stopping || (max && atomic_load(&loop->server->conns_open) > max)) {
@@ -625,17 +640,25 @@ static void conn_start(vigil_conn_t *c) {
   update_reading(c);
 }
 
+/* Waiting for a request: in HEAD with nothing read, or, with the PROXY
+ * protocol on, still waiting for the proxy's header (the proxy sends it
+ * with the request that follows). */
+static bool awaits_request(const vigil_conn_t *c) {
+  return c->phase == PHASE_HEAD || c->phase == PHASE_PROXY;
+}
+
 bool vigil__conn_waiting_idle(const vigil_conn_t *c) {
-  return !c->closing && c->phase == PHASE_HEAD && c->req == NULL &&
+  return !c->closing && awaits_request(c) && c->req == NULL &&
          c->parsing == NULL && c->in.len == 0;
 }
 
 bool vigil__conn_shutdown_waits(const vigil_conn_t *c, uint64_t now,
                                 uint64_t idle_ms) {
-  if (idle_ms == 0 || c->closing || c->close_after || c->phase != PHASE_HEAD ||
+  if (idle_ms == 0 || c->closing || c->close_after || !awaits_request(c) ||
       c->req != NULL)
     return false;
-  /* A head on its way: let it finish (header timeout, grace period). */
+  /* A head (or a PROXY header) on its way: let it finish (header
+   * timeout, grace period). */
   if (c->in.len > 0 || c->parsing != NULL) return true;
   return now - c->idle_since < idle_ms;
 }
@@ -687,7 +710,16 @@ static void dispatch(vigil_conn_t *c) {
   c->body_read = 0;
   c->drained = 0;
   c->body_paused = false;
-  memcpy(&req->peer, &c->peer, sizeof c->peer);
+  if (c->proxy != NULL) {
+    /* The client's address from the PROXY header; the proxy's beside it. */
+    memcpy(&req->peer, &c->proxy->src, sizeof req->peer);
+    memcpy(&req->proxy_dst, &c->proxy->dst, sizeof req->proxy_dst);
+    memset(&req->direct_peer, 0, sizeof req->direct_peer);
+    memcpy(&req->direct_peer, &c->peer, sizeof c->peer);
+    req->proxied = true;
+  } else {
+    memcpy(&req->peer, &c->peer, sizeof c->peer);
+  }
   bool has_body = req->chunked || req->content_length > 0;
   vigil__conn_phase(c, has_body && !c->msg_complete ? PHASE_BODY_WAIT
                                                    : PHASE_RESPONDING);
@@ -776,6 +808,71 @@ static void bad_input(vigil_conn_t *c, int status) {
 
 /* The phases' steps. Each returns false when nothing more can happen until
  * an event (bytes, a handler call, a timer), true to step again. */
+
+/* proxy_protocol on, and the connection did not begin with a valid PROXY
+ * header: closed without an answer (HAProxy's accept-proxy and nginx's
+ * proxy_protocol do the same). Whatever the peer sent is not HTTP to
+ * answer; it is discarded, and the close lingers as any other (so the
+ * peer sees a FIN, not an RST). */
+static void proxy_refuse(vigil_conn_t *c) {
+  vigil__timer_disarm(c, T_HEADER);
+  in_consume(c, in_pending(c));
+  atomic_fetch_add_explicit(&c->loop->bad, 1, memory_order_relaxed);
+  vigil__conn_close_after(c);
+  begin_closing(c);
+}
+
+/* PROXY (proxy_protocol on): a header of an accepted version must come
+ * whole before anything else; bytes that could still begin one wait for
+ * more, under the header timeout. What follows it in the same read (the
+ * first request, pipelined ones) stays in c->in for llhttp. A server's
+ * shutdown sets close_after on every connection (server.c), which ends
+ * this wait too. */
+static bool step_proxy(vigil_conn_t *c) {
+  if (c->close_after) {
+    begin_closing(c);
+    return true;
+  }
+  if (c->in.len == 0) {
+    if (c->read_eof) begin_closing(c);
+    return false;
+  }
+  unsigned versions = (unsigned)c->loop->server->config.proxy_protocol & VIGIL_PROXY_ANY;
+  VIGIL_ASSERT(versions != 0); /* off, conn_start went on to HEAD */
+  vigil__proxy_hdr_t h;
+  int n = vigil__proxy_parse(in_data(c), in_pending(c), versions, &h);
+  if (n == VIGIL__PROXY_MORE) {
+    /* A header that cannot fit in what we read before pausing
+     * (read_buffer_limit under VIGIL__PROXY_MAX) would never finish. */
+    if (c->read_eof || in_pending(c) >= c->loop->server->config.read_buffer_limit) {
+      proxy_refuse(c);
+      return false;
+    }
+    /* A slow header (slowloris) is bounded as a slow head is. */
+    if (!vigil__timer_armed(c, T_HEADER)) vigil__timer_arm(c, T_HEADER);
+    return false;
+  }
+  if (n < 0) {
+    proxy_refuse(c);
+    return false;
+  }
+  if (h.has_addrs) {
+    VIGIL_ASSERT(c->proxy == NULL); /* one header per connection */
+    c->proxy = malloc(sizeof *c->proxy);
+    if (c->proxy == NULL) {
+      proxy_refuse(c);
+      return false;
+    }
+    *c->proxy = h;
+  }
+  in_consume(c, (size_t)n);
+  vigil__timer_disarm(c, T_HEADER);
+  vigil__conn_phase(c, PHASE_HEAD);
+  /* Nothing of a request yet (HAProxy in TCP mode sends the header on
+   * connect): the connection waits for one as a new connection does. */
+  if (c->in.len == 0 && !c->read_eof) vigil__timer_arm(c, T_IDLE);
+  return true;
+}
 
 /* HEAD: parse a request head, and dispatch it once whole. */
 static inline bool step_head(vigil_conn_t *c) {
@@ -991,6 +1088,7 @@ static bool step_hijacked(vigil_conn_t *c) {
 
 static inline bool step(vigil_conn_t *c) {
   switch (c->phase) {
+    case PHASE_PROXY: return step_proxy(c);
     case PHASE_HEAD: return step_head(c);
     case PHASE_BODY_WAIT:
     case PHASE_BODY_PAUSED: return step_body_wait(c);
@@ -1091,9 +1189,12 @@ void vigil__conn_timeout(vigil_conn_t *c, int kind) {
     case T_HEADER:
       /* A head that started and did not finish in time (slowloris). */
       if (c->phase == PHASE_HEAD) bad_input(c, 408);
+      /* A PROXY header too slow: closed without an answer. */
+      else if (c->phase == PHASE_PROXY) proxy_refuse(c);
       break;
     case T_IDLE:
-      if (c->phase == PHASE_HEAD && c->req == NULL && c->in.len == 0)
+      if ((c->phase == PHASE_HEAD || c->phase == PHASE_PROXY) && c->req == NULL &&
+          c->in.len == 0)
         close_now(c);
       break;
     case T_BODY:

@@ -182,9 +182,25 @@ int vigil_request_has_body(const vigil_request_t *req) {
 
 int vigil_request_remote_addr(const vigil_request_t *req,
                               struct sockaddr_storage *addr) {
-  if (addr == NULL) return VIGIL_EINVAL;
+  if (req == NULL || addr == NULL) return VIGIL_EINVAL;
   if (req->peer.ss_family == 0) return VIGIL_EINVAL;
   memcpy(addr, &req->peer, sizeof *addr);
+  return 0;
+}
+
+int vigil_request_peer_addr(const vigil_request_t *req,
+                            struct sockaddr_storage *addr) {
+  if (req == NULL || addr == NULL) return VIGIL_EINVAL;
+  if (!req->proxied) return vigil_request_remote_addr(req, addr);
+  if (req->direct_peer.ss_family == 0) return VIGIL_EINVAL;
+  memcpy(addr, &req->direct_peer, sizeof *addr);
+  return 0;
+}
+
+int vigil_request_proxy_dest_addr(const vigil_request_t *req,
+                                  struct sockaddr_storage *addr) {
+  if (req == NULL || addr == NULL || !req->proxied) return VIGIL_EINVAL;
+  memcpy(addr, &req->proxy_dst, sizeof *addr);
   return 0;
 }
 

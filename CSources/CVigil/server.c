@@ -759,14 +759,19 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   memcpy(&s->config, config, config->struct_size);
   s->config.struct_size = sizeof s->config;
   vigil_config_t *c = &s->config;
-  if (c->on_request == NULL || (c->host == NULL && c->unix_path == NULL &&
-                                 c->listen_fd < 0)) {
+  if (c->on_request == NULL ||
+      (c->host == NULL && c->unix_path == NULL && c->listen_fd < 0) ||
+      (unsigned)c->proxy_protocol > VIGIL_PROXY_ANY) {
     free(s);
     return VIGIL_EINVAL;
   }
   if (c->loops == 0) c->loops = 1;
   if (c->backlog <= 0) c->backlog = 1024;
   if (c->read_buffer_limit < 1024) c->read_buffer_limit = 1024;
+  /* The largest PROXY header we take must fit in what is read before
+   * reading pauses. */
+  if (c->proxy_protocol && c->read_buffer_limit < VIGIL__PROXY_MAX)
+    c->read_buffer_limit = VIGIL__PROXY_MAX;
   if (c->write_buffer_limit == 0) c->write_buffer_limit = 64 * 1024;
   if (c->max_header_bytes < 256) c->max_header_bytes = 256;
   if (c->max_chunk_ext_bytes == 0) c->max_chunk_ext_bytes = 1024;

@@ -134,6 +134,12 @@ struct vigil_request_s {
    * per request otherwise. */
   vigil_hdr_index_t inline_headers[VIGIL_INLINE_HEADERS];
   struct sockaddr_storage peer;
+  /* Behind a PROXY header with addresses (`proxied`): `peer` is the
+   * client's address from the header, and these are the directly
+   * connected peer (the proxy) and the header's destination. Written at
+   * dispatch when proxied, read only then. */
+  struct sockaddr_storage direct_peer;
+  struct sockaddr_storage proxy_dst;
   /* A method llhttp 8.1 does not know (parse.c: unknown_method), NUL
    * terminated; `method` points here then. Written before it is read. */
   char method_token[VIGIL__METHOD_MAX + 1];
@@ -174,6 +180,7 @@ struct vigil_request_s {
   bool is_head;
   bool is_connect;           /* 2xx answers carry no framing (response.c) */
   bool absolute_form;
+  bool proxied;              /* direct_peer and proxy_dst are set */
   int64_t content_length;    /* -1 chunked */
   uint64_t conn_id;
 
@@ -201,7 +208,9 @@ struct vigil_request_s {
 _Static_assert(offsetof(vigil_request_t, strings) < offsetof(vigil_request_t, refs) &&
                    offsetof(vigil_request_t, pool_next) < offsetof(vigil_request_t, refs) &&
                    offsetof(vigil_request_t, inline_headers) < offsetof(vigil_request_t, refs) &&
-                   offsetof(vigil_request_t, peer) < offsetof(vigil_request_t, refs),
+                   offsetof(vigil_request_t, peer) < offsetof(vigil_request_t, refs) &&
+                   offsetof(vigil_request_t, direct_peer) < offsetof(vigil_request_t, refs) &&
+                   offsetof(vigil_request_t, proxy_dst) < offsetof(vigil_request_t, refs),
                "fields kept across pool reuse must precede refs");
 
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn);
@@ -327,7 +336,10 @@ void vigil__conn_timeout(vigil_conn_t *conn, int kind);
  * Go's ConnState, is vigil_conn_state_t). Written only by vigil__conn_phase,
  * which checks each change against conn.c's table of allowed transitions. */
 typedef enum {
-  PHASE_HEAD = 0,      /* parsing a request head (or waiting for one) */
+  PHASE_PROXY = 0,     /* waiting for the PROXY protocol header (proxy.c)
+                          that begins every connection when proxy_protocol
+                          is on; left at accept when it is off */
+  PHASE_HEAD,          /* parsing a request head (or waiting for one) */
   PHASE_BODY_WAIT,     /* head dispatched; body not requested yet (parser paused) */
   PHASE_BODY,          /* body flowing to on_body */
   PHASE_BODY_PAUSED,   /* body paused by the handler (parser paused) */
@@ -441,6 +453,9 @@ struct vigil_conn_s {
   uint64_t body_read;        /* body bytes of the current request parsed */
   uint64_t drained;          /* body bytes discarded in PHASE_DRAIN */
   struct sockaddr_in6 peer;  /* big enough for AF_INET too */
+  /* The addresses a PROXY header carried (PROXY command, a known family):
+   * NULL otherwise. Owner: the connection; freed in on_close. */
+  struct vigil__proxy_hdr_s *proxy;
 
   bool reading;              /* uv_read_start is armed */
   bool read_eof;             /* the client half-closed (FIN) */
@@ -600,6 +615,26 @@ void vigil__conn_fail_waiters(vigil_conn_t *conn, int err);
 void vigil__conn_complete_waiters(vigil_conn_t *conn);
 void vigil__response_internal_error(vigil_request_t *req);
 void vigil__send_continue(vigil_request_t *req);
+
+/* proxy.c: the PROXY protocol header (HAProxy's proxy-protocol.txt), v1
+ * and v2. Pure functions over the bytes buffered so far. */
+#define VIGIL__PROXY_V1_MAX 107      /* v1 header with its CRLF (spec 2.1) */
+#define VIGIL__PROXY_V2_MAX_LEN 2048 /* v2 length field (addresses + TLVs) */
+#define VIGIL__PROXY_MAX (16 + VIGIL__PROXY_V2_MAX_LEN)
+enum {
+  VIGIL__PROXY_MORE = -1, /* not whole yet */
+  VIGIL__PROXY_BAD = -2   /* not a valid header */
+};
+typedef struct vigil__proxy_hdr_s {
+  uint8_t version;           /* 1 or 2 */
+  bool has_addrs;            /* PROXY command and a known family: src, dst */
+  struct sockaddr_storage src, dst;
+} vigil__proxy_hdr_t;
+/* A header of one of `versions` (VIGIL_PROXY_V1 | VIGIL_PROXY_V2) at the
+ * start of p[0..n): its length once whole (*h filled), VIGIL__PROXY_MORE,
+ * or VIGIL__PROXY_BAD (as soon as the bytes so far cannot begin one). */
+int vigil__proxy_parse(const char *p, size_t n, unsigned versions,
+                       vigil__proxy_hdr_t *h);
 
 /* hijack.c, loop thread: OP_HIJACK_WRITE. */
 int vigil__hijack_run_write(vigil_conn_t *conn, vigil_op_t *op);

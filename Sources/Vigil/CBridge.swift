@@ -145,6 +145,12 @@ final class CServer: @unchecked Sendable {
         cfg.write_timeout_ms = milliseconds(configuration.writeTimeout)
         cfg.handler_timeout_ms = milliseconds(configuration.handlerTimeout)
         cfg.tcp_user_timeout_ms = milliseconds(configuration.tcpUserTimeout)
+        switch configuration.proxyProtocol {
+        case nil: cfg.proxy_protocol = VIGIL_PROXY_OFF
+        case .v1: cfg.proxy_protocol = VIGIL_PROXY_V1
+        case .v2: cfg.proxy_protocol = VIGIL_PROXY_V2
+        case .any: cfg.proxy_protocol = VIGIL_PROXY_ANY
+        }
         let unmanaged = Unmanaged.passRetained(core)
         cfg.userdata = unmanaged.toOpaque()
         cfg.on_request = { req, ud in ServerCore.from(ud).request(req!) }
@@ -676,5 +682,71 @@ private func withCHeaders<R>(
             i += 1
         }
         return body(UnsafeBufferPointer(start: headers, count: count))
+    }
+}
+
+// MARK: addresses
+
+extension RequestContext {
+    /// `vigil_request_remote_addr`: the client (from a PROXY header when
+    /// the connection carried one).
+    var remoteAddress: SocketAddress? { address(vigil_request_remote_addr) }
+    /// `vigil_request_peer_addr`: the directly connected peer.
+    var peerAddress: SocketAddress? { address(vigil_request_peer_addr) }
+    /// `vigil_request_proxy_dest_addr`: the PROXY header's destination.
+    var proxyDestinationAddress: SocketAddress? { address(vigil_request_proxy_dest_addr) }
+
+    /// Any thread: the C accessors read the request's head, immutable
+    /// while we hold our reference (RequestContext.raw).
+    private func address(
+        _ get: (OpaquePointer?, UnsafeMutablePointer<sockaddr_storage>?) -> Int32
+    ) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        guard get(raw, &storage) == 0 else { return nil }
+        return SocketAddress(storage)
+    }
+}
+
+extension SocketAddress {
+    /// An AF_INET, AF_INET6 or AF_UNIX address; nil for another family.
+    init?(_ storage: sockaddr_storage) {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            let (host, port) = withUnsafePointer(to: &storage) { p in
+                p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var addr = sin.pointee.sin_addr
+                    return (Self.text(AF_INET, &addr, Int(INET_ADDRSTRLEN)),
+                            Int(UInt16(bigEndian: sin.pointee.sin_port)))
+                }
+            }
+            self.init(family: .ipv4, host: host, port: port)
+        case AF_INET6:
+            let (host, port) = withUnsafePointer(to: &storage) { p in
+                p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                    var addr = sin6.pointee.sin6_addr
+                    return (Self.text(AF_INET6, &addr, Int(INET6_ADDRSTRLEN)),
+                            Int(UInt16(bigEndian: sin6.pointee.sin6_port)))
+                }
+            }
+            self.init(family: .ipv6, host: host, port: port)
+        case AF_UNIX:
+            // sun_path: up to 108 bytes, NUL-terminated unless full.
+            let path = withUnsafeBytes(of: &storage) { raw -> String in
+                let offset = MemoryLayout<sockaddr_un>.offset(of: \.sun_path)!
+                let bytes = raw[offset..<(offset + MemoryLayout.size(ofValue: sockaddr_un().sun_path))]
+                return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            self.init(family: .unix, host: path, port: 0)
+        default:
+            return nil
+        }
+    }
+
+    private static func text(_ family: Int32, _ addr: UnsafeRawPointer, _ size: Int) -> String {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: size) { buf in
+            guard inet_ntop(family, addr, buf.baseAddress, socklen_t(size)) != nil else { return "" }
+            return String(cString: buf.baseAddress!)
+        }
     }
 }

@@ -22,6 +22,27 @@ public struct Request: Sendable {
     /// Identifies the connection the request arrived on (unique per server run).
     public var connectionID: UInt64 { context.connectionID }
 
+    /// The client's address: from the connection's PROXY header when the
+    /// server takes the PROXY protocol (`Configuration.proxyProtocol`) and
+    /// the header named one, else the connected peer's. nil if it could
+    /// not be read.
+    ///
+    /// `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are ordinary header
+    /// fields (`head.headerFields`): the server neither reads nor strips
+    /// them. Which hops to believe is the deployment's decision (which
+    /// proxies sit in front, which append and which overwrite); a server
+    /// that guessed would let any client that reaches it directly name
+    /// itself.
+    public var remoteAddress: SocketAddress? { context.remoteAddress }
+
+    /// The directly connected peer: the proxy when a PROXY header named
+    /// the client, else the same as `remoteAddress`.
+    public var peerAddress: SocketAddress? { context.peerAddress }
+
+    /// The destination the PROXY header named (the address the client
+    /// connected to, at the proxy); nil without one.
+    public var proxyDestinationAddress: SocketAddress? { context.proxyDestinationAddress }
+
     /// Sets this request's body limit (default: `maxBodySize`; nil: none),
     /// lower or higher than the server's: an upload route may take more than
     /// the rest. Call before reading the body; a body passing it ends the

@@ -136,9 +136,29 @@ public final class Server: Sendable {
         /// kernel drops it; the request then ends with `.readFailed`. Notices
         /// clients that vanished without FIN or RST.
         public var tcpUserTimeout: Duration?
+        /// The PROXY protocol versions required before every connection's
+        /// first request (nil: none, the default). On, a connection
+        /// without a valid header of such a version is closed without an
+        /// answer; the handler reads the client's address from it
+        /// (`Request.remoteAddress`). Off, a connection that starts with a
+        /// PROXY header gets 400. Enable it only behind a proxy that sends
+        /// the header on every connection (HAProxy `send-proxy` /
+        /// `send-proxy-v2`) and where clients cannot connect directly:
+        /// whoever connects can claim any address in the header.
+        public var proxyProtocol: ProxyProtocol?
         /// Where the server logs: start and stop at info, connection states
         /// and cancellations at debug, handler errors at error.
         public var logger = Logger(label: "vigil")
+
+        /// PROXY protocol versions (HAProxy's proxy-protocol.txt).
+        public enum ProxyProtocol: Sendable, Hashable {
+            /// The text header (HAProxy `send-proxy`).
+            case v1
+            /// The binary header (HAProxy `send-proxy-v2`, AWS NLB).
+            case v2
+            /// Either.
+            case any
+        }
 
         public enum HandlerPlacement: Sendable {
             /// On the libuv loop thread that owns the connection (a task
@@ -179,6 +199,8 @@ public final class Server: Sendable {
         /// returned and every connection closed.
         public var requestsLive: UInt64
         public var requestsCancelled: UInt64
+        /// Requests the core answered with an error status itself, and
+        /// connections closed for a missing or malformed PROXY header.
         public var badRequests: UInt64
         public var connectionsIdle: UInt64
         public var connectionsHijacked: UInt64

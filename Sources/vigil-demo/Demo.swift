@@ -13,6 +13,12 @@
 //   GET  /pid       the serving process's pid (restart tests)
 //   GET  /slow?ms=N 200 "slept" after N ms (default 1000; an in-flight
 //                   request for restart tests)
+//   GET  /whoami    the addresses the handler reads, one "name value" per
+//                   line: remote (the client: from the PROXY header with
+//                   --proxy-protocol), peer (the connected socket's other
+//                   end), destination (the PROXY header's, or -), and the
+//                   X-Forwarded-For header as sent (or -), which the
+//                   server does not interpret
 //
 // Signals: SIGINT/SIGTERM shut down gracefully; SIGUSR2 hands the listening
 // socket over to a new process of this executable with the same arguments
@@ -80,6 +86,8 @@ nonisolated(nonsending) func handle(
     case (.get, "/pid"):
         try response.send(
             HTTPResponse(status: .ok, headerFields: textPlain), body: Array("\(getpid())".utf8))
+    case (.get, "/whoami"):
+        try whoami(request, response)
     case (.get, "/cancels"):
         let text = cancels.withLock { $0.map { "\($0)\n" }.joined() }
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
@@ -154,6 +162,21 @@ func sendStats(_ response: ResponseWriter, _ server: Server) throws {
     try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
 }
 
+/// GET /whoami: the addresses the handler reads. X-Forwarded-For is
+/// shown as sent: which hops to trust is the deployment's decision.
+func whoami(_ request: Request, _ response: ResponseWriter) throws {
+    let xff = HTTPField.Name("X-Forwarded-For")!
+    let lines = [
+        "remote \(request.remoteAddress?.description ?? "-")",
+        "peer \(request.peerAddress?.description ?? "-")",
+        "destination \(request.proxyDestinationAddress?.description ?? "-")",
+        "x-forwarded-for \(request.head.headerFields[xff] ?? "-")",
+    ]
+    try response.send(
+        HTTPResponse(status: .ok, headerFields: textPlain),
+        body: Array((lines.joined(separator: "\n") + "\n").utf8))
+}
+
 /// POST /echo: the request body streamed back.
 func echo(_ request: Request, _ response: ResponseWriter) async throws {
     var writer: ResponseBodyWriter?
@@ -205,7 +228,8 @@ func executablePath() -> String {
 let usage = """
     usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]
                       [--unix PATH [--unix-mode MODE]] [--fd N]
-                      [--reuse-port] [--backlog N]
+                      [--reuse-port] [--backlog N] [--shutdown-idle-ms N]
+                      [--proxy-protocol v1|v2|any]
       --unix PATH       listen on a Unix domain socket instead of host/port
       --unix-mode MODE  its file mode, octal (e.g. 660)
       --fd N            serve listening socket N, inherited from the parent
@@ -214,6 +238,9 @@ let usage = """
       --backlog N       listen backlog (1024)
       --shutdown-idle-ms N  at shutdown, how long an idle keep-alive connection
                         may still bring a request (1000; 0: closed at once)
+      --proxy-protocol V  every connection must begin with a PROXY protocol
+                        header of version V (v1, v2 or any): behind HAProxy's
+                        send-proxy / send-proxy-v2; GET /whoami shows it
     A socket passed by systemd socket activation (LISTEN_FDS, LISTEN_PID) is
     served instead of --host/--port/--unix/--fd, whatever they say.
     SIGTERM/SIGINT: graceful shutdown. SIGUSR2: start a new process of this
@@ -233,6 +260,7 @@ struct Demo {
         var reusePort = false
         var backlog = 1024
         var shutdownIdle: Int?
+        var proxyProtocol: Server.Configuration.ProxyProtocol?
         var args = CommandLine.arguments.dropFirst()
         func value<T>(_ name: String, _ parse: (String) -> T?) -> T {
             guard let v = args.popFirst().flatMap(parse) else {
@@ -252,6 +280,15 @@ struct Demo {
             case "--reuse-port": reusePort = true
             case "--backlog": backlog = value(a) { Int($0) }
             case "--shutdown-idle-ms": shutdownIdle = value(a) { Int($0) }
+            case "--proxy-protocol":
+                switch args.popFirst() {
+                case "v1": proxyProtocol = .v1
+                case "v2": proxyProtocol = .v2
+                case "any": proxyProtocol = .any
+                case let v:
+                    print("--proxy-protocol takes v1, v2 or any, not \(v ?? "nothing")")
+                    exit(2)
+                }
             case "-h", "--help":
                 print(usage)
                 exit(0)
@@ -274,6 +311,7 @@ struct Demo {
         }
         config.reusePort = reusePort
         config.backlog = backlog
+        config.proxyProtocol = proxyProtocol
         if let shutdownIdle { config.shutdownIdleTimeout = .milliseconds(shutdownIdle) }
         let server = Server(configuration: config)
         let shownListen = shown

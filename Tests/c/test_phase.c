@@ -142,6 +142,10 @@ static void t_responding_to_drain(void) { expect_abort(PHASE_DRAIN, NO_PHASE); }
 /* RESPONDING -> BODY: the body is read whole once RESPONDING. */
 static void t_responding_to_body(void) { expect_abort(PHASE_BODY, NO_PHASE); }
 
+/* PROXY is only ever a connection's first phase: RESPONDING -> PROXY
+ * (a second PROXY header read mid-connection) aborts. */
+static void t_responding_to_proxy(void) { expect_abort(PHASE_PROXY, NO_PHASE); }
+
 /* CLOSING is the last phase: CLOSING -> HEAD aborts. */
 static void t_closing_to_head(void) { expect_abort(PHASE_CLOSING, PHASE_HEAD); }
 
@@ -150,6 +154,7 @@ int main(void) {
   RUN(t_allowed, "an allowed phase change (RESPONDING -> CLOSING) does not abort; the answer goes out");
   RUN(t_responding_to_drain, "RESPONDING -> DRAIN aborts a debug build");
   RUN(t_responding_to_body, "RESPONDING -> BODY aborts a debug build");
+  RUN(t_responding_to_proxy, "RESPONDING -> PROXY aborts a debug build");
   RUN(t_closing_to_head, "CLOSING -> HEAD aborts a debug build");
   return tc_summary();
 }
