@@ -48,6 +48,11 @@ void vigil_config_init(vigil_config_t *c) {
   c->body_timeout_ms = 30 * 1000;
   c->write_timeout_ms = 30 * 1000;
   c->handler_timeout_ms = 0;
+  /* vigil.h says why: a vanished client noticed within 60 s, the time an
+   * idle connection is kept. */
+  c->tcp_keepalive_idle_ms = 15 * 1000;
+  c->tcp_keepalive_interval_ms = 15 * 1000;
+  c->tcp_keepalive_count = 3;
 }
 
 /* ------------------------------------------------------------------ */
@@ -754,7 +759,10 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   memcpy(&s->config, config, config->struct_size);
   s->config.struct_size = sizeof s->config;
   vigil_config_t *c = &s->config;
-  if (c->on_request == NULL || c->host == NULL) {
+  if (c->on_request == NULL || c->host == NULL ||
+      c->tcp_keepalive_idle_ms > VIGIL__KEEPALIVE_MAX_MS ||
+      c->tcp_keepalive_interval_ms > VIGIL__KEEPALIVE_MAX_MS ||
+      c->tcp_keepalive_count > VIGIL__KEEPALIVE_MAX_COUNT) {
     free(s);
     return VIGIL_EINVAL;
   }

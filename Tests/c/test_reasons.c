@@ -1,7 +1,7 @@
 /*
  * test_reasons.c - the reasons the other C tests do not reach: "write
- * failed", "body too large" and "read failed", each over loopback, as seen
- * by on_request_done and vigil_request_on_cancel.
+ * failed", "body too large" and "peer unreachable", each over loopback, as
+ * seen by on_request_done and vigil_request_on_cancel.
  */
 #include <vigil.h>
 
@@ -301,8 +301,11 @@ static void test_body_at_limit(void) {
 }
 
 /* ------------------------------------------------------------------ */
-/* read failed: a client that never reads keeps a zero window; past
- * TCP_USER_TIMEOUT the kernel drops it and the armed read gets ETIMEDOUT */
+/* peer unreachable: a client that never reads keeps a zero window; past
+ * TCP_USER_TIMEOUT the kernel drops it and the armed read (or the write in
+ * flight) gets ETIMEDOUT - the kernel gave up on the peer, as it does for
+ * a client that vanished (Tests/deploy/vanish.sh). Before that reason
+ * existed this was "read failed", which said nothing of why. */
 
 static void on_request_flood(vigil_request_t *req, void *ud) {
   (void)ud;
@@ -312,7 +315,7 @@ static void on_request_flood(vigil_request_t *req, void *ud) {
   for (int i = 0; i < 64; i++) vigil_response_write(req, block, sizeof block, NULL, NULL);
 }
 
-static void test_read_failed(void) {
+static void test_peer_unreachable(void) {
   reset_state();
   done_finishes = 1;
   vigil_config_t cfg;
@@ -333,8 +336,8 @@ static void test_read_failed(void) {
   /* Never read. */
   CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 10000),
         "request ended");
-  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_READ_FAILED);
-  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_READ_FAILED);
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_PEER_UNREACHABLE);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_PEER_UNREACHABLE);
   tc_close(&c);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
@@ -346,6 +349,6 @@ int main(void) {
   RUN(test_body_too_large,
       "body too large: chunked body over max_body_bytes gets 413, on_body gets at most the limit");
   RUN(test_body_at_limit, "body at the limit: a chunked body of exactly max_body_bytes is delivered");
-  RUN(test_read_failed, "read failed: zero window past TCP_USER_TIMEOUT");
+  RUN(test_peer_unreachable, "peer unreachable: zero window past TCP_USER_TIMEOUT");
   return tc_summary();
 }
