@@ -34,9 +34,10 @@ run: build
 # SIGTERM/SIGINT), then 60 s of fuzzing (mk/fuzz.mk), then the differential
 # framing fuzzer for 60 s and its case suites (fuzz/diff/), then the short
 # hostile-clients run (hostile/: every shape ends and stays within bounds),
-# then the package checks (mk/pkg.mk: prerequisites, consumer, docs).
+# then the package checks (mk/pkg.mk: prerequisites, consumer, docs), then
+# the deployment tests (mk/deploy-*.mk: clients that vanish).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
-      fuzz-diff-smoke fuzz-cases hostile-check test-pkg
+      fuzz-diff-smoke fuzz-cases hostile-check test-pkg test-vanish
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -73,6 +74,7 @@ hostile-check: build
 include mk/c.mk
 include mk/fuzz.mk
 include mk/pkg.mk
+include mk/deploy-vanish.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff

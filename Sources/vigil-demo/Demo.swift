@@ -7,8 +7,12 @@
 //                   the wall-clock time (CLOCK_REALTIME, ns) at which the
 //                   handler observed it; after 30 s answers 200 "timeout"
 //   GET  /cancels   the recorded times, one per line, oldest first
+//   GET  /reasons   how /wait and /stream requests were cancelled, one per
+//                   line, oldest first: "TIME ROUTE REASON [TIMEOUT]", TIME
+//                   as in /cancels, the handler's cancellation (onCancel)
 //   POST /echo      200 with the request body streamed back
-//   GET  /stream?n=N  a chunked response of N short chunks
+//   GET  /stream?n=N[&size=B][&ms=M]  a chunked response of N chunks: short
+//                   lines, or B bytes each; M ms between chunks
 //   GET  /stats     the core's counters, one "name value" per line
 import Dispatch
 import HTTPTypes
@@ -20,6 +24,7 @@ import Glibc
 #endif
 
 let cancels = Mutex<[Int64]>([])
+let reasons = Mutex<[String]>([])
 let hello = Array("Hello, World!".utf8)
 let textPlain: HTTPFields = [.contentType: "text/plain"]
 
@@ -59,7 +64,11 @@ nonisolated(nonsending) func handle(
     case (.get, "/"):
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
     case (.get, "/wait"):
+        recordCancellation(request, route: "/wait")
         try await waitForCancel(response)
+    case (.get, "/reasons"):
+        let text = reasons.withLock { $0.map { "\($0)\n" }.joined() }
+        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
     case (.get, "/stats"):
         try sendStats(response, server)
     case (.get, "/cancels"):
@@ -68,7 +77,11 @@ nonisolated(nonsending) func handle(
     case (.post, "/echo"):
         try await echo(request, response)
     case (.get, "/stream"):
-        try await stream(queryValue(path, "n").flatMap { Int($0) } ?? 10, response)
+        recordCancellation(request, route: "/stream")
+        try await stream(
+            queryValue(path, "n").flatMap { Int($0) } ?? 10,
+            size: queryValue(path, "size").flatMap { Int($0) },
+            pauseMs: queryValue(path, "ms").flatMap { Int($0) } ?? 0, response)
     default:
         try response.send(
             HTTPResponse(status: .notFound, headerFields: textPlain), body: Array("Not Found".utf8))
@@ -90,6 +103,43 @@ func waitForCancel(_ response: ResponseWriter) async throws {
     }
 }
 
+/// GET /reasons: when and why a request was cancelled, recorded the moment
+/// it happens (onCancel runs on the loop thread then), for
+/// Tests/deploy/vanish.sh: "TIME ROUTE REASON [TIMEOUT]".
+func recordCancellation(_ request: Request, route: String) {
+    request.cancellation.onCancel { [cancellation = request.cancellation] reason in
+        guard reason.isCancellation else { return }
+        let now = wallClockNanos()
+        var line = "\(now) \(route) \(label(reason))"
+        if let t = cancellation.timeout { line += " \(label(t))" }
+        reasons.withLock { $0.append(line) }
+    }
+}
+
+/// The Swift case names: one word each, for logs and metric labels.
+func label(_ r: CancellationReason) -> String {
+    switch r {
+    case .clientClosed: "clientClosed"
+    case .reset: "reset"
+    case .readFailed: "readFailed"
+    case .writeFailed: "writeFailed"
+    case .timedOut: "timedOut"
+    case .serverShutdown: "serverShutdown"
+    case .handlerFinished: "handlerFinished"
+    case .badRequest: "badRequest"
+    case .bodyTooLarge: "bodyTooLarge"
+    case .peerUnreachable: "peerUnreachable"
+    }
+}
+
+func label(_ t: Timeout) -> String {
+    switch t {
+    case .bodyRead: "bodyRead"
+    case .write: "write"
+    case .handler: "handler"
+    }
+}
+
 /// Waits `seconds`, or less: returns as soon as the task is cancelled, and
 /// then holds nothing. Not `Task.sleep`: a cancelled `Task.sleep` returns at
 /// once, but the runtime keeps its timer and job (~600 bytes) until the
@@ -99,12 +149,16 @@ func waitForCancel(_ response: ResponseWriter) async throws {
 /// (hostile/RESULTS.md, paused). A cancelled dispatch timer is released at
 /// once.
 func sleepUnlessCancelled(seconds: Int) async {
+    await sleepUnlessCancelled(milliseconds: seconds * 1000)
+}
+
+func sleepUnlessCancelled(milliseconds: Int) async {
     let timer = SendableTimer()
     await withTaskCancellationHandler {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             timer.source.setEventHandler { timer.source.cancel() }
             timer.source.setCancelHandler { done.resume() }
-            timer.source.schedule(deadline: .now() + .seconds(seconds))
+            timer.source.schedule(deadline: .now() + .milliseconds(milliseconds))
             // Cancelled before this point (onCancel may run first): the
             // source runs its cancel handler once activated.
             timer.source.activate()
@@ -152,11 +206,21 @@ func echo(_ request: Request, _ response: ResponseWriter) async throws {
     }
 }
 
-/// GET /stream?n=N: a chunked response of N short chunks.
-func stream(_ n: Int, _ response: ResponseWriter) async throws {
+/// GET /stream?n=N[&size=B][&ms=M]: a chunked response of N chunks,
+/// "chunk i" lines or B bytes each, M ms apart.
+func stream(_ n: Int, size: Int?, pauseMs: Int, _ response: ResponseWriter) async throws {
     let writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
+    let block = size.map { [UInt8](repeating: UInt8(ascii: "x"), count: max(1, $0)) }
     for i in 0..<max(0, n) {
-        try await writer.write("chunk \(i)\n")
+        if pauseMs > 0 && i > 0 {
+            await sleepUnlessCancelled(milliseconds: pauseMs)
+            try Task.checkCancellation()
+        }
+        if let block {
+            try await writer.write(block)
+        } else {
+            try await writer.write("chunk \(i)\n")
+        }
     }
     try await writer.finish()
 }
@@ -171,27 +235,78 @@ nonisolated func installSignalHandlers(_ action: @escaping @Sendable () -> Void)
     }
 }
 
+/// The flags for noticing clients that vanish (Tests/deploy/vanish.sh):
+/// `--tcp-keepalive IDLE_MS,INTERVAL_MS,COUNT` or `off`,
+/// `--tcp-user-timeout MS` (0: not set), `--write-timeout MS` (0: none).
+/// Unset flags keep the configuration's defaults.
+struct PeerChecks {
+    var keepAlive: Server.Configuration.TCPKeepAlive??
+    var userTimeout: Duration??
+    var writeTimeout: Duration??
+
+    /// nil, or what is wrong with the value.
+    mutating func parse(_ flag: String, _ value: String?) -> String? {
+        guard let value else { return "\(flag) needs a value" }
+        func ms(_ v: Int) -> Duration? { v == 0 ? nil : .milliseconds(v) }
+        switch flag {
+        case "--tcp-keepalive":
+            if value == "off" {
+                keepAlive = .some(nil)
+                return nil
+            }
+            let parts = value.split(separator: ",").map { Int($0) }
+            guard parts.count == 3, let idle = parts[0], let interval = parts[1],
+                let count = parts[2], idle > 0, interval >= 0, count >= 0
+            else { return "--tcp-keepalive takes IDLE_MS,INTERVAL_MS,COUNT (IDLE_MS > 0) or off, not \(value)" }
+            keepAlive = .some(.init(idle: .milliseconds(idle), interval: .milliseconds(interval), count: count))
+        case "--tcp-user-timeout", "--write-timeout":
+            guard let v = Int(value), v >= 0 else { return "\(flag) takes milliseconds, not \(value)" }
+            if flag == "--write-timeout" { writeTimeout = .some(ms(v)) } else { userTimeout = .some(ms(v)) }
+        default:
+            return "unknown argument \(flag)"
+        }
+        return nil
+    }
+
+    func apply(to c: inout Server.Configuration) {
+        if let keepAlive { c.tcpKeepAlive = keepAlive }
+        if let userTimeout { c.tcpUserTimeout = userTimeout }
+        if let writeTimeout { c.writeTimeout = writeTimeout }
+    }
+}
+
 @main
 struct Demo {
     static func main() async {
         var host = "127.0.0.1"
         var port = 8080
         var loops = 1
+        var peerChecks = PeerChecks()
         var args = CommandLine.arguments.dropFirst()
         while let a = args.popFirst() {
             switch a {
             case "--host": host = args.popFirst() ?? host
             case "--port": port = args.popFirst().flatMap { Int($0) } ?? port
             case "--loops": loops = args.popFirst().flatMap { Int($0) } ?? loops
+            case "--tcp-keepalive", "--tcp-user-timeout", "--write-timeout":
+                if let problem = peerChecks.parse(a, args.popFirst()) {
+                    print("vigil-demo: \(problem)")
+                    exit(2)
+                }
             case "-h", "--help":
-                print("usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]")
+                print(
+                    "usage: vigil-demo [--host 127.0.0.1] [--port 8080] [--loops 1]\n"
+                        + "                  [--tcp-keepalive IDLE_MS,INTERVAL_MS,COUNT | off]"
+                        + " [--tcp-user-timeout MS] [--write-timeout MS]")
                 exit(0)
             default:
                 print("unknown argument \(a)")
                 exit(2)
             }
         }
-        let server = Server(configuration: .init(host: host, port: port, loops: loops))
+        var configuration = Server.Configuration(host: host, port: port, loops: loops)
+        peerChecks.apply(to: &configuration)
+        let server = Server(configuration: configuration)
         // SIGINT/SIGTERM: cancel run(), which shuts down gracefully.
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
