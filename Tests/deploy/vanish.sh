@@ -10,21 +10,24 @@
 #   1. keepalive: a request whose handler waits (GET /wait: nothing in
 #      flight to the client) is cancelled with peerUnreachable within
 #      idle + interval * count (+ slack) of the link going down;
-#   1b. user timeout: a request whose handler is writing (GET /stream,
+#   2. the same with 5 probes and a user timeout: cancelled within the
+#      user timeout (+ slack), not after 5 probes (tcp(7): the user
+#      timeout replaces the count);
+#   3. user timeout: a request whose handler is writing (GET /stream,
 #      a chunk every 100 ms: data in flight, which keepalive does not
 #      probe) is cancelled with peerUnreachable within tcpUserTimeout
 #      (+ slack); with keepalive alone it is not, within that bound (why
 #      tcpUserTimeout exists: vigil.h);
-#   2. zero window: a client that stops reading a large response (link
+#   4. zero window: a client that stops reading a large response (link
 #      up) is cut by the write timeout: timedOut (write) within two
 #      periods (+ slack) of its last read.
 # Prints each measured detection time. Needs root (CAP_NET_ADMIN) for the
 # namespaces: without it, it says so and skips (exit 0). Installs iproute2
-# when missing. About 20 s.
+# when missing. About 25 s.
 #
 # VANISH_WITHOUT=1 runs the same cases against a demo without keepalive and
 # without a user timeout, and the write timeout at its 30 s default: how
-# the server behaved before these options; cases 1, 1b and 2 then fail.
+# the server behaved before these options; cases 1, 3 and 4 then fail.
 set -u
 BIN="${1:-.build/release/vigil-demo}"
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
@@ -219,8 +222,23 @@ check "keepalive (idle ${KA_IDLE} ms, interval ${KA_INTVL} ms, count $KA_CNT), h
   /wait "$T0" $((KA_IDLE + KA_INTVL * KA_CNT + SLACK_MS)) peerUnreachable
 stop_pid "$CLIENT"; stop_demo; link_up
 
+# 2. keepalive with a user timeout: the user timeout replaces the count
+# (tcp(7)), so 5 probes are not waited for: the connection ends at the
+# first probe at or after the user timeout.
+if [ -z "$WITHOUT" ]; then
+  start_demo --tcp-keepalive "$KA_IDLE,$KA_INTVL,5" "${UTO_FLAGS[@]}"
+  client 'printf "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n" >&3; exec sleep 60'
+  wait_live 2 || fail "keepalive + user timeout: GET /wait did not reach the server"
+  sleep 0.2
+  link_down
+  T0=$(now_ns)
+  check "keepalive (count 5) with user timeout ${UTO} ms, handler waiting (count 5 alone: $((KA_IDLE + KA_INTVL * 5)) ms)" \
+    /wait "$T0" $((UTO + SLACK_MS)) peerUnreachable
+  stop_pid "$CLIENT"; stop_demo; link_up
+fi
+
 # ---------------------------------------------------------------------------
-# 1b. user timeout: the handler writes a chunk every 100 ms; data is in
+# 3. user timeout: the handler writes a chunk every 100 ms; data is in
 # flight when the link goes down, so keepalive never probes.
 STREAM='printf "GET /stream?n=100000&ms=100 HTTP/1.1\r\nHost: x\r\n\r\n" >&3; exec cat <&3 >/dev/null'
 start_demo "${KA_FLAGS[@]}" "${UTO_FLAGS[@]}"
@@ -253,7 +271,7 @@ if [ -z "$WITHOUT" ]; then
 fi
 
 # ---------------------------------------------------------------------------
-# 2. zero window, link up: the client reads 256 KiB of a large response,
+# 4. zero window, link up: the client reads 256 KiB of a large response,
 # says when, then never reads again.
 start_demo "${WTO_FLAGS[@]}"
 client 'printf "GET /stream?n=1000000&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n" >&3
