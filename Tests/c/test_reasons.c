@@ -343,6 +343,44 @@ static void test_peer_unreachable(void) {
   vigil_server_free(s);
 }
 
+/* The same while the server does not read (backpressure: the handler
+ * leaves a large body unread): the kernel's error then comes through the
+ * hang-up watch or the write in flight, never as a "reset". */
+static void test_peer_unreachable_paused(void) {
+  reset_state();
+  done_finishes = 1;
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.tcp_user_timeout_ms = 300;
+  cfg.write_timeout_ms = 0;
+  cfg.read_buffer_limit = 1024;
+  cfg.on_request = on_request_flood; /* never starts the body */
+  cfg.on_request_done = on_done;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  int small = 4096;
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  tc_send_str(&c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+  /* Body bytes until the kernel takes no more (the server stopped reading
+   * them), never reading the response. */
+  static char body[65536];
+  uint64_t end = tc_now_ms() + 3000;
+  while (tc_now_ms() < end) {
+    ssize_t n = send(c.fd, body, sizeof body, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno != EINTR) break;
+  }
+  CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 10000),
+        "request ended");
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_PEER_UNREACHABLE);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_PEER_UNREACHABLE);
+  tc_close(&c);
+  CHECK(tc_stats_settled(s, 3000), "nothing left");
+  vigil_server_free(s);
+}
+
 int main(void) {
   tc_init();
   RUN(test_write_failed, "write failed: FIN, then RST seen by a write");
@@ -350,5 +388,7 @@ int main(void) {
       "body too large: chunked body over max_body_bytes gets 413, on_body gets at most the limit");
   RUN(test_body_at_limit, "body at the limit: a chunked body of exactly max_body_bytes is delivered");
   RUN(test_peer_unreachable, "peer unreachable: zero window past TCP_USER_TIMEOUT");
+  RUN(test_peer_unreachable_paused,
+      "peer unreachable: zero window past TCP_USER_TIMEOUT while reading is paused");
   return tc_summary();
 }
