@@ -37,10 +37,11 @@ run: build
 # then the package checks (mk/pkg.mk: prerequisites, consumer, docs), then
 # the deployment tests (mk/deploy-*.mk: behind nginx and HAProxy, the
 # client's address through HAProxy's PROXY protocol, restarts under load
-# that lose no request, by hand-over and as a systemd fleet).
+# that lose no request, by hand-over and as a systemd fleet, clients that
+# vanish, in network namespaces).
 test: deps test-swift test-asan test-tsan test-c test-demo fuzz-smoke \
       fuzz-diff-smoke fuzz-cases hostile-check test-pkg test-proxies \
-      test-proxyproto test-restart test-fleet
+      test-proxyproto test-restart test-fleet test-vanish
 	@echo "all test suites passed"
 
 test-swift: deps
@@ -81,6 +82,7 @@ include mk/deploy-proxies.mk
 include mk/deploy-restart.mk
 include mk/deploy-fleet.mk
 include mk/deploy-proxyproto.mk
+include mk/deploy-vanish.mk
 
 clean:
 	rm -rf .build .build-asan .build-tsan $(BUILD_C) .build-fuzz .build-fuzz-diff

@@ -61,6 +61,10 @@ timeout 0.3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'; printf "GET /wait HTT
 sleep 0.2
 a=$(request "$PORT" 'GET /cancels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
 [[ "$a" =~ [0-9]{18,} ]] && ok "GET /wait cancelled by the client's close, time in /cancels" || fail "GET /cancels: $a"
+a=$(request "$PORT" 'GET /reasons HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+[[ "$a" =~ [0-9]{18,}\ /wait\ clientClosed ]] && ok "GET /reasons: the /wait cancelled with clientClosed" || fail "GET /reasons: $a"
+a=$(request "$PORT" 'GET /stream?n=2&size=3&ms=10 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+[[ "$a" == *"xxx"* && "$a" != *"chunk 0"* ]] && ok "GET /stream?n=2&size=3&ms=10" || fail "GET /stream with size: $a"
 stops_on TERM
 if start; then stops_on INT; else fail "demo did not restart"; fi
 echo "$PASSED passed, $FAILED failed"

@@ -92,7 +92,14 @@ typedef enum {
   VIGIL_REASON_SERVER_SHUTDOWN = 6,  /* shutdown's grace period ran out */
   VIGIL_REASON_HANDLER_FINISHED = 7, /* vigil_request_finish() was called first */
   VIGIL_REASON_BAD_REQUEST = 8,      /* the request body was malformed */
-  VIGIL_REASON_BODY_TOO_LARGE = 9    /* the body passed its limit (413) */
+  VIGIL_REASON_BODY_TOO_LARGE = 9,   /* the body passed its limit (413) */
+  /* The kernel gave up on the peer, which sent neither FIN nor RST: a read
+   * or a write failed with ETIMEDOUT (TCP keepalive probes unanswered, or
+   * data unacknowledged - or a zero window kept - past tcp_user_timeout_ms
+   * or the kernel's retransmission limit), or with EHOSTUNREACH /
+   * ENETUNREACH (the network said so, ICMP or a failed neighbour lookup).
+   * A client whose host crashed or whose network went away. */
+  VIGIL_REASON_PEER_UNREACHABLE = 10
 } vigil_reason_t;
 
 /* Which timeout ended a request whose reason is VIGIL_REASON_TIMED_OUT. */
@@ -103,7 +110,7 @@ typedef enum {
   VIGIL_TIMEOUT_HANDLER = 3  /* handler_timeout_ms since the head arrived */
 } vigil_timeout_t;
 
-/* "client closed", "reset", ... ; never NULL. */
+/* "client closed", "reset", "peer unreachable", ... ; never NULL. */
 VIGIL_EXPORT const char *vigil_reason_name(vigil_reason_t reason);
 
 /* ------------------------------------------------------------------------ */
@@ -265,12 +272,21 @@ typedef struct vigil_config_s {
    * idle_timeout_ms. */
   uint64_t write_timeout_ms;
   uint64_t handler_timeout_ms; /* head arrived to handler finished (0: none): 503 */
-  /* TCP_USER_TIMEOUT on each connection (0: the kernel's default, about 15
-   * minutes): how long sent data may stay unacknowledged - or a client keep
-   * a zero window - before the kernel gives up on the peer. The read that is
-   * always armed then fails with ETIMEDOUT: VIGIL_REASON_READ_FAILED. This
-   * is how a client that vanished without FIN or RST (cable, crash of its
-   * host) is noticed. */
+  /* TCP_USER_TIMEOUT on each connection (0: not set, the kernel's
+   * retransmission limit applies, about 15 minutes): how long sent data may
+   * stay unacknowledged - or a client keep a zero window - before the
+   * kernel gives up on the peer. The read that is always armed then fails
+   * with ETIMEDOUT: VIGIL_REASON_PEER_UNREACHABLE. This is how a client
+   * that vanished (cable, crash of its host, network gone: no FIN, no RST)
+   * is noticed while the server has response bytes in flight to it, which
+   * keepalive does not probe. When set it also replaces the keepalive
+   * count (tcp(7)): a connection whose keepalive probes go unanswered is
+   * dropped at the first probe at or after tcp_user_timeout_ms of silence
+   * (at least one probe unanswered), whatever tcp_keepalive_count says;
+   * set it to about the keepalive detection time below (idle + interval *
+   * count) for one bound on both paths. Off by default, as in Go and
+   * nginx: with it, a client whose network stalls for that long while
+   * data is in flight is cut even if it would have come back. */
   uint64_t tcp_user_timeout_ms;
 
   /* ---- Where to listen, and restarts (fields appended together).
@@ -335,6 +351,37 @@ typedef struct vigil_config_s {
    * vigil_request_remote_addr gives the header's client address. On,
    * read_buffer_limit is at least 2064 (the largest header taken). */
   vigil_proxy_protocol_t proxy_protocol;
+
+  /* TCP keepalive on each connection (SO_KEEPALIVE, TCP_KEEPIDLE,
+   * TCP_KEEPINTVL, TCP_KEEPCNT): after tcp_keepalive_idle_ms without any
+   * segment from the client, the kernel probes it every
+   * tcp_keepalive_interval_ms; after tcp_keepalive_count unanswered probes
+   * it gives up, and the armed read fails with ETIMEDOUT (or EHOSTUNREACH):
+   * VIGIL_REASON_PEER_UNREACHABLE. This is how a client that vanished
+   * while the server has nothing in flight to it (its handler works, or
+   * waits, before answering) is noticed: within idle + interval * count of
+   * its last segment. The kernel does not probe while sent data is
+   * unacknowledged: that case is tcp_user_timeout_ms's (and the write
+   * timeout's, while output waits in the server).
+   * Linux takes whole seconds: the milliseconds are rounded up (1 ms to
+   * 1000 ms is 1 s, 1500 ms is 2 s), so a client is never cut sooner than
+   * asked. idle 0 turns keepalive off (the socket's SO_KEEPALIVE is left
+   * off, the kernel's default); interval 0 or count 0 leave the kernel's
+   * values (net.ipv4.tcp_keepalive_intvl, 75 s, and _probes, 9).
+   * vigil_server_new refuses (VIGIL_EINVAL) more than 32767 s for idle or
+   * interval and more than 127 probes: the kernel's limits.
+   * Defaults: 15 s, 15 s, 3 - a vanished client is noticed within 60 s,
+   * the idle_timeout_ms an idle connection is kept. Go probes after 15 s
+   * too, every 15 s, 9 times (150 s: longer than its requests' usual life,
+   * longer than an idle connection of ours lives); the kernel alone would
+   * never probe (SO_KEEPALIVE off) or wait two hours. A probe every 15 s
+   * of silence is one small segment per connection (and keeps NAT and
+   * firewall state of long requests alive); a client whose network is out
+   * for longer than 45 s after 15 s of silence loses its request, as it
+   * would to the write and body timeouts (30 s). */
+  uint64_t tcp_keepalive_idle_ms;
+  uint64_t tcp_keepalive_interval_ms;
+  unsigned tcp_keepalive_count;
 } vigil_config_t;
 
 /* Fill `config` with the defaults above (host 127.0.0.1, port 8080,
@@ -347,7 +394,8 @@ VIGIL_EXPORT void vigil_config_init(vigil_config_t *config);
 /* Create a server (nothing is bound yet). The config is copied, `host`
  * included. Returns 0 and sets *out; VIGIL_EINVAL (`out` or `config` NULL,
  * config->struct_size 0 or larger than this library's vigil_config_t,
- * on_request or host NULL, proxy_protocol not a vigil_proxy_protocol_t);
+ * on_request NULL, no host, unix_path or listen_fd, proxy_protocol not a
+ * vigil_proxy_protocol_t, a keepalive setting past the kernel's limits);
  * VIGIL_ENOMEM; or a negated errno (the
  * server's shutdown eventfd could not be made, e.g. -24 EMFILE). */
 VIGIL_EXPORT int vigil_server_new(vigil_server_t **out,

@@ -407,30 +407,33 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 /* After EOF libuv says only "EOF"; an RST that arrived behind data can look
- * the same. Ask the socket. */
-static bool socket_reset(vigil_conn_t *c, bool *fin) {
+ * the same. Ask the socket: VIGIL_REASON_NONE if it is still open (*fin
+ * says whether the client's FIN came), else why it failed - a pending
+ * error the kernel gave up with (keepalive, TCP_USER_TIMEOUT: reported
+ * here when reading is paused) or a reset. */
+static vigil_reason_t socket_failed(vigil_conn_t *c, bool *fin) {
   int fd;
   *fin = false;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return false;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return VIGIL_REASON_NONE;
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
-    return true;
+    return vigil__io_reason(-err, VIGIL_REASON_RESET);
   if (c->handle.type == UV_NAMED_PIPE) {
     /* A Unix socket has no TCP_INFO: its peer's close or shutdown(SHUT_WR)
      * shows as POLLRDHUP (a close with unread bytes set SO_ERROR above). */
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP))) *fin = true;
-    return false;
+    return VIGIL_REASON_NONE;
   }
   struct tcp_info ti;
   len = sizeof ti;
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
-    if (ti.tcpi_state == TCP_CLOSE) return true;
+    if (ti.tcpi_state == TCP_CLOSE) return VIGIL_REASON_RESET;
     if (ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_LAST_ACK)
       *fin = true;
   }
-  return false;
+  return VIGIL_REASON_NONE;
 }
 
 static void on_fin(vigil_conn_t *c) {
@@ -467,13 +470,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == UV_EOF) {
       bool fin;
-      if (socket_reset(c, &fin)) vigil__conn_abort(c, VIGIL_REASON_RESET);
+      vigil_reason_t why = socket_failed(c, &fin);
+      if (why != VIGIL_REASON_NONE) vigil__conn_abort(c, why);
       else on_fin(c);
     } else if (nread == UV_ENOBUFS) {
       update_reading(c);
     } else {
-      vigil__conn_abort(c, nread == UV_ECONNRESET ? VIGIL_REASON_RESET
-                                                  : VIGIL_REASON_READ_FAILED);
+      vigil__conn_abort(c, nread == UV_ECONNRESET
+                               ? VIGIL_REASON_RESET
+                               : vigil__io_reason((int)nread, VIGIL_REASON_READ_FAILED));
     }
     return;
   }
@@ -527,8 +532,9 @@ void vigil__conn_hangup(vigil_conn_t *c) {
   if (c->closing) return;
   VIGIL_ASSERT(c->hup_watched); /* reported from loop->hup_fd only */
   bool fin;
-  if (socket_reset(c, &fin)) {
-    vigil__conn_abort(c, VIGIL_REASON_RESET);
+  vigil_reason_t why = socket_failed(c, &fin);
+  if (why != VIGIL_REASON_NONE) {
+    vigil__conn_abort(c, why);
   } else if (fin && !c->hup_fin) {
     if (c->loop->server->config.half_close == VIGIL_HALF_CLOSE_CANCEL) {
       vigil__loop_hup_del(c);
@@ -560,8 +566,9 @@ void vigil__conn_watch(vigil_conn_t *c, uint64_t now) {
     return;
   }
   bool fin;
-  if (socket_reset(c, &fin)) {
-    vigil__conn_abort(c, VIGIL_REASON_RESET);
+  vigil_reason_t why = socket_failed(c, &fin);
+  if (why != VIGIL_REASON_NONE) {
+    vigil__conn_abort(c, why);
   } else if (fin &&
              c->loop->server->config.half_close == VIGIL_HALF_CLOSE_CANCEL) {
     /* In "finish" mode a FIN while paused waits until we read up to it:
@@ -598,6 +605,38 @@ static vigil_conn_t *conn_new(vigil_loop_t *loop, bool unix_sock) {
   return c;
 }
 
+/* Whole seconds for TCP_KEEPIDLE / TCP_KEEPINTVL, rounded up: a client is
+ * never cut sooner than configured (vigil_server_new bounded `ms`). */
+static int keepalive_seconds(uint64_t ms) {
+  return (int)((ms + 999) / 1000);
+}
+
+/* How the kernel notices a client that vanished without FIN or RST
+ * (vigil.h, tcp_user_timeout_ms and tcp_keepalive_*): the armed read then
+ * fails with ETIMEDOUT. Failures are ignored: they leave the kernel's
+ * defaults, and a socket that is not TCP (a test's socketpair) has none of
+ * these. */
+static void set_peer_checks(int fd, const vigil_config_t *cfg) {
+  if (cfg->tcp_user_timeout_ms) {
+    uint64_t uto = cfg->tcp_user_timeout_ms;
+    unsigned v = uto > 0xffffffffu ? 0xffffffffu : (unsigned)uto;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+  }
+  if (cfg->tcp_keepalive_idle_ms == 0) return;
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) return;
+  int idle = keepalive_seconds(cfg->tcp_keepalive_idle_ms);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  if (cfg->tcp_keepalive_interval_ms) {
+    int intvl = keepalive_seconds(cfg->tcp_keepalive_interval_ms);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  }
+  if (cfg->tcp_keepalive_count) {
+    int cnt = (int)cfg->tcp_keepalive_count;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  }
+}
+
 /* The connection's socket is ready: start serving it. */
 static void conn_start(vigil_conn_t *c) {
   vigil_loop_t *loop = c->loop;
@@ -612,12 +651,9 @@ static void conn_start(vigil_conn_t *c) {
     int len = sizeof c->peer;
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
     uv_tcp_nodelay(&c->tcp, 1);
-    uint64_t uto = loop->server->config.tcp_user_timeout_ms;
     int fd;
-    if (uto && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
-      unsigned v = uto > 0xffffffffu ? 0xffffffffu : (unsigned)uto;
-      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
-    }
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+      set_peer_checks(fd, &loop->server->config);
   }
   vigil__parser_init(c);
   vigil__head_reset(c);

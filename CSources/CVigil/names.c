@@ -48,6 +48,7 @@ const char *vigil_reason_name(vigil_reason_t reason) {
     case VIGIL_REASON_HANDLER_FINISHED: return "handler finished";
     case VIGIL_REASON_BAD_REQUEST: return "bad request";
     case VIGIL_REASON_BODY_TOO_LARGE: return "body too large";
+    case VIGIL_REASON_PEER_UNREACHABLE: return "peer unreachable";
   }
   return "unknown";
 }

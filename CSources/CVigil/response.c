@@ -497,7 +497,7 @@ static void on_write(uv_write_t *wr, int status) {
   c->writing = false;
   if (c->closing) return; /* UV_ECANCELED from uv_close; buffers go in on_close */
   if (status < 0) {
-    vigil__conn_abort(c, VIGIL_REASON_WRITE_FAILED);
+    vigil__conn_abort(c, vigil__io_reason(status, VIGIL_REASON_WRITE_FAILED));
     return;
   }
   c->wbuf.len = 0;
@@ -513,7 +513,7 @@ void vigil__conn_flush(vigil_conn_t *c) {
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
     if (n < 0) {
-      vigil__conn_abort(c, VIGIL_REASON_WRITE_FAILED);
+      vigil__conn_abort(c, vigil__io_reason(n, VIGIL_REASON_WRITE_FAILED));
       return;
     }
     if ((size_t)n == c->out.len) {
@@ -534,7 +534,7 @@ void vigil__conn_flush(vigil_conn_t *c) {
       c->ureq->write.data = c;
       int r = uv_write(&c->ureq->write, (uv_stream_t *)&c->tcp, &rest, 1, on_write);
       if (r != 0) {
-        vigil__conn_abort(c, VIGIL_REASON_WRITE_FAILED);
+        vigil__conn_abort(c, vigil__io_reason(r, VIGIL_REASON_WRITE_FAILED));
         return;
       }
       c->writing = true;

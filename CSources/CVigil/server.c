@@ -49,6 +49,11 @@ void vigil_config_init(vigil_config_t *c) {
   c->handler_timeout_ms = 0;
   c->listen_fd = -1;
   c->shutdown_idle_ms = 1000;
+  /* vigil.h says why: a vanished client noticed within 60 s, the time an
+   * idle connection is kept. */
+  c->tcp_keepalive_idle_ms = 15 * 1000;
+  c->tcp_keepalive_interval_ms = 15 * 1000;
+  c->tcp_keepalive_count = 3;
 }
 
 /* ------------------------------------------------------------------ */
@@ -761,7 +766,10 @@ int vigil_server_new(vigil_server_t **out, const vigil_config_t *config) {
   vigil_config_t *c = &s->config;
   if (c->on_request == NULL ||
       (c->host == NULL && c->unix_path == NULL && c->listen_fd < 0) ||
-      (unsigned)c->proxy_protocol > VIGIL_PROXY_ANY) {
+      (unsigned)c->proxy_protocol > VIGIL_PROXY_ANY ||
+      c->tcp_keepalive_idle_ms > VIGIL__KEEPALIVE_MAX_MS ||
+      c->tcp_keepalive_interval_ms > VIGIL__KEEPALIVE_MAX_MS ||
+      c->tcp_keepalive_count > VIGIL__KEEPALIVE_MAX_COUNT) {
     free(s);
     return VIGIL_EINVAL;
   }

@@ -495,6 +495,25 @@ void vigil__conn_process(vigil_conn_t *conn);
  * with VIGIL_REASON_CLIENT_CLOSED (a FIN) the request ends at once but what
  * is queued is still written before the close. */
 void vigil__conn_abort(vigil_conn_t *conn, vigil_reason_t reason);
+/* The reason a failed read or write (a negated errno / libuv code) ends a
+ * request with: the kernel giving up on a silent peer (keepalive,
+ * TCP_USER_TIMEOUT, retransmissions: ETIMEDOUT) or the network reporting it
+ * unreachable is VIGIL_REASON_PEER_UNREACHABLE, whichever call saw it
+ * first; anything else is `otherwise`. */
+static inline vigil_reason_t vigil__io_reason(int err, vigil_reason_t otherwise) {
+  switch (err) {
+    case UV_ETIMEDOUT:
+    case UV_EHOSTUNREACH:
+    case UV_ENETUNREACH:
+      return VIGIL_REASON_PEER_UNREACHABLE;
+    default:
+      return otherwise;
+  }
+}
+/* The kernel's limits for TCP_KEEPIDLE / TCP_KEEPINTVL (seconds) and
+ * TCP_KEEPCNT; vigil_server_new refuses more. */
+#define VIGIL__KEEPALIVE_MAX_MS (32767ull * 1000)
+#define VIGIL__KEEPALIVE_MAX_COUNT 127u
 /* The watch timer tick: linger deadlines, and probes of paused reads that
  * could not be registered for hang-ups (server.c). */
 void vigil__conn_watch(vigil_conn_t *conn, uint64_t now);

@@ -151,6 +151,15 @@ final class CServer: @unchecked Sendable {
         case .v2: cfg.proxy_protocol = VIGIL_PROXY_V2
         case .any: cfg.proxy_protocol = VIGIL_PROXY_ANY
         }
+        if let keepAlive = configuration.tcpKeepAlive {
+            // A zero idle would turn keepalive off in C: the smallest
+            // setting is 1 ms (1 s on the socket), as `nil` is "off".
+            cfg.tcp_keepalive_idle_ms = max(1, milliseconds(keepAlive.idle))
+            cfg.tcp_keepalive_interval_ms = milliseconds(keepAlive.interval)
+            cfg.tcp_keepalive_count = UInt32(clamping: keepAlive.count)
+        } else {
+            cfg.tcp_keepalive_idle_ms = 0
+        }
         let unmanaged = Unmanaged.passRetained(core)
         cfg.userdata = unmanaged.toOpaque()
         cfg.on_request = { req, ud in ServerCore.from(ud).request(req!) }
@@ -472,6 +481,7 @@ extension CancellationReason {
         case VIGIL_REASON_HANDLER_FINISHED: self = .handlerFinished
         case VIGIL_REASON_BAD_REQUEST: self = .badRequest
         case VIGIL_REASON_BODY_TOO_LARGE: self = .bodyTooLarge
+        case VIGIL_REASON_PEER_UNREACHABLE: self = .peerUnreachable
         default: return nil
         }
     }
@@ -487,6 +497,7 @@ extension CancellationReason {
         case .handlerFinished: VIGIL_REASON_HANDLER_FINISHED
         case .badRequest: VIGIL_REASON_BAD_REQUEST
         case .bodyTooLarge: VIGIL_REASON_BODY_TOO_LARGE
+        case .peerUnreachable: VIGIL_REASON_PEER_UNREACHABLE
         }
     }
 }

@@ -23,6 +23,12 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
     case badRequest
     /// The request body passed its limit (413).
     case bodyTooLarge
+    /// The kernel gave up on a client that sent neither FIN nor RST: its
+    /// keepalive probes went unanswered (`Server.Configuration.tcpKeepAlive`),
+    /// or sent data stayed unacknowledged (or a zero window was kept) past
+    /// `tcpUserTimeout`, or the network reported it unreachable. A client
+    /// whose host crashed or whose network went away.
+    case peerUnreachable
 
     /// True for every reason except `.handlerFinished`.
     public var isCancellation: Bool { self != .handlerFinished }

@@ -131,10 +131,16 @@ public final class Server: Sendable {
         /// Deadline for a handler, from the head's arrival: `.timedOut`
         /// (`Timeout.handler`) and a 503 if nothing was sent.
         public var handlerTimeout: Duration?
-        /// TCP_USER_TIMEOUT (nil: the kernel's ~15 min): how long a peer may
-        /// leave data unacknowledged, or keep a zero window, before the
-        /// kernel drops it; the request then ends with `.readFailed`. Notices
-        /// clients that vanished without FIN or RST.
+        /// TCP_USER_TIMEOUT (nil: not set, the kernel's retransmission limit,
+        /// ~15 min): how long a peer may leave data unacknowledged, or keep a
+        /// zero window, before the kernel drops it; the request then ends
+        /// with `.peerUnreachable`. Notices clients that vanished without
+        /// FIN or RST while response bytes are in flight to them, which
+        /// keepalive does not probe. When set, it also replaces keepalive's
+        /// `count` (tcp(7)): unanswered probes drop the connection at the
+        /// first probe at or after this much silence. Set it to about
+        /// keepalive's `idle + interval * count` for one bound on both
+        /// paths. Off by default, as in Go and nginx.
         public var tcpUserTimeout: Duration?
         /// The PROXY protocol versions required before every connection's
         /// first request (nil: none, the default). On, a connection
@@ -146,6 +152,13 @@ public final class Server: Sendable {
         /// `send-proxy-v2`) and where clients cannot connect directly:
         /// whoever connects can claim any address in the header.
         public var proxyProtocol: ProxyProtocol?
+
+        /// TCP keepalive on each connection (nil: off). Defaults to 15 s
+        /// idle, 15 s interval, 3 probes: a client that vanished while its
+        /// handler works or waits, with nothing in flight to it, is noticed
+        /// within 60 s (`idleTimeout`'s default) of its last segment, and
+        /// its request ends with `.peerUnreachable`. See `TCPKeepAlive`.
+        public var tcpKeepAlive: TCPKeepAlive? = TCPKeepAlive()
         /// Where the server logs: start and stop at info, connection states
         /// and cancellations at debug, handler errors at error.
         public var logger = Logger(label: "vigil")
@@ -158,6 +171,28 @@ public final class Server: Sendable {
             case v2
             /// Either.
             case any
+        }
+
+        /// TCP keepalive (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL,
+        /// TCP_KEEPCNT): after `idle` without any segment from the client,
+        /// the kernel probes it every `interval`; after `count` unanswered
+        /// probes it gives up. Linux takes whole seconds: durations are
+        /// rounded up (never sooner than asked). `interval` `.zero` or
+        /// `count` 0 leave the kernel's values (75 s, 9 probes). The kernel's
+        /// limits are 32767 s and 127 probes: past them `run()` throws
+        /// `VigilError.invalidArgument`.
+        public struct TCPKeepAlive: Sendable, Hashable {
+            public var idle: Duration
+            public var interval: Duration
+            public var count: Int
+
+            public init(
+                idle: Duration = .seconds(15), interval: Duration = .seconds(15), count: Int = 3
+            ) {
+                self.idle = idle
+                self.interval = interval
+                self.count = count
+            }
         }
 
         public enum HandlerPlacement: Sendable {

@@ -7,8 +7,12 @@
 //                   the wall-clock time (CLOCK_REALTIME, ns) at which the
 //                   handler observed it; after 30 s answers 200 "timeout"
 //   GET  /cancels   the recorded times, one per line, oldest first
+//   GET  /reasons   how /wait and /stream requests were cancelled, one per
+//                   line, oldest first: "TIME ROUTE REASON [TIMEOUT]", TIME
+//                   as in /cancels, the handler's cancellation (onCancel)
 //   POST /echo      200 with the request body streamed back
-//   GET  /stream?n=N  a chunked response of N short chunks
+//   GET  /stream?n=N[&size=B][&ms=M]  a chunked response of N chunks: short
+//                   lines, or B bytes each; M ms between chunks
 //   GET  /stats     the core's counters, one "name value" per line
 //   GET  /pid       the serving process's pid (restart tests)
 //   GET  /slow?ms=N 200 "slept" after N ms (default 1000; an in-flight
@@ -36,6 +40,7 @@ import Glibc
 let cancels = Mutex<[Int64]>([])
 /// A hand-over is under way (SIGUSR2): a second signal meanwhile is ignored.
 let handingOver = Mutex(false)
+let reasons = Mutex<[String]>([])
 let hello = Array("Hello, World!".utf8)
 let textPlain: HTTPFields = [.contentType: "text/plain"]
 
@@ -75,7 +80,11 @@ nonisolated(nonsending) func handle(
     case (.get, "/"):
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
     case (.get, "/wait"):
+        recordCancellation(request, route: "/wait")
         try await waitForCancel(response)
+    case (.get, "/reasons"):
+        let text = reasons.withLock { $0.map { "\($0)\n" }.joined() }
+        try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
     case (.get, "/stats"):
         try sendStats(response, server)
     case (.get, "/slow"):
@@ -94,7 +103,11 @@ nonisolated(nonsending) func handle(
     case (.post, "/echo"):
         try await echo(request, response)
     case (.get, "/stream"):
-        try await stream(queryValue(path, "n").flatMap { Int($0) } ?? 10, response)
+        recordCancellation(request, route: "/stream")
+        try await stream(
+            queryValue(path, "n").flatMap { Int($0) } ?? 10,
+            size: queryValue(path, "size").flatMap { Int($0) },
+            pauseMs: queryValue(path, "ms").flatMap { Int($0) } ?? 0, response)
     default:
         try response.send(
             HTTPResponse(status: .notFound, headerFields: textPlain), body: Array("Not Found".utf8))
@@ -116,6 +129,43 @@ func waitForCancel(_ response: ResponseWriter) async throws {
     }
 }
 
+/// GET /reasons: when and why a request was cancelled, recorded the moment
+/// it happens (onCancel runs on the loop thread then), for
+/// Tests/deploy/vanish.sh: "TIME ROUTE REASON [TIMEOUT]".
+func recordCancellation(_ request: Request, route: String) {
+    request.cancellation.onCancel { [cancellation = request.cancellation] reason in
+        guard reason.isCancellation else { return }
+        let now = wallClockNanos()
+        var line = "\(now) \(route) \(label(reason))"
+        if let t = cancellation.timeout { line += " \(label(t))" }
+        reasons.withLock { $0.append(line) }
+    }
+}
+
+/// The Swift case names: one word each, for logs and metric labels.
+func label(_ r: CancellationReason) -> String {
+    switch r {
+    case .clientClosed: "clientClosed"
+    case .reset: "reset"
+    case .readFailed: "readFailed"
+    case .writeFailed: "writeFailed"
+    case .timedOut: "timedOut"
+    case .serverShutdown: "serverShutdown"
+    case .handlerFinished: "handlerFinished"
+    case .badRequest: "badRequest"
+    case .bodyTooLarge: "bodyTooLarge"
+    case .peerUnreachable: "peerUnreachable"
+    }
+}
+
+func label(_ t: Timeout) -> String {
+    switch t {
+    case .bodyRead: "bodyRead"
+    case .write: "write"
+    case .handler: "handler"
+    }
+}
+
 /// Waits `seconds`, or less: returns as soon as the task is cancelled, and
 /// then holds nothing. Not `Task.sleep`: a cancelled `Task.sleep` returns at
 /// once, but the runtime keeps its timer and job (~600 bytes) until the
@@ -125,12 +175,16 @@ func waitForCancel(_ response: ResponseWriter) async throws {
 /// (hostile/RESULTS.md, paused). A cancelled dispatch timer is released at
 /// once.
 func sleepUnlessCancelled(seconds: Int) async {
+    await sleepUnlessCancelled(milliseconds: seconds * 1000)
+}
+
+func sleepUnlessCancelled(milliseconds: Int) async {
     let timer = SendableTimer()
     await withTaskCancellationHandler {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             timer.source.setEventHandler { timer.source.cancel() }
             timer.source.setCancelHandler { done.resume() }
-            timer.source.schedule(deadline: .now() + .seconds(seconds))
+            timer.source.schedule(deadline: .now() + .milliseconds(milliseconds))
             // Cancelled before this point (onCancel may run first): the
             // source runs its cancel handler once activated.
             timer.source.activate()
@@ -193,11 +247,21 @@ func echo(_ request: Request, _ response: ResponseWriter) async throws {
     }
 }
 
-/// GET /stream?n=N: a chunked response of N short chunks.
-func stream(_ n: Int, _ response: ResponseWriter) async throws {
+/// GET /stream?n=N[&size=B][&ms=M]: a chunked response of N chunks,
+/// "chunk i" lines or B bytes each, M ms apart.
+func stream(_ n: Int, size: Int?, pauseMs: Int, _ response: ResponseWriter) async throws {
     let writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
+    let block = size.map { [UInt8](repeating: UInt8(ascii: "x"), count: max(1, $0)) }
     for i in 0..<max(0, n) {
-        try await writer.write("chunk \(i)\n")
+        if pauseMs > 0 && i > 0 {
+            await sleepUnlessCancelled(milliseconds: pauseMs)
+            try Task.checkCancellation()
+        }
+        if let block {
+            try await writer.write(block)
+        } else {
+            try await writer.write("chunk \(i)\n")
+        }
     }
     try await writer.finish()
 }
@@ -230,6 +294,8 @@ let usage = """
                       [--unix PATH [--unix-mode MODE]] [--fd N]
                       [--reuse-port] [--backlog N] [--shutdown-idle-ms N]
                       [--proxy-protocol v1|v2|any]
+                      [--tcp-keepalive IDLE_MS,INTERVAL_MS,COUNT | off]
+                      [--tcp-user-timeout MS] [--write-timeout MS]
       --unix PATH       listen on a Unix domain socket instead of host/port
       --unix-mode MODE  its file mode, octal (e.g. 660)
       --fd N            serve listening socket N, inherited from the parent
@@ -241,12 +307,57 @@ let usage = """
       --proxy-protocol V  every connection must begin with a PROXY protocol
                         header of version V (v1, v2 or any): behind HAProxy's
                         send-proxy / send-proxy-v2; GET /whoami shows it
+      --tcp-keepalive IDLE_MS,INTERVAL_MS,COUNT | off
+                        TCP keepalive (15000,15000,3): a client that vanished
+                        is cancelled with peerUnreachable
+      --tcp-user-timeout MS  TCP_USER_TIMEOUT (0: not set, the default)
+      --write-timeout MS     no write progress for this long (30000; 0: none)
     A socket passed by systemd socket activation (LISTEN_FDS, LISTEN_PID) is
     served instead of --host/--port/--unix/--fd, whatever they say.
     SIGTERM/SIGINT: graceful shutdown. SIGUSR2: start a new process of this
     executable with the same arguments, hand it the listening socket, then
     drain and exit (a restart that loses no request).
     """
+
+/// The flags for noticing clients that vanish (Tests/deploy/vanish.sh):
+/// `--tcp-keepalive IDLE_MS,INTERVAL_MS,COUNT` or `off`,
+/// `--tcp-user-timeout MS` (0: not set), `--write-timeout MS` (0: none).
+/// Unset flags keep the configuration's defaults.
+struct PeerChecks {
+    var keepAlive: Server.Configuration.TCPKeepAlive??
+    var userTimeout: Duration??
+    var writeTimeout: Duration??
+
+    /// nil, or what is wrong with the value.
+    mutating func parse(_ flag: String, _ value: String?) -> String? {
+        guard let value else { return "\(flag) needs a value" }
+        func ms(_ v: Int) -> Duration? { v == 0 ? nil : .milliseconds(v) }
+        switch flag {
+        case "--tcp-keepalive":
+            if value == "off" {
+                keepAlive = .some(nil)
+                return nil
+            }
+            let parts = value.split(separator: ",").map { Int($0) }
+            guard parts.count == 3, let idle = parts[0], let interval = parts[1],
+                let count = parts[2], idle > 0, interval >= 0, count >= 0
+            else { return "--tcp-keepalive takes IDLE_MS,INTERVAL_MS,COUNT (IDLE_MS > 0) or off, not \(value)" }
+            keepAlive = .some(.init(idle: .milliseconds(idle), interval: .milliseconds(interval), count: count))
+        case "--tcp-user-timeout", "--write-timeout":
+            guard let v = Int(value), v >= 0 else { return "\(flag) takes milliseconds, not \(value)" }
+            if flag == "--write-timeout" { writeTimeout = .some(ms(v)) } else { userTimeout = .some(ms(v)) }
+        default:
+            return "unknown argument \(flag)"
+        }
+        return nil
+    }
+
+    func apply(to c: inout Server.Configuration) {
+        if let keepAlive { c.tcpKeepAlive = keepAlive }
+        if let userTimeout { c.tcpUserTimeout = userTimeout }
+        if let writeTimeout { c.writeTimeout = writeTimeout }
+    }
+}
 
 @main
 struct Demo {
@@ -261,6 +372,7 @@ struct Demo {
         var backlog = 1024
         var shutdownIdle: Int?
         var proxyProtocol: Server.Configuration.ProxyProtocol?
+        var peerChecks = PeerChecks()
         var args = CommandLine.arguments.dropFirst()
         func value<T>(_ name: String, _ parse: (String) -> T?) -> T {
             guard let v = args.popFirst().flatMap(parse) else {
@@ -289,6 +401,11 @@ struct Demo {
                     print("--proxy-protocol takes v1, v2 or any, not \(v ?? "nothing")")
                     exit(2)
                 }
+            case "--tcp-keepalive", "--tcp-user-timeout", "--write-timeout":
+                if let problem = peerChecks.parse(a, args.popFirst()) {
+                    print("vigil-demo: \(problem)")
+                    exit(2)
+                }
             case "-h", "--help":
                 print(usage)
                 exit(0)
@@ -313,6 +430,7 @@ struct Demo {
         config.backlog = backlog
         config.proxyProtocol = proxyProtocol
         if let shutdownIdle { config.shutdownIdleTimeout = .milliseconds(shutdownIdle) }
+        peerChecks.apply(to: &config)
         let server = Server(configuration: config)
         let shownListen = shown
         let runTask = Task {

@@ -255,10 +255,12 @@ final class SemanticsTests: XCTestCase {
         try await server.stop()
     }
 
-    /// "read failed": a client that keeps a zero window (it never reads) past
-    /// TCP_USER_TIMEOUT is dropped by the kernel; the always-armed read sees
-    /// ETIMEDOUT. (This is also how a vanished peer is noticed.)
-    func testReadFailedReasonFromUserTimeout() async throws {
+    /// "peer unreachable": a client that keeps a zero window (it never
+    /// reads) past TCP_USER_TIMEOUT is dropped by the kernel; the
+    /// always-armed read (or the write in flight) sees ETIMEDOUT, as for a
+    /// vanished peer (Tests/deploy/vanish.sh). It was `.readFailed`, which
+    /// said nothing of why.
+    func testPeerUnreachableReasonFromUserTimeout() async throws {
         let ended = Signal<CancellationReason?>()
         let server = try await TestServer.start({ config in
             config.tcpUserTimeout = .milliseconds(300)
@@ -274,7 +276,7 @@ final class SemanticsTests: XCTestCase {
         client.setReceiveBuffer(4096)
         try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         let why = await ended.wait(timeout: 10)
-        XCTAssertEqual(why, .readFailed)
+        XCTAssertEqual(why, .peerUnreachable)
         try await server.stop()
     }
 }

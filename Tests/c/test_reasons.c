@@ -1,7 +1,7 @@
 /*
  * test_reasons.c - the reasons the other C tests do not reach: "write
- * failed", "body too large" and "read failed", each over loopback, as seen
- * by on_request_done and vigil_request_on_cancel.
+ * failed", "body too large" and "peer unreachable", each over loopback, as
+ * seen by on_request_done and vigil_request_on_cancel.
  */
 #include <vigil.h>
 
@@ -301,8 +301,11 @@ static void test_body_at_limit(void) {
 }
 
 /* ------------------------------------------------------------------ */
-/* read failed: a client that never reads keeps a zero window; past
- * TCP_USER_TIMEOUT the kernel drops it and the armed read gets ETIMEDOUT */
+/* peer unreachable: a client that never reads keeps a zero window; past
+ * TCP_USER_TIMEOUT the kernel drops it and the armed read (or the write in
+ * flight) gets ETIMEDOUT - the kernel gave up on the peer, as it does for
+ * a client that vanished (Tests/deploy/vanish.sh). Before that reason
+ * existed this was "read failed", which said nothing of why. */
 
 static void on_request_flood(vigil_request_t *req, void *ud) {
   (void)ud;
@@ -312,7 +315,7 @@ static void on_request_flood(vigil_request_t *req, void *ud) {
   for (int i = 0; i < 64; i++) vigil_response_write(req, block, sizeof block, NULL, NULL);
 }
 
-static void test_read_failed(void) {
+static void test_peer_unreachable(void) {
   reset_state();
   done_finishes = 1;
   vigil_config_t cfg;
@@ -333,8 +336,46 @@ static void test_read_failed(void) {
   /* Never read. */
   CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 10000),
         "request ended");
-  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_READ_FAILED);
-  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_READ_FAILED);
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_PEER_UNREACHABLE);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_PEER_UNREACHABLE);
+  tc_close(&c);
+  CHECK(tc_stats_settled(s, 3000), "nothing left");
+  vigil_server_free(s);
+}
+
+/* The same while the server does not read (backpressure: the handler
+ * leaves a large body unread): the kernel's error then comes through the
+ * hang-up watch or the write in flight, never as a "reset". */
+static void test_peer_unreachable_paused(void) {
+  reset_state();
+  done_finishes = 1;
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.tcp_user_timeout_ms = 300;
+  cfg.write_timeout_ms = 0;
+  cfg.read_buffer_limit = 1024;
+  cfg.on_request = on_request_flood; /* never starts the body */
+  cfg.on_request_done = on_done;
+  vigil_server_t *s;
+  int port = tc_server_start(&s, &cfg);
+  REQUIRE(port > 0, "server start");
+  tc_client_t c;
+  REQUIRE(tc_connect(&c, port) == 0, "connect");
+  int small = 4096;
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  tc_send_str(&c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+  /* Body bytes until the kernel takes no more (the server stopped reading
+   * them), never reading the response. */
+  static char body[65536];
+  uint64_t end = tc_now_ms() + 3000;
+  while (tc_now_ms() < end) {
+    ssize_t n = send(c.fd, body, sizeof body, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno != EINTR) break;
+  }
+  CHECK(TC_WAIT_UNTIL(atomic_load(&done_reason) != VIGIL_REASON_NONE, 10000),
+        "request ended");
+  CHECK_EQ_INT(atomic_load(&done_reason), VIGIL_REASON_PEER_UNREACHABLE);
+  CHECK_EQ_INT(atomic_load(&cb_reason), VIGIL_REASON_PEER_UNREACHABLE);
   tc_close(&c);
   CHECK(tc_stats_settled(s, 3000), "nothing left");
   vigil_server_free(s);
@@ -346,6 +387,8 @@ int main(void) {
   RUN(test_body_too_large,
       "body too large: chunked body over max_body_bytes gets 413, on_body gets at most the limit");
   RUN(test_body_at_limit, "body at the limit: a chunked body of exactly max_body_bytes is delivered");
-  RUN(test_read_failed, "read failed: zero window past TCP_USER_TIMEOUT");
+  RUN(test_peer_unreachable, "peer unreachable: zero window past TCP_USER_TIMEOUT");
+  RUN(test_peer_unreachable_paused,
+      "peer unreachable: zero window past TCP_USER_TIMEOUT while reading is paused");
   return tc_summary();
 }
