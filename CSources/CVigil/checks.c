@@ -313,16 +313,26 @@ enum { RL_START = 0, RL_METHOD, RL_TARGET0, RL_TARGET, RL_VERSION, RL_DONE };
 /* "HTTP/1.0" as load_le64 reads it. */
 #define HTTP_1_0_LE 0x302e312f50545448ull
 
-static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
-                               size_t *unsupported_at) {
+/* Returns 0, or the status to answer at once, at *answer_at (the byte
+ * after the line's CR): 505 for a version llhttp reads whole but we do not
+ * speak, 400 for PRI with HTTP/1.x. PRI exists only as the first line of
+ * the HTTP/2 connection preface, "PRI * HTTP/2.0" (RFC 9113 3.4, 11.6:
+ * "never used by an actual client"); llhttp 8.1 reads a PRI line of any
+ * version as that preface and waits for its "SM" after an empty line, so
+ * a client would wait for the header timeout. Node (llhttp 9) refuses it
+ * too. The parser has read the method when this runs (it runs over what
+ * llhttp consumed). */
+static int check_request_line(vigil_conn_t *c, const char *data, size_t len,
+                              size_t *answer_at) {
   static const char proto[] = "HTTP/";
   const unsigned char *q = (const unsigned char *)data, *end = q + len;
   int st = c->rl_state, n = c->rl_n;
-  bool bad = false, unsupported = false;
-  *unsupported_at = 0;
+  bool bad = false;
+  int now = 0;
+  *answer_at = 0;
   /* Refused already: a later read must not go on from where it stopped
    * (it would find a version after a bad byte: 505 instead of 400). */
-  if (c->rl_bad) return false;
+  if (c->rl_bad) return 0;
   /* The usual case, the whole line in this read with version 1.0 or 1.1,
    * in one pass without the byte-at-a-time state machine below; it ends in
    * the state that machine would reach. Anything else goes the long way. */
@@ -345,8 +355,8 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
         c->rl_n = 9;
         VIGIL_ASSERT(c->rl_ver == 0); /* digits come in RL_VERSION only */
         c->rl_ver = (uint8_t)(10 + (t[8] - '0'));
-        *unsupported_at = (size_t)(t + 10 - q);
-        return false;
+        *answer_at = (size_t)(t + 10 - q);
+        return c->parser.method == HTTP_PRI ? 400 : 0;
       }
     }
   }
@@ -383,7 +393,8 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
            * vigil__parse_error_status): known here, at the line's end,
            * and answered now - llhttp would wait for the rest of the head,
            * and for PRI with 2.0 for an HTTP/2 preface that never comes. */
-          unsupported = c->rl_ver == 9 || c->rl_ver == 20;
+          if (c->rl_ver == 9 || c->rl_ver == 20) now = 505;
+          else if (c->parser.method == HTTP_PRI) now = 400;
         } else bad = true;
         n++;
         break;
@@ -392,14 +403,14 @@ static bool check_request_line(vigil_conn_t *c, const char *data, size_t len,
   c->rl_state = (uint8_t)st;
   c->rl_n = (uint8_t)n;
   c->rl_bad = bad;
-  *unsupported_at = (size_t)(q - (const unsigned char *)data);
+  *answer_at = (size_t)(q - (const unsigned char *)data);
   /* Over a status a header callback noted (417, 501, ...): this check runs
    * after llhttp returned, so in one write the callbacks of the whole head
    * ran first, while a read ending after the request line had this 400
    * noted first. The request line comes first in the stream; its answer
    * wins either way. (The byte checks, run after this, win over both.) */
   if (bad) c->head_error = 400;
-  return unsupported;
+  return now;
 }
 
 bool vigil__head_error_is_head(const vigil_conn_t *c) {
@@ -421,10 +432,11 @@ static bool check_head(vigil_conn_t *c, const char *data, size_t *off,
      * answer says of the method (HEAD: no body) must not depend on it. */
     int bytes_status = c->head_error;
     size_t at;
-    if (check_request_line(c, data, bad_bytes && stop < rl_len ? stop : rl_len, &at)) {
-      /* RFC 9110 15.6.6: 505, decided at the request line's CR, before
-       * any byte after it: the same answer however the head is split. */
-      c->head_error = 505;
+    int now = check_request_line(c, data, bad_bytes && stop < rl_len ? stop : rl_len, &at);
+    if (now != 0) {
+      /* Decided at the request line's CR, before any byte after it: the
+       * same answer however the head is split (505: RFC 9110 15.6.6). */
+      c->head_error = now;
       *off = at;
       bad_bytes = true;
     } else if (bad_bytes) {

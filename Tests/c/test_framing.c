@@ -149,6 +149,14 @@ static const case_t cases[] = {
     /* fails before the fix: waited for the rest of the head (PRI: for an
      * HTTP/2 preface), then 408 */
     {"PRI / HTTP/2.0 -> 505 at the line's end", "PRI / HTTP/2.0\r\n", 505, CLOSED, NULL, 0},
+    /* RFC 9113 3.4, 11.6: PRI is the HTTP/2 preface's method only; llhttp
+     * 8.1 reads a PRI line of any version as that preface and waits for
+     * "SM" after an empty line. Found by the differential fuzzer (Node
+     * answers 400; Go serves PRI). The first two fail before the fix:
+     * no answer until the header timeout (408) */
+    {"PRI / HTTP/1.0 + empty line -> 400", "PRI / HTTP/1.0\r\n\r\n", 400, CLOSED, NULL, 0},
+    {"PRI / HTTP/1.1 + empty line -> 400", "PRI / HTTP/1.1\r\n\r\n", 400, CLOSED, NULL, 0},
+    {"PRI / HTTP/1.1 + Host -> 400", "PRI /" H11 "\r\n", 400, CLOSED, NULL, 0},
     /* RFC 9110 4.2.4 / 4.2.1: the target's authority stands for Host and is
      * checked as one. The first two fail before the fix (found in review):
      * 200, the handler trusted "u@evil" / an empty authority; the third
