@@ -276,8 +276,9 @@ typedef struct vigil_config_s {
    * one path at once: exactly one gets it (the socket is bound, given its
    * mode and made listening under a temporary name ".vigil-<pid>-<n>" in
    * the same directory, then linked to the path, which fails if anything
-   * is there; a crash in between can leave that temporary file). The
-   * directory must be writable. The file is removed at
+   * is there; a crash in between can leave that temporary file, and the
+   * socket's own name, as getsockname() and `ss -lx` show it, is that
+   * temporary name). The directory must be writable. The file is removed at
    * shutdown if it is still the one this server made (same device and
    * inode), unless the server handed its socket over
    * (vigil_server_handover). A request's vigil_request_remote_addr then
