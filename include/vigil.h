@@ -206,7 +206,12 @@ typedef struct vigil_config_s {
    * IPv4 too (its clients' addresses come as ::ffff:a.b.c.d). */
   const char *host;
   uint16_t port;             /* 0 picks a free port: see vigil_server_port() */
-  unsigned loops;            /* event loops (threads); 1 by default */
+  /* Event loops (threads); 1 by default. Without reuse_port they share
+   * one listening socket: every new connection wakes every loop (libuv
+   * has no EPOLLEXCLUSIVE) and the split between loops can be uneven (one
+   * loop taking 80 of 400 connections, another 320, was measured). See
+   * reuse_port for the trade-off. */
+  unsigned loops;
   int backlog;               /* listen backlog; 1024 (capped by net.core.somaxconn) */
 
   vigil_half_close_t half_close;
@@ -295,14 +300,21 @@ typedef struct vigil_config_s {
   /* A Unix domain socket path to bind and listen on instead of host/port
    * (NULL: none; copied). A stale socket file that nobody listens on (a
    * connect() is refused) is replaced; a live one gives -98 EADDRINUSE,
-   * any other kind of file too (never removed). The file is removed at
+   * any other kind of file too (never removed). Two servers started on
+   * one path at once: exactly one gets it (the socket is bound, given its
+   * mode and made listening under a temporary name ".vigil-<pid>-<n>" in
+   * the same directory, then linked to the path, which fails if anything
+   * is there; a crash in between can leave that temporary file, and the
+   * socket's own name, as getsockname() and `ss -lx` show it, is that
+   * temporary name). The directory must be writable. The file is removed at
    * shutdown if it is still the one this server made (same device and
    * inode), unless the server handed its socket over
    * (vigil_server_handover). A request's vigil_request_remote_addr then
    * gives family AF_UNIX and no path. */
   const char *unix_path;
-  /* The socket file's mode (chmod after bind, before listen: nobody can
-   * connect in between), e.g. 0660; 0 leaves what the umask gave. */
+  /* The socket file's mode (chmod of the temporary name, before listen:
+   * nobody can connect in between, and no symlink is followed), e.g.
+   * 0660; 0 leaves what the umask gave. */
   unsigned unix_mode;
   /* A socket already bound and listening that this process inherited
    * (`--fd N`, systemd: vigil_listen_fds), or -1 (the default: none).
@@ -311,19 +323,30 @@ typedef struct vigil_config_s {
    * unix_path and reuse_port are then unused, vigil_server_port gives its
    * bound port (0 for a Unix socket). Ownership: the descriptor stays
    * yours; the server serves duplicates of it (one per loop, close-on-exec)
-   * and closes them when it shuts down. Never removes a socket file. */
+   * and closes them when it shuts down. Never removes a socket file. But
+   * duplicates share the open file description: the server sets
+   * O_NONBLOCK on it (your descriptor, and any other process's copy of
+   * the socket, is non-blocking from then on, also after the server is
+   * freed), and listen() again with `backlog`, which replaces the
+   * socket's backlog. */
   int listen_fd;
   /* 1: SO_REUSEPORT, each loop its own listening socket and accept queue
    * (the kernel spreads connections over them), and other sockets that
    * also ask for it may share the port - other processes too. 0 (the
    * default): the port is this server's alone (a second server on it gets
    * -98 EADDRINUSE) and all loops accept from one socket (one accept
-   * queue). With reuse_port and loops > 1, vigil_server_handover is
-   * refused: the other loops' queues would be lost with their sockets. */
+   * queue). The trade-off with loops > 1: one shared socket wakes every
+   * loop for each connection and may spread connections unevenly (see
+   * loops), but has one queue that a hand-over passes whole; reuse_port
+   * spreads connections evenly, but each socket has its own queue, so
+   * with reuse_port and loops > 1, vigil_server_handover is refused: the
+   * other loops' queues would be lost with their sockets. */
   int reuse_port;
   /* During a graceful shutdown, how long a connection waiting for a
    * request (idle keep-alive, or accepted with nothing sent yet) may still
-   * bring one, counted from when it became idle (1000 ms). A client that
+   * bring one, counted from when it became idle (1000 ms); also one whose
+   * response was under way when the shutdown began, its head sent without
+   * `Connection: close`, counted from when that response ended. A client that
    * sends its next request microseconds after the previous response (wrk,
    * a proxy's pool) would otherwise find its connection closed under it
    * and see an error: instead that request is served, with `Connection:
@@ -427,7 +450,9 @@ VIGIL_EXPORT int vigil_server_port(const vigil_server_t *server);
  * accepting (the server's descriptors of its listening socket are closed,
  * its Unix socket file removed; connections still in the accept queue of
  * a socket another process shares are that process's). Requests in flight
- * get `Connection: close` and may finish within `grace_ms`. A connection
+ * get `Connection: close` and may finish within `grace_ms`; one whose
+ * response head went out before the shutdown, without it, is kept like an
+ * idle connection once that response ends (see below). A connection
  * waiting for a request (idle keep-alive, or accepted with nothing sent)
  * closes at once if it has been idle shutdown_idle_ms already, else it
  * may still bring one request until it has (served with `Connection:
@@ -494,22 +519,36 @@ VIGIL_EXPORT int vigil_listen_fds(int unset_environment);
  * `pid` is not NULL): both serve the same accept queue, so nothing is
  * lost. Call vigil_server_shutdown(server, grace) next: this server stops
  * accepting, finishes what it has (see shutdown_idle_ms) and stops; exit
- * then - the successor (your child) is re-parented when you do.
+ * then. The successor is your child, in a process group of its own (a
+ * terminal's Ctrl-C no longer reaches it: signal it by its pid); when you
+ * exit it is re-parented to the nearest subreaper or init, so it dies
+ * with a container whose PID 1 you were, or with a systemd service of
+ * Type=simple/exec whose main process you were (its cgroup is stopped):
+ * use socket activation there (vigil_listen_fds) rather than a hand-over.
+ * The successor must exec the server itself (a wrapper script ends with
+ * `exec`), not fork it and exit: the child's exit counts as a failure.
  * Blocks up to `timeout_ms` (0: 10 s) for the readiness. On an error this
  * server keeps serving as before and no successor is left running:
  * VIGIL_EINVAL (`server` or `path` NULL, not started, or reuse_port with
  * loops > 1), VIGIL_ESHUTDOWN (shutdown begun), VIGIL_EBUSY (on a loop
  * thread, or another hand-over of this server is under way), -110
- * ETIMEDOUT (not ready in time: the successor is killed with SIGKILL and
- * reaped), -10 ECHILD (the successor exited or closed the readiness pipe
- * without saying it was ready; it is killed if still running, and
+ * ETIMEDOUT (not ready in time: the successor's process group is killed
+ * with SIGKILL, so also what it started, and it is reaped), -10 ECHILD
+ * (the successor exited, noticed at once, or closed the readiness pipe
+ * without saying it was ready; its process group is killed, and it is
  * reaped), VIGIL_EALREADY (handed over already: one successor per
  * server), the errno of a failed execve (e.g. -2 ENOENT, -13 EACCES), or
  * of pipe/fork. Signal dispositions set to "ignore" and the rest of the
  * environment pass to the successor (POSIX exec); the signal mask is
- * emptied. Any thread but the loop threads (not from a signal handler:
- * it allocates and waits). A server whose socket was handed over leaves
- * its Unix socket file in place at shutdown (the successor serves it). */
+ * emptied. Signals are blocked from fork to execve and caught ones reset
+ * to their default first, as posix_spawn does: none of your handlers runs
+ * in the child. Any thread but the loop threads (not from a signal
+ * handler: it allocates and waits); while it runs, other threads must not
+ * change the environment (setenv, putenv, unsetenv: it is copied for the
+ * child under vigil_listen_fds's lock only). A server whose socket was
+ * handed over leaves its Unix socket file in place at shutdown (the
+ * successor serves it); a shutdown that begins while the hand-over waits
+ * leaves it too, and removes it only if the hand-over then fails. */
 VIGIL_EXPORT int vigil_server_handover(vigil_server_t *server, const char *path,
                                        char *const argv[], uint64_t timeout_ms,
                                        int *pid);

@@ -690,9 +690,13 @@ bool vigil__conn_waiting_idle(const vigil_conn_t *c) {
 
 bool vigil__conn_shutdown_waits(const vigil_conn_t *c, uint64_t now,
                                 uint64_t idle_ms) {
-  if (idle_ms == 0 || c->closing || c->close_after || !awaits_request(c) ||
-      c->req != NULL)
-    return false;
+  if (idle_ms == 0 || c->closing || c->close_after) return false;
+  /* A response whose head went out without `Connection: close`: the
+   * client may send its next request the moment it ends (next_request
+   * then drains the connection like an idle one). */
+  if (c->req != NULL && (c->req->resp_state == RESP_STARTED || c->req->resp_state == RESP_ENDED))
+    return true;
+  if (!awaits_request(c) || c->req != NULL) return false;
   /* A head (or a PROXY header) on its way: let it finish (header
    * timeout, grace period). */
   if (c->in.len > 0 || c->parsing != NULL) return true;
@@ -806,8 +810,13 @@ static void next_request(vigil_conn_t *c) {
   detach_request(c);
   vigil__timer_disarm(c, T_HANDLER);
   vigil__timer_disarm(c, T_BODY);
-  if (c->close_after || vigil__loop_stopping(c->loop) ||
-      (c->read_eof && c->in.len == 0)) {
+  /* During the shutdown, a response without `Connection: close` (its head
+   * went out before) leaves the client free to send its next request at
+   * once: the connection is drained like an idle one (one more request,
+   * answered with close, or closed after shutdown_idle_ms). */
+  bool stopping = vigil__loop_stopping(c->loop);
+  if (c->close_after || (c->read_eof && c->in.len == 0) ||
+      (stopping && c->loop->server->config.shutdown_idle_ms == 0)) {
     begin_closing(c);
     return;
   }
@@ -818,6 +827,7 @@ static void next_request(vigil_conn_t *c) {
     vigil__timer_arm(c, T_IDLE);
     c->idle_since = uv_now(&c->loop->uv);
     vigil__conn_drop_idle_buffers(c);
+    if (stopping) vigil__loop_drain_watch(c->loop);
   }
 }
 

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,10 +122,30 @@ static bool env_dropped(const char *e) {
   return false;
 }
 
-/* The child, between fork and execve: async-signal-safe calls only. */
+/* The child, between fork and execve: async-signal-safe calls only. All
+ * signals are blocked on entry (the parent blocked them around fork). */
 static void __attribute__((noreturn))
 child(int lfd, int wfd, const char *path, char *const argv[], char **envp,
       char *pid_digits) {
+  /* The parent's handlers are the parent's: one that runs here before
+   * execve would act on the parent's objects through what fork shared (a
+   * SIGTERM handler's vigil_server_shutdown writes the parent's eventfd).
+   * Caught signals go back to SIG_DFL, as posix_spawn does; ignored ones
+   * stay ignored across execve. */
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) != 0 || old.sa_handler == SIG_DFL ||
+        old.sa_handler == SIG_IGN)
+      continue;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+  }
+  /* A process group of its own: a failed successor is killed with every
+   * process it started (kill(-pid)), such as a wrapper script's children,
+   * which would otherwise keep the listening socket. */
+  setpgid(0, 0);
   /* Move both above 4 first, so that neither dup2 below overwrites the
    * other (either may be 3 or 4 now); the copies are close-on-exec, and
    * dup2 gives 3 and 4 without it. */
@@ -160,48 +181,105 @@ static uint64_t now_ms(void) {
   return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-static void reap(pid_t pid, bool kill_it) {
-  if (kill_it) kill(pid, SIGKILL);
+/* The successor failed: kill its process group (itself and whatever it
+ * started), then reap it. The group is killed before the reaping, while
+ * the child (even a zombie) still holds the group's id for us. */
+static void reap(pid_t pid) {
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL); /* if its setpgid has not run yet */
   while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
   }
 }
 
-/* Wait for the successor's word on rfd: 0 ready, or the error. */
+/* Has the child exited (not reaped: its group id stays ours)? */
+static bool child_exited(pid_t pid) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+/* Read what the successor wrote on rfd (non-blocking): 0 ready, an error
+ * it reported, or 1 nothing decisive yet (-ECHILD on EOF). */
+static int read_word(int rfd, char *buf, size_t *got) {
+  for (;;) {
+    ssize_t n = read(rfd, buf + *got, 1 + sizeof(int) - *got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 1; /* EAGAIN: nothing (more) now */
+    if (n == 0) return -ECHILD; /* EOF: it exited, or closed the pipe unready */
+    *got += (size_t)n;
+    if (buf[0] == 'R') return 0;
+    if (*got == 1 + sizeof(int) && buf[0] == 'E') {
+      int err;
+      memcpy(&err, buf + 1, sizeof err);
+      return err > 0 ? -err : -ECHILD;
+    }
+    if (buf[0] != 'E') return -ECHILD;
+  }
+}
+
+/* Wait for the successor's word on rfd (non-blocking): 0 ready, or the
+ * error, the successor killed and reaped. Also watches the child itself
+ * (a pidfd; where there is none, a check every 50 ms): one that exits
+ * without a word is noticed at once, even when a process it started
+ * keeps the pipe open. */
 static int wait_ready(int rfd, pid_t pid, uint64_t timeout_ms) {
   uint64_t deadline = now_ms() + timeout_ms;
   char buf[1 + sizeof(int)];
   size_t got = 0;
-  for (;;) {
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  int r = 1;
+  while (r == 1) {
+    r = read_word(rfd, buf, &got);
+    if (r != 1) break;
+    if (child_exited(pid)) {
+      r = read_word(rfd, buf, &got); /* its last word */
+      if (r == 1) r = -ECHILD;
+      break;
+    }
     uint64_t now = now_ms();
     if (now >= deadline) {
-      reap(pid, true);
-      return -ETIMEDOUT;
+      r = -ETIMEDOUT;
+      break;
     }
-    struct pollfd p = {.fd = rfd, .events = POLLIN};
+    struct pollfd p[2] = {{.fd = rfd, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
     uint64_t left = deadline - now;
-    int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-    if (r < 0 && errno != EINTR) {
-      int err = -errno;
-      reap(pid, true);
-      return err;
-    }
-    if (r <= 0) continue;
-    ssize_t n = read(rfd, buf + got, sizeof buf - got);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n > 0) got += (size_t)n;
-    if (got >= 1 && buf[0] == 'R') return 0;
-    if (got == sizeof buf && buf[0] == 'E') {
-      int err;
-      memcpy(&err, buf + 1, sizeof err);
-      reap(pid, false); /* it _exits right after */
-      return err > 0 ? -err : -ECHILD;
-    }
-    if (n <= 0) { /* EOF: it exited, or closed the pipe unready */
-      reap(pid, true);
-      return -ECHILD;
-    }
+    int cap = pidfd >= 0 ? 60000 : 50;
+    if (poll(p, pidfd >= 0 ? 2 : 1, left > (uint64_t)cap ? cap : (int)left) < 0 &&
+        errno != EINTR)
+      r = -errno;
   }
+  if (pidfd >= 0) close(pidfd);
+  if (r != 0) reap(pid);
+  return r;
 }
+
+/* A copy of the environment, without the variables we set, with room
+ * for three more entries and the NULL; free with env_free. Copied under
+ * fds_lock, which vigil_listen_fds's unsetenv takes too; other threads
+ * must not change the environment during a hand-over (vigil.h). environ
+ * may be NULL (after clearenv). */
+static char **env_copy(void) {
+  pthread_mutex_lock(&fds_lock);
+  size_t n = 0, bytes = 0;
+  for (char **e = environ; e != NULL && *e != NULL; e++, n++) bytes += strlen(*e) + 1;
+  char **envp = malloc((n + 4) * sizeof *envp + bytes);
+  if (envp != NULL) {
+    char *p = (char *)(envp + n + 4);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (env_dropped(environ[i])) continue;
+      size_t len = strlen(environ[i]) + 1;
+      memcpy(p, environ[i], len);
+      envp[k++] = p;
+      p += len;
+    }
+    envp[k] = NULL;
+  }
+  pthread_mutex_unlock(&fds_lock);
+  return envp;
+}
+
+static void env_free(char **envp) { free(envp); }
 
 int vigil_server_handover(vigil_server_t *s, const char *path, char *const argv[],
                           uint64_t timeout_ms, int *pid_out) {
@@ -226,32 +304,37 @@ int vigil_server_handover(vigil_server_t *s, const char *path, char *const argv[
   /* Everything the child needs, made before fork. */
   char *default_argv[] = {(char *)path, NULL};
   if (argv == NULL) argv = default_argv;
-  size_t nenv = 0;
-  while (environ[nenv] != NULL) nenv++;
-  char **envp = malloc((nenv + 4) * sizeof *envp);
   char pid_env[40] = "LISTEN_PID=";
   char ready_env[32];
   snprintf(ready_env, sizeof ready_env, READY_ENV "=%d", CHILD_READY_FD);
+  char **envp = env_copy();
   int fds[2] = {-1, -1};
   int r = 0;
   if (envp == NULL) r = VIGIL_ENOMEM;
   else if (pipe2(fds, O_CLOEXEC) != 0) r = -errno;
+  else if (fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0) r = -errno;
   if (r != 0) {
     free(envp);
+    if (fds[0] >= 0) close(fds[0]), close(fds[1]);
     atomic_store(&s->handover_busy, 0);
     return r;
   }
   size_t k = 0;
-  for (size_t i = 0; i < nenv; i++)
-    if (!env_dropped(environ[i])) envp[k++] = environ[i];
+  while (envp[k] != NULL) k++;
   envp[k++] = "LISTEN_FDS=1";
   envp[k++] = pid_env;
   envp[k++] = ready_env;
   envp[k] = NULL;
   char *pid_digits = pid_env + strlen("LISTEN_PID=");
 
+  /* Every signal blocked across fork: the child must not run a handler
+   * of ours before it has reset them (child()). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   /* The socket must stay open while we fork: the shutdown closes it under
-   * the same lock. */
+   * the same lock. From fork on, a shutdown keeps the Unix socket file
+   * (handover_pending): the successor may serve it. */
   pthread_mutex_lock(&s->listen_lock);
   pid_t pid = -1;
   if (s->listen_sock < 0) {
@@ -260,19 +343,19 @@ int vigil_server_handover(vigil_server_t *s, const char *path, char *const argv[
     pid = fork();
     if (pid == 0) child(s->listen_sock, fds[1], path, argv, envp, pid_digits);
     if (pid < 0) r = -errno;
+    else s->handover_pending = true;
   }
   pthread_mutex_unlock(&s->listen_lock);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  /* Its own group from here on, whichever of us runs setpgid first (a
+   * kill(-pid) must not miss it; EACCES once it has exec'd is fine). */
+  if (pid > 0) setpgid(pid, pid);
   close(fds[1]); /* the child's now: EOF on fds[0] once it is gone */
-  free(envp);
+  env_free(envp);
   if (r == 0) r = wait_ready(fds[0], pid, timeout_ms);
   close(fds[0]);
-  if (r == 0) {
-    /* The successor serves the socket: our shutdown must leave its file. */
-    pthread_mutex_lock(&s->listen_lock);
-    s->handed_over = true;
-    pthread_mutex_unlock(&s->listen_lock);
-    if (pid_out != NULL) *pid_out = (int)pid;
-  }
+  if (pid > 0) vigil__listen_handover_end(s, r == 0);
+  if (r == 0 && pid_out != NULL) *pid_out = (int)pid;
   atomic_store(&s->handover_busy, 0);
   return r;
 }

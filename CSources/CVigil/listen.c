@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -84,7 +85,10 @@ static int tcp_socket(vigil_server_t *s, uint16_t port, int *out) {
 
 /* Does a process listen on the socket file at `sa`? A refused connect()
  * says nobody does (a stale file left by a process that died); anything
- * else (accepted, EAGAIN: a full backlog) that somebody does. */
+ * else (accepted, EAGAIN: a full backlog) that somebody does. Only ever
+ * asked of a file at the final path, which is always listening already
+ * when it appears there (unix_socket), so a server still starting is never
+ * taken for a stale one. */
 static bool unix_live(const struct sockaddr_un *sa, socklen_t len) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return true;
@@ -94,8 +98,19 @@ static bool unix_live(const struct sockaddr_un *sa, socklen_t len) {
   return err != ECONNREFUSED;
 }
 
+/* A Unix socket at s->unix_path, listening, atomically: it is bound,
+ * given its mode and set listening under a temporary name in the same
+ * directory, then link()ed to the path, which fails with EEXIST if any
+ * file is there. A bound socket refuses connections until listen(), so a
+ * server that bound the path itself would look stale to another starting
+ * at the same moment (connect: ECONNREFUSED), which would replace it: two
+ * servers started on one path, one of them unreachable. With the link, a
+ * file at the path always listens already. A stale one (its connect
+ * refused) is unlinked, if it is still the same file, and the link tried
+ * once more. A crash between bind and link leaves the temporary file. The temporary name is ours alone, so chmod never follows a
+ * symlink planted at the path. */
 static int unix_socket(vigil_server_t *s, int *out) {
-  struct sockaddr_un sa;
+  struct sockaddr_un sa, tmp;
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   size_t n = strlen(s->unix_path);
@@ -103,35 +118,79 @@ static int unix_socket(vigil_server_t *s, int *out) {
   if (n >= sizeof sa.sun_path) return -ENAMETOOLONG;
   memcpy(sa.sun_path, s->unix_path, n);
   socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+
+  /* The directory, and the file's name in it. */
+  char dir[sizeof sa.sun_path];
+  const char *slash = strrchr(s->unix_path, '/');
+  const char *base = slash ? slash + 1 : s->unix_path;
+  if (*base == '\0') return VIGIL_EINVAL;
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else if (slash == s->unix_path) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - s->unix_path), s->unix_path);
+  int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return -errno;
+
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int r = 0;
-  if (bind(fd, (struct sockaddr *)&sa, len) != 0) {
-    r = -errno;
-    struct stat st;
-    /* A socket file nobody listens on: replace it. Never another kind of
-     * file, and never a live socket. */
-    if (r == -EADDRINUSE && lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-        !unix_live(&sa, len) && unlink(s->unix_path) == 0)
-      r = bind(fd, (struct sockaddr *)&sa, len) == 0 ? 0 : -errno;
-  }
-  struct stat st;
-  if (r == 0 && stat(s->unix_path, &st) != 0) r = -errno;
-  if (r == 0) {
-    s->unix_made = true;
-    s->unix_dev = (uint64_t)st.st_dev;
-    s->unix_ino = (uint64_t)st.st_ino;
-    /* Before listen(): until then nobody can connect, so nobody gets in
-     * through the umask's mode. */
-    if (s->config.unix_mode != 0 && chmod(s->unix_path, (mode_t)s->config.unix_mode) != 0)
-      r = -errno;
-    if (r == 0 && listen(fd, s->config.backlog) != 0) r = -errno;
-  }
-  if (r != 0) {
-    close(fd);
-    vigil__listen_close(s); /* removes the file if we made it */
+  if (fd < 0) {
+    int r = -errno;
+    close(dfd);
     return r;
   }
+  /* Bound under ".vigil-<pid>-<n>" in that directory (reached through
+   * /proc/self/fd when the directory's name leaves no room for it). */
+  static atomic_uint counter;
+  char tname[48];
+  int r = -EADDRINUSE;
+  for (int tries = 0; tries < 8 && r == -EADDRINUSE; tries++) {
+    snprintf(tname, sizeof tname, ".vigil-%d-%u", (int)getpid(), atomic_fetch_add(&counter, 1));
+    memset(&tmp, 0, sizeof tmp);
+    tmp.sun_family = AF_UNIX;
+    int w = snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s/%s", dir, tname);
+    if (w < 0 || (size_t)w >= sizeof tmp.sun_path)
+      snprintf(tmp.sun_path, sizeof tmp.sun_path, "/proc/self/fd/%d/%s", dfd, tname);
+    r = bind(fd, (struct sockaddr *)&tmp, sizeof tmp) == 0 ? 0 : -errno;
+  }
+  bool tmp_made = r == 0;
+  /* Before listen(): until then nobody can connect, so nobody gets in
+   * through the umask's mode. */
+  if (r == 0 && s->config.unix_mode != 0 &&
+      fchmodat(dfd, tname, (mode_t)s->config.unix_mode, 0) != 0)
+    r = -errno;
+  if (r == 0 && listen(fd, s->config.backlog) != 0) r = -errno;
+  struct stat mine;
+  if (r == 0 && fstatat(dfd, tname, &mine, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
+  if (r == 0 && linkat(dfd, tname, dfd, base, 0) != 0) {
+    r = -errno;
+    struct stat st;
+    /* A socket file nobody listens on: replace it, if it is still that
+     * file. Never another kind of file, and never a live socket. */
+    /* Two servers replacing one stale file would each unlink what the
+     * other just linked: the check and the replacement hold an flock on
+     * the directory (between servers of this library). */
+    int lock = r == -EEXIST ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (lock >= 0) flock(lock, LOCK_EX);
+    if (r == -EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISSOCK(st.st_mode) && !unix_live(&sa, len)) {
+      struct stat again;
+      if (fstatat(dfd, base, &again, AT_SYMLINK_NOFOLLOW) == 0 &&
+          again.st_dev == st.st_dev && again.st_ino == st.st_ino)
+        unlinkat(dfd, base, 0);
+      r = linkat(dfd, tname, dfd, base, 0) == 0 ? 0 : -errno;
+    }
+    if (lock >= 0) close(lock); /* and the flock with it */
+    if (r == -EEXIST) r = -EADDRINUSE;
+  }
+  if (tmp_made) unlinkat(dfd, tname, 0);
+  close(dfd);
+  if (r != 0) {
+    close(fd);
+    return r;
+  }
+  pthread_mutex_lock(&s->listen_lock);
+  s->unix_made = true;
+  s->unix_dev = (uint64_t)mine.st_dev;
+  s->unix_ino = (uint64_t)mine.st_ino;
+  pthread_mutex_unlock(&s->listen_lock);
   *out = fd;
   return 0;
 }
@@ -188,17 +247,36 @@ int vigil__listen_loop_fd(vigil_server_t *s, unsigned index, int *out) {
   return r;
 }
 
+/* Remove the Unix socket file if it is still the one we made: another
+ * server may have replaced it since (a new process started on the same
+ * path after ours went stale). Under listen_lock. */
+static void unix_unlink_locked(vigil_server_t *s) {
+  struct stat st;
+  if (s->unix_made && lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+      (uint64_t)st.st_dev == s->unix_dev && (uint64_t)st.st_ino == s->unix_ino)
+    unlink(s->unix_path);
+  s->unix_made = false;
+}
+
 void vigil__listen_close(vigil_server_t *s) {
   pthread_mutex_lock(&s->listen_lock);
   if (s->listen_sock >= 0) close(s->listen_sock);
   s->listen_sock = -1;
-  struct stat st;
-  /* Still the file we bound? Another server may have replaced it since
-   * (a new process started on the same path after ours went stale). */
-  if (s->unix_made && !s->handed_over && lstat(s->unix_path, &st) == 0 &&
-      S_ISSOCK(st.st_mode) && (uint64_t)st.st_dev == s->unix_dev &&
-      (uint64_t)st.st_ino == s->unix_ino)
-    unlink(s->unix_path);
-  s->unix_made = false;
+  /* A successor serves the file, or may yet (a hand-over waits for it:
+   * vigil__listen_handover_end decides). */
+  if (s->handed_over) s->unix_made = false;
+  else if (!s->handover_pending) unix_unlink_locked(s);
+  pthread_mutex_unlock(&s->listen_lock);
+}
+
+void vigil__listen_handover_end(vigil_server_t *s, bool ok) {
+  pthread_mutex_lock(&s->listen_lock);
+  s->handover_pending = false;
+  if (ok) {
+    s->handed_over = true;
+    s->unix_made = false;
+  } else if (s->listen_sock < 0) {
+    unix_unlink_locked(s); /* the shutdown kept it for the successor */
+  }
   pthread_mutex_unlock(&s->listen_lock);
 }

@@ -542,20 +542,43 @@ static void on_grace(uv_timer_t *t) {
   }
 }
 
-/* shutdown_idle_ms after the shutdown began: what still waits for a
- * request has been idle that long. */
+static void on_drain(uv_timer_t *t);
+
+/* The drain timer, due when the first connection waiting for a request
+ * has been idle shutdown_idle_ms, counted from when it became idle (not
+ * from the shutdown: a connection idle for most of it already goes soon). */
+static void drain_arm(vigil_loop_t *loop) {
+  uint64_t idle_ms = loop->server->config.shutdown_idle_ms;
+  uint64_t now = uv_now(&loop->uv), first = UINT64_MAX;
+  for (vigil_link_t *l = loop->conns.next; l != &loop->conns; l = l->next) {
+    vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
+    if (vigil__conn_waiting_idle(c) && c->idle_since + idle_ms < first)
+      first = c->idle_since + idle_ms;
+  }
+  if (first == UINT64_MAX) uv_timer_stop(&loop->drain_timer);
+  else uv_timer_start(&loop->drain_timer, on_drain, first > now ? first - now : 0, 0);
+}
+
+/* Closes what has waited for a request shutdown_idle_ms, and re-arms for
+ * the rest. */
 static void on_drain(uv_timer_t *t) {
   vigil_loop_t *loop = t->data;
+  uint64_t idle_ms = loop->server->config.shutdown_idle_ms, now = uv_now(&loop->uv);
   vigil_link_t *l = loop->conns.next;
   while (l != &loop->conns) {
     vigil_link_t *next = l->next;
     vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
-    if (vigil__conn_waiting_idle(c)) {
+    if (vigil__conn_waiting_idle(c) && now - c->idle_since >= idle_ms) {
       vigil__conn_close_after(c);
       vigil__conn_process(c);
     }
     l = next;
   }
+  drain_arm(loop);
+}
+
+void vigil__loop_drain_watch(vigil_loop_t *loop) {
+  if (loop->stopping && !uv_is_active((uv_handle_t *)&loop->drain_timer)) drain_arm(loop);
 }
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -596,7 +619,7 @@ static void loop_begin_shutdown(vigil_loop_t *loop, uint64_t grace_ms) {
     }
     l = next;
   }
-  if (waiting) uv_timer_start(&loop->drain_timer, on_drain, idle_ms, 0);
+  if (waiting) drain_arm(loop);
   if (grace_ms == 0) on_grace(&loop->grace_timer);
   else uv_timer_start(&loop->grace_timer, on_grace, grace_ms, 0);
   loop_maybe_exit(loop);

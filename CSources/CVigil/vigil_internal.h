@@ -481,8 +481,9 @@ struct vigil_conn_s {
 };
 
 void vigil__conn_accept(vigil_loop_t *loop);
-/* Shutdown began (at `now`): may this connection, waiting for a request,
- * still bring one (shutdown_idle_ms)? Else it closes like the others. */
+/* Shutdown began (at `now`): may this connection, waiting for a request
+ * or with a response under way whose head said keep-alive, still bring
+ * one (shutdown_idle_ms)? Else it closes like the others. */
 bool vigil__conn_shutdown_waits(const vigil_conn_t *conn, uint64_t now,
                                 uint64_t idle_ms);
 /* Is it still waiting for a request, with nothing received? */
@@ -740,6 +741,9 @@ struct vigil_loop_s {
 };
 
 bool vigil__loop_stopping(vigil_loop_t *loop);
+/* A connection became idle during the shutdown: make sure the drain timer
+ * will close it after shutdown_idle_ms. Loop thread. */
+void vigil__loop_drain_watch(vigil_loop_t *loop);
 /* response.c -> conn.c: the output queue is empty. */
 void vigil__conn_output_drained(vigil_conn_t *conn);
 void vigil__loop_ref(vigil_loop_t *loop);
@@ -794,6 +798,10 @@ struct vigil_server_s {
   char *unix_path;           /* config.unix_path, copied */
   bool unix_made;            /* we bound unix_path: remove it at shutdown */
   bool handed_over;          /* vigil_server_handover succeeded: keep the file */
+  bool handover_pending;     /* a successor was forked and may yet serve the
+                              * file: a shutdown meanwhile keeps it, and
+                              * vigil__listen_handover_end removes it if
+                              * the hand-over fails */
   uint64_t unix_dev, unix_ino; /* the socket file we made */
   atomic_int handover_busy;  /* a vigil_server_handover is under way */
 };
@@ -809,6 +817,10 @@ int vigil__listen_loop_fd(vigil_server_t *s, unsigned index, int *fd);
 /* listen.c: close listen_sock and remove the Unix socket file if it is
  * still ours. Idempotent; any thread. */
 void vigil__listen_close(vigil_server_t *s);
+/* listen.c: a hand-over that forked (handover_pending) has ended: ok, the
+ * successor serves the socket and its file; else, if the shutdown closed
+ * the socket meanwhile, remove the file it kept. Any thread. */
+void vigil__listen_handover_end(vigil_server_t *s, bool ok);
 /* handover.c: a successful vigil_server_start on an inherited socket: tell
  * the predecessor (vigil_server_handover) that we serve. */
 void vigil__handover_ready(vigil_server_t *s);

@@ -97,8 +97,9 @@ final class CServer: @unchecked Sendable {
     let pointer: OpaquePointer
     private let core: Unmanaged<ServerCore>
     private(set) var port: Int = 0
-    /// Set once the C server is freed: a loop executor may still be asked to
-    /// run a job (a task that outlived run()), and must not touch it then.
+    /// Set once free() has begun (the loops are stopped): a loop executor
+    /// may still be asked to run a job (a task that outlived run()), and
+    /// must not touch the C server then.
     private let freed = Locked(false)
     /// When the first shutdown's grace period ends (the core keeps the
     /// first call's grace); nil before any shutdown.
@@ -238,7 +239,10 @@ final class CServer: @unchecked Sendable {
     }
 
     /// Hand-overs under way, and whether `free` has begun: the C server
-    /// must outlive every vigil_server_handover call.
+    /// must outlive every vigil_server_handover call. Whichever ends last,
+    /// `free` or a hand-over's thread, frees it (`release`): `free` runs on
+    /// the cooperative pool (run()'s defer) and must not wait there for a
+    /// hand-over, whose resumption may need that very thread.
     private let handovers = Locked<(freed: Bool, active: Int)>((false, 0))
 
     /// `vigil_server_handover`, on a thread of its own (it blocks until
@@ -250,7 +254,6 @@ final class CServer: @unchecked Sendable {
             return true
         }
         guard entered else { throw VigilError(code: VIGIL_ESHUTDOWN) }
-        defer { handovers.withLock { $0.active -= 1 } }
         let argv = [executable] + arguments
         let server = self
         let (r, pid) = await onOwnThread { () -> (Int32, Int32) in
@@ -259,23 +262,37 @@ final class CServer: @unchecked Sendable {
             defer { for a in cArgs { Glibc.free(a) } }
             var pid: Int32 = 0
             let r = vigil_server_handover(server.pointer, executable, cArgs, timeoutMs, &pid)
+            // Done with the C server, on this thread: no pool thread needed.
+            let last = server.handovers.withLock { s -> Bool in
+                s.active -= 1
+                return s.freed && s.active == 0
+            }
+            if last { server.release() }
             return (r, pid)
         }
         if r != 0 { throw VigilError(code: r) }
         return pid
     }
 
+    /// Stops the server and frees the C server, or leaves that to the last
+    /// hand-over still waiting for its successor (bounded by its timeout).
+    /// Never blocks beyond the loops' shutdown.
     func free() {
         // Stop and join the loops first, without the lock: a loop thread may
         // be posting a job right now and needs it.
         _ = vigil_server_shutdown(pointer, 0)
         _ = vigil_server_wait(pointer)
-        // A hand-over still waiting for its successor holds the C server
-        // (bounded by its timeout).
-        while handovers.withLock({ s -> Int in s.freed = true; return s.active }) > 0 {
-            usleep(1000)
-        }
         freed.withLock { $0 = true }
+        let now = handovers.withLock { s -> Bool in
+            s.freed = true
+            return s.active == 0
+        }
+        if now { release() }
+    }
+
+    /// Frees the C server and releases the core: once, by whichever of
+    /// `free` and the hand-overs ends last.
+    private func release() {
         vigil_server_free(pointer)
         core.release()
     }

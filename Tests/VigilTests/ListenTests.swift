@@ -142,4 +142,35 @@ final class ListenTests: XCTestCase {
             XCTAssertEqual(e.code, VigilError(code: -108).code)
         }
     }
+
+    /// run() returns as soon as the server has stopped, while a hand-over
+    /// still waits for its successor: freeing the C server is left to the
+    /// hand-over's own thread, and no cooperative-pool thread waits for it
+    /// (with a one-thread pool, waiting there never ended).
+    func testRunReturnsWhileAHandOverWaits() async throws {
+        let server = Server(configuration: .init(host: "127.0.0.1", port: 0, loops: 1))
+        let ok = self.ok
+        let listening = AsyncStream<Int>.makeStream()
+        let runTask = Task.detached {
+            try await server.run(onListening: { listening.continuation.yield($0) }, ok)
+        }
+        for await _ in listening.stream { break }
+        let handOverEnded = Locked(false)
+        let handOver = Task.detached { () -> Int32? in
+            defer { handOverEnded.withLock { $0 = true } }
+            do {
+                _ = try await server.handOver(
+                    to: "/bin/sleep", arguments: ["10"], readyTimeout: .seconds(4))
+                return 0
+            } catch let e as VigilError { return e.code } catch { return nil }
+        }
+        try await Task.sleep(for: .milliseconds(300))  // it waits for /bin/sleep now
+        runTask.cancel()
+        _ = await runTask.result
+        XCTAssertFalse(
+            handOverEnded.withLock { $0 },
+            "run() returned only after the hand-over ended: it waited for it")
+        let code = await handOver.value
+        XCTAssertEqual(code, -ETIMEDOUT)
+    }
 }

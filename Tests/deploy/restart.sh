@@ -12,7 +12,9 @@
 # hands its listening socket to a new process of itself, then drains and
 # exits: Server.handOver, vigil_server_handover). Checks: zero wrk socket
 # errors (connect, read, write, timeout), zero non-2xx answers, every slow
-# request answered 200 by the process that accepted it, every old process
+# request answered 200 (each is sent before its hand-over begins, so the
+# old process accepted it, and a connection never moves: that process
+# answered it; only the status is checked), every old process
 # gone within its grace period, a new pid after each hand-over. Prints the
 # figures. Then, if systemd-socket-activate is there (Debian's systemd
 # package; installed when missing and possible), the demo started by it
