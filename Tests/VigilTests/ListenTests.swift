@@ -1,3 +1,7 @@
+// CVigil: the socket constants (SOCK_STREAM) come from whichever module
+// first imported <sys/socket.h> in this build (Glibc or the C targets'),
+// and which one that is varies between incremental builds.
+import CVigil
 import Foundation
 import HTTPTypes
 @testable import Vigil
