@@ -758,6 +758,9 @@ static void dispatch(vigil_conn_t *c) {
     memcpy(&req->direct_peer, &c->peer, sizeof c->peer);
     req->proxied = true;
   } else {
+    /* The pooled request may hold a longer address from an earlier
+     * request (a PROXY header's UNIX path): nothing of it may show. */
+    memset(&req->peer, 0, sizeof req->peer);
     memcpy(&req->peer, &c->peer, sizeof c->peer);
   }
   bool has_body = req->chunked || req->content_length > 0;

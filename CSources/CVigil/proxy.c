@@ -26,6 +26,8 @@
  * UNIX - and the TLVs real senders add, SSL and AWS/Azure/GCP ones
  * included, fit well within it) and refuse a longer header as soon as its
  * fixed part is in. TLVs are skipped, but each must fit in the length.
+ * A LOCAL header (a proxy's own connection: health checks) is discarded
+ * whole after its length, as the spec asks.
  */
 #include "vigil_internal.h"
 
@@ -158,10 +160,17 @@ static int v2_parse(const char *p, size_t n, vigil__proxy_hdr_t *h) {
   if (version != 2 || command > 1) return VIGIL__PROXY_BAD; /* 0 LOCAL, 1 PROXY */
   if (n < 14) return VIGIL__PROXY_MORE;
   unsigned family = b[13] >> 4, transport = b[13] & 0xf;
-  if (family > 3 || transport > 2) return VIGIL__PROXY_BAD;
+  /* LOCAL: "the receiver must ... discard the protocol block including
+   * the family" (section 2.2), so nothing past the length is checked. */
+  if (command == 1 && (family > 3 || transport > 2)) return VIGIL__PROXY_BAD;
   if (n < 16) return VIGIL__PROXY_MORE;
   size_t len = be16(b + 14);
   if (len > VIGIL__PROXY_V2_MAX_LEN) return VIGIL__PROXY_BAD;
+  if (command == 0) {
+    if (n < 16 + len) return VIGIL__PROXY_MORE;
+    h->version = 2;
+    return (int)(16 + len);
+  }
   /* Addresses by family (section 2.2): UNSPEC none, INET 4+4+2+2, INET6
    * 16+16+2+2, UNIX 108+108. */
   static const size_t addr_len[4] = {0, 12, 36, 216};
@@ -175,9 +184,9 @@ static int v2_parse(const char *p, size_t n, vigil__proxy_hdr_t *h) {
     at += 3 + vl;
   }
   h->version = 2;
-  /* LOCAL (the proxy's own connection: health checks) and UNSPEC: the
-   * receiver uses the real endpoints and ignores any address given. */
-  if (command == 0 || family == 0) return (int)(16 + len);
+  /* UNSPEC: the receiver uses the real endpoints and ignores any
+   * address given. */
+  if (family == 0) return (int)(16 + len);
   const unsigned char *a = b + 16;
   memset(&h->src, 0, sizeof h->src);
   memset(&h->dst, 0, sizeof h->dst);

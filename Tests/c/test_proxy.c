@@ -17,6 +17,9 @@
 /* The handler answers with the three addresses it reads:
  * "remote A\npeer B\ndest C\n", "-" for an address it cannot have. */
 static atomic_int handled;
+/* Requests whose remote address had a byte set past the address itself
+ * (a pooled request keeping an earlier request's longer address). */
+static atomic_int stale_tail;
 
 static void fmt_addr(int r, const struct sockaddr_storage *a, char *buf, size_t len) {
   char ip[INET6_ADDRSTRLEN];
@@ -40,7 +43,15 @@ static void on_request(vigil_request_t *req, void *ud) {
   atomic_fetch_add(&handled, 1);
   struct sockaddr_storage a;
   char r[80], p[80], d[80], body[300];
+  memset(&a, 0xAA, sizeof a);
   int rr = vigil_request_remote_addr(req, &a);
+  if (rr == 0 && (a.ss_family == AF_INET || a.ss_family == AF_INET6)) {
+    for (size_t i = sizeof(struct sockaddr_in6); i < sizeof a; i++)
+      if (((const unsigned char *)&a)[i] != 0) {
+        atomic_fetch_add(&stale_tail, 1);
+        break;
+      }
+  }
   fmt_addr(rr, &a, r, sizeof r);
   int pr = vigil_request_peer_addr(req, &a);
   fmt_addr(pr, &a, p, sizeof p);
@@ -195,6 +206,29 @@ static void t_v2(void) {
   memcpy(t + 12, "\x02\x00\x03" "a.b" "\x04\x00\x01" "\x00", 10);
   n = v2(b, 0x21, 0x11, t, sizeof t);
   expect_answer(b, n, "remote 203.0.113.7:51234\npeer 127.0.0.1:%d\ndest 192.0.2.1:443\n");
+  stop();
+}
+
+/* Requests come from a per-loop pool: a request that follows one with a
+ * long (UNIX, 108-byte path) header address, on a connection whose
+ * header has none (v2 LOCAL, v1 UNKNOWN), reads its own address and
+ * zeros after it, not the tail of the earlier path. Before the fix only
+ * the connection's 28-byte peer was copied over the pooled 128-byte
+ * storage: both such requests read stale bytes. */
+static void t_pool_reuse(void) {
+  REQUIRE(start(VIGIL_PROXY_ANY, 0, 0) > 0, "server");
+  atomic_store(&stale_tail, 0);
+  unsigned char b[256], u[216];
+  memset(u, 'p', sizeof u);
+  size_t n = v2(b, 0x21, 0x31, u, sizeof u);
+  expect_answer(b, n, "remote family-1\npeer 127.0.0.1:%d\ndest family-1\n");
+  n = v2(b, 0x20, 0x00, "", 0);
+  expect_answer(b, n, "remote 127.0.0.1:%d\npeer 127.0.0.1:%d\ndest -\n");
+  n = v2(b, 0x21, 0x31, u, sizeof u);
+  expect_answer(b, n, "remote family-1\npeer 127.0.0.1:%d\ndest family-1\n");
+  const char *hu = "PROXY UNKNOWN\r\n";
+  expect_answer(hu, strlen(hu), "remote 127.0.0.1:%d\npeer 127.0.0.1:%d\ndest -\n");
+  CHECK_EQ_INT(atomic_load(&stale_tail), 0);
   stop();
 }
 
@@ -438,6 +472,7 @@ int main(void) {
   tc_init();
   RUN(t_v1, "v1 TCP4, TCP6, UNKNOWN: the handler reads the client, the proxy, the destination");
   RUN(t_v2, "v2 PROXY TCP4, TCP6, LOCAL, with TLVs");
+  RUN(t_pool_reuse, "a pooled request after a long UNIX header address reads no stale bytes");
   RUN(t_split, "v1 and v2 headers and the request one byte per write");
   RUN(t_pipelined, "header + pipelined requests in one write; keep-alive keeps the client; a second header is a 400");
   RUN(t_refused, "required: missing, garbage, over-long, bad addresses, bad v2: closed without an answer");

@@ -278,6 +278,18 @@ static void t_v2_local_unspec(void) {
   n = v2(b, 0x20, 0x11, addrs, 12);
   expect_whole(b, n, VIGIL_PROXY_V2, &h);
   CHECK(!h.has_addrs, "LOCAL's addresses are ignored");
+  /* LOCAL: the block is discarded, family included (spec 2.2): a family
+   * whose addresses do not fit, an unknown family or transport, TLVs that
+   * do not parse are all taken. Refused before the fix. */
+  n = v2(b, 0x20, 0x11, "", 0);
+  expect_whole(b, n, VIGIL_PROXY_V2, &h);
+  CHECK(!h.has_addrs, "LOCAL, INET, no addresses");
+  n = v2(b, 0x20, 0xff, "\x01\x02\x03", 3);
+  expect_whole(b, n, VIGIL_PROXY_V2, &h);
+  CHECK(!h.has_addrs, "LOCAL, unknown family and transport");
+  n = v2(b, 0x20, 0x11, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x04\x00\x09", 15);
+  expect_whole(b, n, VIGIL_PROXY_V2, &h);
+  CHECK(!h.has_addrs, "LOCAL, a TLV longer than the block");
   /* PROXY with UNSPEC: the real endpoints. */
   n = v2(b, 0x21, 0x00, "", 0);
   expect_whole(b, n, VIGIL_PROXY_V2, &h);
