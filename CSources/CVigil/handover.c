@@ -223,7 +223,7 @@ static int read_word(int rfd, char *buf, size_t *got) {
  * without a word is noticed at once, even when a process it started
  * keeps the pipe open. */
 static int wait_ready(int rfd, pid_t pid, uint64_t timeout_ms) {
-  uint64_t deadline = now_ms() + timeout_ms;
+  uint64_t deadline = vigil__deadline(now_ms(), timeout_ms);
   char buf[1 + sizeof(int)];
   size_t got = 0;
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);

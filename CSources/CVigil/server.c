@@ -552,8 +552,8 @@ static void drain_arm(vigil_loop_t *loop) {
   uint64_t now = uv_now(&loop->uv), first = UINT64_MAX;
   for (vigil_link_t *l = loop->conns.next; l != &loop->conns; l = l->next) {
     vigil_conn_t *c = VIGIL_CONTAINER_OF(l, vigil_conn_t, link);
-    if (vigil__conn_waiting_idle(c) && c->idle_since + idle_ms < first)
-      first = c->idle_since + idle_ms;
+    if (vigil__conn_waiting_idle(c) && vigil__deadline(c->idle_since, idle_ms) < first)
+      first = vigil__deadline(c->idle_since, idle_ms);
   }
   if (first == UINT64_MAX) uv_timer_stop(&loop->drain_timer);
   else uv_timer_start(&loop->drain_timer, on_drain, first > now ? first - now : 0, 0);

@@ -56,7 +56,7 @@ void vigil__timer_arm(vigil_conn_t *c, int kind) {
   vigil_loop_t *loop = c->loop;
   VIGIL_ASSERT(vigil__on_loop_thread(loop));
   if (vigil__list_linked(&c->tlink[kind])) vigil__list_remove(&c->tlink[kind]);
-  c->deadline[kind] = uv_now(&loop->uv) + d;
+  c->deadline[kind] = vigil__deadline(uv_now(&loop->uv), d);
   /* What on_tick relies on: appending keeps the list in deadline order
    * (one duration per kind, uv_now never goes back). */
   VIGIL_ASSERT(vigil__list_empty(&loop->timers[kind]) ||

@@ -56,6 +56,12 @@ void vigil__buf_free(vigil_buf_t *b);
 typedef struct vigil_link_s {
   struct vigil_link_s *prev, *next;
 } vigil_link_t;
+/* now + a configured duration, saturating: UINT64_MAX ms ("never") must
+ * not wrap into a deadline already past. */
+static inline uint64_t vigil__deadline(uint64_t now, uint64_t ms) {
+  return ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
+}
+
 static inline void vigil__list_init(vigil_link_t *h) { h->prev = h->next = h; }
 static inline bool vigil__list_empty(const vigil_link_t *h) { return h->next == h; }
 static inline void vigil__list_push(vigil_link_t *h, vigil_link_t *n) {

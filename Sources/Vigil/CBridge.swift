@@ -331,11 +331,15 @@ func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
 // MARK: configuration values and the request head
 
 /// A duration in whole milliseconds, at least 1 if positive; 0 for nil.
+/// Saturates: `.seconds(Int64.max)`, a natural spelling of "never", is
+/// `UInt64.max` ms rather than an overflow trap.
 func milliseconds(_ d: Duration?) -> UInt64 {
     guard let d, d > .zero else { return 0 }
     let c = d.components
-    let ms = UInt64(c.seconds) * 1000 + UInt64(c.attoseconds) / 1_000_000_000_000_000
-    return max(1, ms)
+    let (whole, overflow) = UInt64(c.seconds).multipliedReportingOverflow(by: 1000)
+    if overflow { return .max }
+    let (ms, overflow2) = whole.addingReportingOverflow(UInt64(c.attoseconds) / 1_000_000_000_000_000)
+    return overflow2 ? .max : max(1, ms)
 }
 
 /// Builds the swift-http-types head from the C request (loop thread); nil

@@ -29,6 +29,17 @@ final class LimitsTests: XCTestCase {
         try await server.stop()
     }
 
+    /// A timeout of `.seconds(Int64.max)` ("never") is the largest number
+    /// of milliseconds C takes; it trapped on overflow before.
+    func testHugeDurationsSaturate() {
+        XCTAssertEqual(milliseconds(.seconds(Int64.max)), UInt64.max)
+        XCTAssertEqual(milliseconds(.seconds(UInt64.max / 1000)), UInt64.max / 1000 * 1000)
+        XCTAssertEqual(milliseconds(.microseconds(1)), 1)
+        XCTAssertEqual(milliseconds(.zero), 0)
+        XCTAssertEqual(milliseconds(.seconds(-5)), 0)
+        XCTAssertEqual(milliseconds(.milliseconds(1500)), 1500)
+    }
+
     func testTooManyHeadersGets431() async throws {
         var wire = "GET / HTTP/1.1\r\nHost: x\r\n"
         for i in 0..<101 { wire += "X-\(i): v\r\n" }

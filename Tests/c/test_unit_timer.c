@@ -280,6 +280,23 @@ static void t_many(void) {
   teardown();
 }
 
+/* A duration too large for now + duration ("never": UINT64_MAX, as a
+ * Swift `.seconds(Int64.max)` becomes) is a deadline at the end of time,
+ * not one that wrapped into the past. Before the fix the deadline wrapped
+ * and fired at the first tick. */
+static void t_huge_duration(void) {
+  setup(50, UINT64_MAX);
+  arm(0, T_IDLE);
+  arm(1, T_HEADER);
+  CHECK(vigil__timer_armed(conns[0], T_IDLE), "a huge duration armed nothing");
+  CHECK(run_until(1, 2000), "the 50 ms header deadline did not fire");
+  run_until(2, 200);
+  CHECK_EQ_INT(nfired, 1);
+  CHECK(nfired >= 1 && fired[0].c == conns[1], "the huge deadline fired");
+  CHECK(vigil__timer_armed(conns[0], T_IDLE), "the huge deadline is no longer armed");
+  teardown();
+}
+
 int main(void) {
   tc_init();
   RUN(t_arm_disarm, "unit timer: arm, armed, disarm, disarm_all; 0 and closing arm nothing");
@@ -288,6 +305,7 @@ int main(void) {
   RUN(t_disarm_before_expiry, "unit timer: a disarmed deadline never fires");
   RUN(t_kinds_independent, "unit timer: kinds are independent");
   RUN(t_rearm_in_callback, "unit timer: the expiry callback may arm again");
+  RUN(t_huge_duration, "unit timer: a duration past the end of time never fires");
   RUN(t_many, "unit timer: 64 connections, re-armed ones at the back");
   return tc_summary();
 }
