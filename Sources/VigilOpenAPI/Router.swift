@@ -95,43 +95,55 @@ struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
         return captures
     }
 
-    /// Matches one segment: literal pieces exactly, each parameter a
-    /// non-empty run up to the next literal piece (the shortest that lets
-    /// the rest match: `{a}-{b}` on `x-y-z` gives `x` and `y-z`).
+    /// Matches one segment, in linear time (no backtracking: the target
+    /// is the client's): a trailing literal piece is matched at the
+    /// segment's end, then left to right each literal piece exactly and
+    /// each parameter as a non-empty run up to the first occurrence of the
+    /// literal text after it (`{a}-{b}` on `x-y-z` gives `x` and `y-z`;
+    /// `{name}.zip` on `a.b.zip` gives `a.b`).
     private static func match(
         _ pieces: ArraySlice<Piece>, _ value: Substring, into captures: inout [String: Substring]
     ) -> Bool {
-        guard let first = pieces.first else { return value.isEmpty }
-        switch first {
-        case .literal(let literal):
-            guard value.utf8.starts(with: literal.utf8) else { return false }
-            let rest = value.utf8.dropFirst(literal.utf8.count)
-            return match(pieces.dropFirst(), Substring(rest), into: &captures)
-        case .parameter(let name):
-            let after = pieces.dropFirst()
-            guard case .literal(let next)? = after.first else {
-                // The segment's last piece: the rest of it.
-                guard !value.isEmpty else { return false }
-                captures[name] = value
-                return true
-            }
-            // Try each place `next` occurs, leaving the parameter non-empty.
-            let bytes = value.utf8
-            let needle = Array(next.utf8)
-            var start = bytes.index(after: bytes.startIndex)
-            while start < bytes.endIndex {
-                if bytes[start...].starts(with: needle) {
-                    var attempt = captures
-                    attempt[name] = value[value.startIndex..<start]
-                    if match(after, value[start...], into: &attempt) {
-                        captures = attempt
-                        return true
-                    }
-                }
-                start = bytes.index(after: start)
-            }
-            return false
+        var pieces = pieces
+        var value = value
+        if pieces.count > 1, case .literal(let suffix)? = pieces.last {
+            guard value.utf8.count > suffix.utf8.count, value.utf8.reversed().starts(with: suffix.utf8.reversed())
+            else { return false }
+            value = Substring(value.utf8.dropLast(suffix.utf8.count))
+            pieces = pieces.dropLast()
         }
+        while let piece = pieces.popFirst() {
+            switch piece {
+            case .literal(let literal):
+                guard value.utf8.starts(with: literal.utf8) else { return false }
+                value = Substring(value.utf8.dropFirst(literal.utf8.count))
+            case .parameter(let name):
+                guard case .literal(let next)? = pieces.first else {
+                    // The segment's last piece: the rest of it.
+                    guard !value.isEmpty else { return false }
+                    captures[name] = value
+                    value = value[value.endIndex...]
+                    continue
+                }
+                guard !value.isEmpty, let end = firstRange(of: Array(next.utf8), in: value, after: value.startIndex)
+                else { return false }
+                captures[name] = value[..<end]
+                value = value[end...]
+            }
+        }
+        return value.isEmpty
+    }
+
+    /// Where `needle` first starts in `value`, after `start` (a parameter
+    /// takes at least one byte), or nil.
+    private static func firstRange(of needle: [UInt8], in value: Substring, after start: String.Index) -> String.Index? {
+        let bytes = value.utf8
+        var i = bytes.index(after: start)
+        while i < bytes.endIndex {
+            if bytes[i...].starts(with: needle) { return i }
+            i = bytes.index(after: i)
+        }
+        return nil
     }
 
     /// Orders templates most specific first: segment by segment, literal

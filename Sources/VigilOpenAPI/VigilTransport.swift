@@ -21,7 +21,9 @@ import Vigil
 /// (`cancellation.reason`, `connectionClosed()`).
 ///
 /// Routing: a template's segments match literally, its `{parameters}`
-/// match a non-empty part of one segment (`/files/{name}.zip`). Concrete
+/// match a non-empty part of one segment (`/files/{name}.zip`), up to the
+/// first occurrence of the literal text after them, or to the segment's
+/// end when that text ends the segment (`a.b.zip` gives `a.b`). Concrete
 /// templates are tried before templated ones. A path no template matches
 /// gets 404; one that templates match but not for its method gets 405 with
 /// `Allow`. A HEAD request with no HEAD operation is served by the GET one
