@@ -7,11 +7,17 @@ let package = Package(
     products: [
         .library(name: "Vigil", targets: ["Vigil"]),
         .executable(name: "vigil-demo", targets: ["vigil-demo"]),
+        // swift-openapi-runtime's ServerTransport over Vigil: only this
+        // product (and the example) depends on the runtime.
+        .library(name: "VigilOpenAPI", targets: ["VigilOpenAPI"]),
+        .executable(name: "vigil-openapi-example", targets: ["vigil-openapi-example"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // VigilOpenAPI and the example only; the Vigil target does not use it.
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.0"),
         // The DocC plugin (`make docs`): a command plugin, no product
         // depends on it.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
@@ -60,6 +66,36 @@ let package = Package(
             dependencies: ["Vigil"],
             path: "Sources/vigil-demo"
         ),
+        .target(
+            name: "VigilOpenAPI",
+            dependencies: [
+                "Vigil",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            ],
+            path: "Sources/VigilOpenAPI"
+        ),
+        // examples/openapi: the service (openapi.yaml's generated code, and
+        // its implementation), a target of its own so that the tests run
+        // it, and the executable serving it.
+        .target(
+            name: "OpenAPIExampleService",
+            dependencies: [
+                "Vigil", "VigilOpenAPI",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            ],
+            path: "examples/openapi/Sources/OpenAPIExampleService"
+        ),
+        .executableTarget(
+            name: "vigil-openapi-example",
+            dependencies: [
+                "Vigil", "VigilOpenAPI", "OpenAPIExampleService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "examples/openapi/Sources/vigil-openapi-example"
+        ),
         .testTarget(
             name: "VigilTests",
             dependencies: [
@@ -68,6 +104,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/VigilTests"
+        ),
+        .testTarget(
+            name: "VigilOpenAPITests",
+            dependencies: [
+                "Vigil", "CVigil", "VigilOpenAPI", "OpenAPIExampleService",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            ],
+            path: "Tests/VigilOpenAPITests"
         ),
     ]
 )

@@ -24,7 +24,8 @@ bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 rm -rf "$WORK/vigil" "$WORK/app"
 mkdir -p "$WORK/vigil" "$WORK/app/Sources/App"
 (cd "$ROOT" && git ls-files -co --exclude-standard -z \
-   Package.swift CSources include Sources Tests/VigilTests | tar --null -T - -cf -) \
+   Package.swift CSources include Sources Tests/VigilTests Tests/VigilOpenAPITests \
+   examples/openapi | tar --null -T - -cf -) \
   | tar -C "$WORK/vigil" -xf -
 for f in "$WORK"/vigil/CSources/CLLHTTP/node-llhttp/*; do
   ln -sfn "/nonexistent/node-llhttp/$(basename "$f")" "$f"
