@@ -110,6 +110,7 @@ let package = Package(
             dependencies: [
                 "Vigil", "CVigil", "VigilOpenAPI", "OpenAPIExampleService",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ],
             path: "Tests/VigilOpenAPITests"

@@ -200,6 +200,25 @@ struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Whether a percent-encoded parameter decodes: every `%` followed by
+    /// two hex digits (RFC 3986 2.1), the decoded bytes UTF-8.
+    static func isDecodable(_ text: Substring) -> Bool {
+        guard text.utf8.contains(UInt8(ascii: "%")) else { return true }
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(text.utf8.count)
+        var bytes = text.utf8.makeIterator()
+        while let b = bytes.next() {
+            guard b == UInt8(ascii: "%") else {
+                decoded.append(b)
+                continue
+            }
+            guard let h = bytes.next(), let hi = hexValue(h), let l = bytes.next(), let lo = hexValue(l)
+            else { return false }
+            decoded.append(hi << 4 | lo)
+        }
+        return String(validating: decoded, as: UTF8.self) != nil
+    }
+
     private static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")

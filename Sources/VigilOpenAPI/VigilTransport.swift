@@ -26,10 +26,14 @@ import Vigil
 /// end when that text ends the segment (`a.b.zip` gives `a.b`). Concrete
 /// templates are tried before templated ones. A path no template matches
 /// gets 404; one that templates match but not for its method gets 405 with
-/// `Allow`. A HEAD request with no HEAD operation is served by the GET one
-/// (the core sends no body). Path parameters reach the generated code as
+/// `Allow`. A HEAD request with no HEAD operation is served by the GET one;
+/// a HEAD request's response body is never iterated (its length, when
+/// known, is the `Content-Length`). Path parameters reach the generated code as
 /// they were sent, percent-encoded, and it decodes them (so `%2F` is a `/`
-/// inside a parameter, never a segment break); the query stays in the
+/// inside a parameter, never a segment break: an operation serving files
+/// must refuse `..` and `/` in names itself); a parameter with a malformed
+/// escape (`%zz`, `%`) or one that does not decode to UTF-8 (`%FF`) gets
+/// 400 before any operation runs. The query stays in the
 /// request's path, where the generated code reads it.
 ///
 /// Bodies: the request body is an `HTTPBody` over Vigil's streamed body
@@ -43,7 +47,12 @@ import Vigil
 /// Errors an operation throws give a 500 (Vigil's) unless a middleware
 /// answers them: register with `ErrorHandlingMiddleware()` for the
 /// runtime's own statuses (400 for a malformed parameter, 415 for a wrong
-/// content type).
+/// content type). A `ServerError` that reaches the transport is thrown on
+/// as an `OperationFailedError`, which Vigil logs without the request's
+/// fields (credentials stay out of the log).
+///
+/// Not handled here: OPTIONS (a CORS preflight) gets 405 like any method
+/// no operation has; wrap `handle` to answer it before the transport.
 public final class VigilTransport: ServerTransport, Sendable {
     /// The generated code's handler, as `ServerTransport.register` gives it.
     public typealias OperationHandler =
@@ -128,6 +137,13 @@ public final class VigilTransport: ServerTransport, Sendable {
             answer.headerFields[.allow] = methods.joined(separator: ", ")
             try await response.write(answer)
         case .found(let route, let parameters):
+            // RFC 3986 2.1: `%` starts two hex digits. The runtime decodes
+            // a parameter it cannot decode as "", so `/greet/%zz` would
+            // reach the operation as an empty name: refuse it here.
+            guard parameters.values.allSatisfy(PathTemplate.isDecodable) else {
+                try await response.write(HTTPResponse(status: .badRequest))
+                return
+            }
             let (answer, body): (HTTPResponse, HTTPBody?)
             do {
                 (answer, body) = try await Self.$currentRequest.withValue(request) {
@@ -140,10 +156,15 @@ public final class VigilTransport: ServerTransport, Sendable {
                 // when the request was cancelled, that is Vigil's
                 // cancellation (logged at debug), not the operation failing.
                 if request.cancellation.isCancelled { throw CancellationError() }
+                // Vigil logs what a handler throws; a ServerError's
+                // description holds the whole request, Authorization and
+                // Cookie included. What reaches the log names the
+                // operation and the cause only.
+                if let failure = error as? ServerError { throw OperationFailedError(failure) }
                 throw error
             }
             try await Self.$currentRequest.withValue(request) {
-                try await Self.send(answer, body, to: response)
+                try await Self.send(answer, body, to: response, head: head.method == .head)
             }
         }
     }
@@ -165,12 +186,24 @@ public final class VigilTransport: ServerTransport, Sendable {
         return HTTPBody(request.body, length: length, iterationBehavior: .single)
     }
 
-    static func send(_ head: HTTPResponse, _ body: HTTPBody?, to response: ResponseWriter) async throws {
-        var head = head
+    /// Sends the operation's answer. `head`: the request was HEAD (served
+    /// by a GET operation, or a HEAD one): the framing a GET would get,
+    /// and the body never iterated, since nothing of it is sent (RFC 9110
+    /// 9.3.2) and producing it may cost as much as the GET.
+    static func send(
+        _ answer: HTTPResponse, _ body: HTTPBody?, to response: ResponseWriter, head isHead: Bool = false
+    ) async throws {
+        var head = answer
         head.headerFields[.contentLength] = nil
         head.headerFields[.transferEncoding] = nil
         guard let body else {
             try await response.write(head)
+            return
+        }
+        if isHead {
+            if case .known(let length) = body.length { head.headerFields[.contentLength] = String(length) }
+            let writer = try await response.start(head)
+            try await writer.finish()
             return
         }
         switch body.length {
@@ -187,9 +220,19 @@ public final class VigilTransport: ServerTransport, Sendable {
             head.headerFields[.contentLength] = String(length)
             let writer = try await response.start(head)
             var sent: Int64 = 0
-            for try await chunk in body where !chunk.isEmpty {
+            var chunks = body.makeAsyncIterator()
+            while let chunk = try await chunks.next() {
+                if chunk.isEmpty { continue }
                 sent += Int64(chunk.count)
                 guard sent <= length else { throw BodyLengthError(declared: length) }
+                // The chunk that completes the length is held until the
+                // body is known to end: written before, a body that goes on
+                // would leave the client a response that looks whole.
+                if sent == length {
+                    while let more = try await chunks.next() {
+                        if !more.isEmpty { throw BodyLengthError(declared: length) }
+                    }
+                }
                 try await writer.write(Array(chunk))
             }
             // Short: not finished, so the core cuts the response off
@@ -210,4 +253,24 @@ public final class VigilTransport: ServerTransport, Sendable {
 public struct BodyLengthError: Error, Sendable, Hashable, CustomStringConvertible {
     public let declared: Int64
     public var description: String { "the response body's length differs from its declared \(declared) bytes" }
+}
+
+/// An operation failed (the runtime's `ServerError`, reduced to what is
+/// safe to log: its operation, cause and underlying error, without the
+/// request's fields, body or decoded input). What `handle` throws, and
+/// Vigil logs, when no middleware answered the error.
+public struct OperationFailedError: Error, CustomStringConvertible {
+    public let operationID: String
+    public let causeDescription: String
+    public let underlyingError: any Error
+
+    init(_ error: ServerError) {
+        operationID = error.operationID
+        causeDescription = error.causeDescription
+        underlyingError = error.underlyingError
+    }
+
+    public var description: String {
+        "operation \(operationID) failed: \(causeDescription); underlying error: \(underlyingError)"
+    }
 }

@@ -2,6 +2,7 @@
 // percent-encoding, 404, 405 with Allow), the request body's length and
 // streaming, response framing, the task-local request, cancellation.
 import HTTPTypes
+import Logging
 import OpenAPIRuntime
 import Vigil
 @testable import VigilOpenAPI
@@ -247,6 +248,113 @@ final class TransportTests: XCTestCase {
         try await s.stop()
     }
 
+    /// A parameter that does not decode gets 400 before any operation runs;
+    /// the runtime would have handed it over as "" (a 200 with an empty
+    /// name before the fix).
+    func testUndecodableParameterGets400() async throws {
+        let transport = VigilTransport()
+        try transport.register(Self.echoParameters, method: .get, path: "/files/{name}.zip")
+        try transport.register(Self.echoParameters, method: .get, path: "/greet/{name}")
+        let s = try await Serving.start(transport)
+        let c = try s.client()
+        let cases: [(String, Int, String)] = [
+            ("/greet/%zz", 400, ""),
+            ("/greet/%", 400, ""),
+            ("/greet/a%2", 400, ""),
+            ("/greet/%FF", 400, ""),
+            ("/greet/%C3", 400, ""),
+            ("/greet/%C3%B6%ZZ", 400, ""),
+            ("/files/%FF.zip", 400, ""),
+            ("/greet/%C3%B6", 200, "name=%C3%B6"),
+            ("/greet/a%20b", 200, "name=a%20b"),
+            ("/greet/100%25", 200, "name=100%25"),
+        ]
+        for (target, status, body) in cases {
+            let r = try await c.request("GET", target)
+            XCTAssertEqual(r.status, status, target)
+            if status == 200 { XCTAssertEqual(r.text, body, target) }
+        }
+        try await s.stop()
+    }
+
+    /// HEAD served by a GET operation: the GET's framing, and its body never
+    /// produced (it cost the whole body's CPU before the fix); the
+    /// connection goes on.
+    func testHeadDoesNotProduceTheBody() async throws {
+        let iterated = Mailbox<Void>()
+        let transport = VigilTransport()
+        try transport.register({ _, _, _ in
+            (HTTPResponse(status: .ok),
+             HTTPBody(Recording(chunks: [[UInt8](repeating: 1, count: 100_000)], onNext: { iterated.put(()) }),
+                      length: .known(100_000), iterationBehavior: .single))
+        }, method: .get, path: "/known")
+        try transport.register({ _, _, _ in
+            (HTTPResponse(status: .ok),
+             HTTPBody(Recording(chunks: [[1, 2, 3]], onNext: { iterated.put(()) }),
+                      length: .unknown, iterationBehavior: .single))
+        }, method: .get, path: "/unknown")
+        let s = try await Serving.start(transport)
+        let c = try s.client()
+        var r = try await c.request("HEAD", "/known")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.header("Content-Length"), "100000")
+        XCTAssertTrue(r.body.isEmpty)
+        r = try await c.request("HEAD", "/unknown")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertTrue(r.body.isEmpty)
+        let produced: Void? = await iterated.take(seconds: 0.1)
+        XCTAssertNil(produced, "a HEAD request's body was produced")
+        r = try await c.request("GET", "/known")
+        XCTAssertEqual(r.body.count, 100_000)
+        try await s.stop()
+    }
+
+    /// A streamed body of known length that goes on past it: the client
+    /// must not get a response that looks whole (it did before the fix:
+    /// the chunk completing the length was written before the body was
+    /// known to end).
+    func testStreamedBodyLongerThanDeclaredIsCutOff() async throws {
+        let transport = VigilTransport()
+        try transport.register({ _, _, _ in
+            let chunk = [UInt8](repeating: 7, count: 100_000)
+            return (HTTPResponse(status: .ok),
+                    HTTPBody(AsyncChunks([chunk, chunk, chunk]), length: .known(200_000), iterationBehavior: .single))
+        }, method: .get, path: "/long")
+        let s = try await Serving.start(transport)
+        let c = try s.client()
+        do {
+            let r = try await c.request("GET", "/long")
+            XCTFail("a whole response: \(r.status), \(r.body.count) bytes")
+        } catch {
+            // The connection closed before the 200 000 bytes: as expected.
+        }
+        try await s.stop()
+    }
+
+    /// A ServerError reaching the transport is logged by Vigil without
+    /// the request's fields: an Authorization header stayed in the log
+    /// before the fix (the runtime's description holds the whole request).
+    func testOperationFailureIsLoggedWithoutTheRequestsFields() async throws {
+        let lines = Locked<[String]>([])
+        let transport = VigilTransport()
+        try transport.register({ request, body, metadata in
+            throw ServerError(
+                operationID: "secretive", request: request, requestBody: body, requestMetadata: metadata,
+                causeDescription: "it broke", underlyingError: CancellationError())
+        }, method: .get, path: "/fail")
+        let s = try await Serving.start(transport) { config in
+            config.logger = Logger(label: "test") { _ in CapturingLogHandler(lines: lines) }
+            config.logger.logLevel = .error
+        }
+        let r = try await s.client().request("GET", "/fail", headers: ["Authorization: Bearer hunter2"])
+        XCTAssertEqual(r.status, 500)
+        try await s.stop()
+        let logged = lines.withLock { $0 }.joined(separator: "\n")
+        XCTAssertTrue(logged.contains("secretive"), logged)
+        XCTAssertTrue(logged.contains("it broke"), logged)
+        XCTAssertFalse(logged.contains("hunter2"), logged)
+    }
+
     func testTemplateOrder() throws {
         let t = try ["/f/{n}", "/f/list", "/f/{n}.zip", "/f/a{n}.zip"].map { try PathTemplate($0) }
         let sorted = t.sorted(by: PathTemplate.moreSpecific).map(\.text)
@@ -254,6 +362,41 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(PathTemplate.split("/a%2f%41%7e/b?x=/c"), ["a%2FA~", "b"])
         XCTAssertNil(PathTemplate.split("*"))
     }
+}
+
+/// A log handler keeping each line (message and metadata) in `lines`.
+struct CapturingLogHandler: LogHandler {
+    let lines: Locked<[String]>
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
+        lines.withLock { $0.append("\(event.message) \(all)") }
+    }
+}
+
+/// Chunks as an async sequence that reports each `next()`.
+struct Recording: AsyncSequence, Sendable {
+    typealias Element = ArraySlice<UInt8>
+    let chunks: [[UInt8]]
+    let onNext: @Sendable () -> Void
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ArraySlice<[UInt8]>
+        let onNext: @Sendable () -> Void
+        mutating func next() async -> ArraySlice<UInt8>? {
+            onNext()
+            return rest.popFirst()?[...]
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: chunks[...], onNext: onNext) }
 }
 
 /// Chunks as an async sequence.

@@ -45,8 +45,8 @@ struct Main {
         logger.logLevel = .info
         var configuration = Server.Configuration(host: host, port: port)
         configuration.logger = logger
-        // Uploads are streamed and counted, never held: let them be large.
-        configuration.maxBodySize = nil
+        // The server's body limit (8 MiB) stays for every route; /upload
+        // lifts it for its own request (ExampleService.upload).
 
         do {
             let transport = VigilTransport()
