@@ -110,7 +110,12 @@ typedef enum {
   VIGIL_TIMEOUT_HANDLER = 3  /* handler_timeout_ms since the head arrived */
 } vigil_timeout_t;
 
-/* "client closed", "reset", "peer unreachable", ... ; never NULL. */
+/* The reason's name, an identifier ([a-z][A-Za-z]*: no spaces) that works
+ * as a metric label or log value as it is, the same as the Swift
+ * CancellationReason case: "none", "clientClosed", "reset", "readFailed",
+ * "writeFailed", "timedOut", "serverShutdown", "handlerFinished",
+ * "badRequest", "bodyTooLarge", "peerUnreachable"; "unknown" for a value
+ * outside the enum. Never NULL; a static string. */
 VIGIL_EXPORT const char *vigil_reason_name(vigil_reason_t reason);
 
 /* ------------------------------------------------------------------------ */
