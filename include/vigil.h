@@ -685,6 +685,17 @@ VIGIL_EXPORT int vigil_request_peer_addr(const vigil_request_t *req,
  * thread. */
 VIGIL_EXPORT int vigil_request_proxy_dest_addr(const vigil_request_t *req,
                                                struct sockaddr_storage *addr);
+/* The server's own address on the request's connection (getsockname of
+ * the accepted socket, read once when the connection was accepted): the
+ * listener's address, or with "0.0.0.0" / "::" the address the client
+ * reached; AF_INET or AF_INET6, port in network order (an IPv4 client of
+ * "::": AF_INET6, ::ffff:a.b.c.d). Behind a PROXY header it stays the
+ * socket's own address (the proxy connected to it); the address the client
+ * connected to at the proxy is vigil_request_proxy_dest_addr. On a Unix
+ * socket: family AF_UNIX and nothing else. 0, or VIGIL_EINVAL (`req` or
+ * `addr` NULL, or the address could not be read). Any thread. */
+VIGIL_EXPORT int vigil_request_local_addr(const vigil_request_t *req,
+                                          struct sockaddr_storage *addr);
 /* A number identifying the connection (unique per server run). */
 VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
 

@@ -204,6 +204,15 @@ int vigil_request_proxy_dest_addr(const vigil_request_t *req,
   return 0;
 }
 
+int vigil_request_local_addr(const vigil_request_t *req,
+                             struct sockaddr_storage *addr) {
+  if (req == NULL || addr == NULL) return VIGIL_EINVAL;
+  if (req->local.sin6_family == 0) return VIGIL_EINVAL;
+  memset(addr, 0, sizeof *addr);
+  memcpy(addr, &req->local, sizeof req->local);
+  return 0;
+}
+
 unsigned vigil_request_loop(const vigil_request_t *req) {
   return req->loop->index;
 }
