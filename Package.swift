@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(
             name: "VigilTests",
             dependencies: [
-                "Vigil", "CVigil",
+                "Vigil", "CVigil", "VigilTesting",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "VigilOpenAPITests",
             dependencies: [
-                "Vigil", "CVigil", "VigilOpenAPI", "OpenAPIExampleService",
+                "Vigil", "CVigil", "VigilOpenAPI", "OpenAPIExampleService", "VigilTesting",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ],
