@@ -190,7 +190,7 @@ final class CancellationTests: XCTestCase {
     }
 
     /// A client that stops reading while the handler streams a large
-    /// response, then resets: the handler ends with "write failed" or "reset",
+    /// response, then resets: the handler ends with "writeFailed" or "reset",
     /// and its pending write throws.
     func testSlowReaderThenResetFailsWrites() async throws {
         let streaming = Signal<Void>(), ended = Signal<(CancellationReason?, Bool)>()
@@ -223,7 +223,7 @@ final class CancellationTests: XCTestCase {
     }
 
     /// Go: TestServerRequestContextCancel_ServeHTTPDone. After a normal
-    /// response the handle says "handler finished" and the task was never
+    /// response the handle says "handlerFinished" and the task was never
     /// cancelled.
     func testNormalResponseEndsWithHandlerFinished() async throws {
         let handle = Signal<CancellationHandle>(), wasCancelled = Signal<Bool>()

@@ -1,7 +1,8 @@
 /*
- * test_reasons.c - the reasons the other C tests do not reach: "write
- * failed", "body too large" and "peer unreachable", each over loopback, as
- * seen by on_request_done and vigil_request_on_cancel.
+ * test_reasons.c - the reasons the other C tests do not reach:
+ * "writeFailed", "bodyTooLarge" and "peerUnreachable", each over loopback,
+ * as seen by on_request_done and vigil_request_on_cancel; and every
+ * reason's name.
  */
 #include <vigil.h>
 
@@ -305,7 +306,7 @@ static void test_body_at_limit(void) {
  * TCP_USER_TIMEOUT the kernel drops it and the armed read (or the write in
  * flight) gets ETIMEDOUT - the kernel gave up on the peer, as it does for
  * a client that vanished (Tests/deploy/vanish.sh). Before that reason
- * existed this was "read failed", which said nothing of why. */
+ * existed this was readFailed, which said nothing of why. */
 
 static void on_request_flood(vigil_request_t *req, void *ud) {
   (void)ud;
