@@ -5,11 +5,8 @@
 import Dispatch
 import Synchronization
 
-#if canImport(Glibc)
+// Linux with glibc, as Vigil itself.
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A TCP socket of a test client. The descriptor is closed exactly once:
 /// by `close`, or, while a call is using it, by the last call to finish
