@@ -11,6 +11,9 @@ let package = Package(
         // product (and the example) depends on the runtime.
         .library(name: "VigilOpenAPI", targets: ["VigilOpenAPI"]),
         .executable(name: "vigil-openapi-example", targets: ["vigil-openapi-example"]),
+        // A test kit for users' own tests: a server on a free loopback
+        // port, a small client, disconnects on purpose. No new dependency.
+        .library(name: "VigilTesting", targets: ["VigilTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
@@ -75,6 +78,14 @@ let package = Package(
             ],
             path: "Sources/VigilOpenAPI"
         ),
+        .target(
+            name: "VigilTesting",
+            dependencies: [
+                "Vigil",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Sources/VigilTesting"
+        ),
         // examples/openapi: the service (openapi.yaml's generated code, and
         // its implementation), a target of its own so that the tests run
         // it, and the executable serving it.
@@ -99,7 +110,7 @@ let package = Package(
         .testTarget(
             name: "VigilTests",
             dependencies: [
-                "Vigil", "CVigil",
+                "Vigil", "CVigil", "VigilTesting",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -108,12 +119,20 @@ let package = Package(
         .testTarget(
             name: "VigilOpenAPITests",
             dependencies: [
-                "Vigil", "CVigil", "VigilOpenAPI", "OpenAPIExampleService",
+                "Vigil", "CVigil", "VigilOpenAPI", "OpenAPIExampleService", "VigilTesting",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ],
             path: "Tests/VigilOpenAPITests"
+        ),
+        .testTarget(
+            name: "VigilTestingTests",
+            dependencies: [
+                "Vigil", "VigilTesting",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Tests/VigilTestingTests"
         ),
     ]
 )

@@ -673,7 +673,7 @@ static void on_done(vigil_request_t *req, vigil_reason_t reason, void *ud) {
          st->cancel_calls, st->cancel_reason, reason);
   if (reason == VIGIL_REASON_HANDLER_FINISHED && !st->finished &&
       !(st->hijacked && st->kind == K_HIJACK))
-    fail("reason 'handler finished' before vigil_request_finish");
+    fail("reason 'handlerFinished' before vigil_request_finish");
   st->done = 1;
   fs->in_flight--;
   fs->done++;

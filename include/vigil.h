@@ -110,7 +110,12 @@ typedef enum {
   VIGIL_TIMEOUT_HANDLER = 3  /* handler_timeout_ms since the head arrived */
 } vigil_timeout_t;
 
-/* "client closed", "reset", "peer unreachable", ... ; never NULL. */
+/* The reason's name, an identifier ([a-z][A-Za-z]*: no spaces) that works
+ * as a metric label or log value as it is, the same as the Swift
+ * CancellationReason case: "none", "clientClosed", "reset", "readFailed",
+ * "writeFailed", "timedOut", "serverShutdown", "handlerFinished",
+ * "badRequest", "bodyTooLarge", "peerUnreachable"; "unknown" for a value
+ * outside the enum. Never NULL; a static string. */
 VIGIL_EXPORT const char *vigil_reason_name(vigil_reason_t reason);
 
 /* ------------------------------------------------------------------------ */
@@ -680,6 +685,17 @@ VIGIL_EXPORT int vigil_request_peer_addr(const vigil_request_t *req,
  * thread. */
 VIGIL_EXPORT int vigil_request_proxy_dest_addr(const vigil_request_t *req,
                                                struct sockaddr_storage *addr);
+/* The server's own address on the request's connection (getsockname of
+ * the accepted socket, read once when the connection was accepted): the
+ * listener's address, or with "0.0.0.0" / "::" the address the client
+ * reached; AF_INET or AF_INET6, port in network order (an IPv4 client of
+ * "::": AF_INET6, ::ffff:a.b.c.d). Behind a PROXY header it stays the
+ * socket's own address (the proxy connected to it); the address the client
+ * connected to at the proxy is vigil_request_proxy_dest_addr. On a Unix
+ * socket: family AF_UNIX and nothing else. 0, or VIGIL_EINVAL (`req` or
+ * `addr` NULL, or the address could not be read). Any thread. */
+VIGIL_EXPORT int vigil_request_local_addr(const vigil_request_t *req,
+                                          struct sockaddr_storage *addr);
 /* A number identifying the connection (unique per server run). */
 VIGIL_EXPORT uint64_t vigil_request_connection_id(const vigil_request_t *req);
 

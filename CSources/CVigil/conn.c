@@ -647,9 +647,12 @@ static void conn_start(vigil_conn_t *c) {
     /* A Unix socket: no address worth keeping (clients' sockets are
      * unnamed), no TCP options. */
     c->peer.sin6_family = AF_UNIX;
+    c->local.sin6_family = AF_UNIX;
   } else {
     int len = sizeof c->peer;
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
+    len = sizeof c->local;
+    uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &len);
     uv_tcp_nodelay(&c->tcp, 1);
     int fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
@@ -750,6 +753,9 @@ static void dispatch(vigil_conn_t *c) {
   c->body_read = 0;
   c->drained = 0;
   c->body_paused = false;
+  /* The socket's own address, PROXY header or not: the header's
+   * destination is proxy_dst. */
+  memcpy(&req->local, &c->local, sizeof req->local);
   if (c->proxy != NULL) {
     /* The client's address from the PROXY header; the proxy's beside it. */
     memcpy(&req->peer, &c->proxy->src, sizeof req->peer);

@@ -36,19 +36,21 @@ const char *vigil_strerror(int err) {
   return "unknown error";
 }
 
+/* The names are identifiers ([a-z][A-Za-z]*), the Swift enum's case names,
+ * so that they serve as metric labels and log values as they are. */
 const char *vigil_reason_name(vigil_reason_t reason) {
   switch (reason) {
     case VIGIL_REASON_NONE: return "none";
-    case VIGIL_REASON_CLIENT_CLOSED: return "client closed";
+    case VIGIL_REASON_CLIENT_CLOSED: return "clientClosed";
     case VIGIL_REASON_RESET: return "reset";
-    case VIGIL_REASON_READ_FAILED: return "read failed";
-    case VIGIL_REASON_WRITE_FAILED: return "write failed";
-    case VIGIL_REASON_TIMED_OUT: return "timed out";
-    case VIGIL_REASON_SERVER_SHUTDOWN: return "server shutdown";
-    case VIGIL_REASON_HANDLER_FINISHED: return "handler finished";
-    case VIGIL_REASON_BAD_REQUEST: return "bad request";
-    case VIGIL_REASON_BODY_TOO_LARGE: return "body too large";
-    case VIGIL_REASON_PEER_UNREACHABLE: return "peer unreachable";
+    case VIGIL_REASON_READ_FAILED: return "readFailed";
+    case VIGIL_REASON_WRITE_FAILED: return "writeFailed";
+    case VIGIL_REASON_TIMED_OUT: return "timedOut";
+    case VIGIL_REASON_SERVER_SHUTDOWN: return "serverShutdown";
+    case VIGIL_REASON_HANDLER_FINISHED: return "handlerFinished";
+    case VIGIL_REASON_BAD_REQUEST: return "badRequest";
+    case VIGIL_REASON_BODY_TOO_LARGE: return "bodyTooLarge";
+    case VIGIL_REASON_PEER_UNREACHABLE: return "peerUnreachable";
   }
   return "unknown";
 }

@@ -4,8 +4,8 @@
  * The reason is the one piece of state every thread may race on: the loop
  * sets it when the connection fails, the handler's thread sets it (through
  * the loop) when it finishes. A compare-and-swap from NONE makes the first
- * one win, so "client closed" cannot be overwritten by a later "handler
- * finished" and vice versa. */
+ * one win, so clientClosed cannot be overwritten by a later
+ * handlerFinished and vice versa. */
 #include "vigil_internal.h"
 
 #include <stddef.h>
@@ -204,6 +204,15 @@ int vigil_request_proxy_dest_addr(const vigil_request_t *req,
   return 0;
 }
 
+int vigil_request_local_addr(const vigil_request_t *req,
+                             struct sockaddr_storage *addr) {
+  if (req == NULL || addr == NULL) return VIGIL_EINVAL;
+  if (req->local.sin6_family == 0) return VIGIL_EINVAL;
+  memset(addr, 0, sizeof *addr);
+  memcpy(addr, &req->local, sizeof req->local);
+  return 0;
+}
+
 unsigned vigil_request_loop(const vigil_request_t *req) {
   return req->loop->index;
 }
@@ -288,7 +297,7 @@ bool vigil__request_end(vigil_request_t *req, vigil_reason_t reason) {
   if (won && reason != VIGIL_REASON_HANDLER_FINISHED)
     atomic_fetch_add_explicit(&req->loop->cancelled, 1, memory_order_relaxed);
   /* on_request_done is the last callback for the request, delivered once:
-   * with the cancellation if it came first, else with "handler finished". */
+   * with the cancellation if it came first, else with "handlerFinished". */
   if (!req->done_called) {
     req->done_called = true;
     /* Writes from other threads still queued for the loop: their
@@ -334,7 +343,7 @@ void vigil_request_finish(vigil_request_t *req) {
     return; /* a second finish is a caller bug; ignore it rather than crash */
   if (vigil__op_submit_simple(req, OP_FINISH) != 0) {
     /* The loop is gone: the server stopped and every request in flight was
-     * ended with "server shutdown" already. Just give back the reference. */
+     * ended with "serverShutdown" already. Just give back the reference. */
     vigil__request_unref(req);
   }
 }

@@ -146,6 +146,9 @@ struct vigil_request_s {
    * dispatch when proxied, read only then. */
   struct sockaddr_storage direct_peer;
   struct sockaddr_storage proxy_dst;
+  /* The connection's `local`, copied at dispatch (a request may outlive
+   * its connection, and is read from any thread). */
+  struct sockaddr_in6 local;
   /* A method llhttp 8.1 does not know (parse.c: unknown_method), NUL
    * terminated; `method` points here then. Written before it is read. */
   char method_token[VIGIL__METHOD_MAX + 1];
@@ -216,7 +219,8 @@ _Static_assert(offsetof(vigil_request_t, strings) < offsetof(vigil_request_t, re
                    offsetof(vigil_request_t, inline_headers) < offsetof(vigil_request_t, refs) &&
                    offsetof(vigil_request_t, peer) < offsetof(vigil_request_t, refs) &&
                    offsetof(vigil_request_t, direct_peer) < offsetof(vigil_request_t, refs) &&
-                   offsetof(vigil_request_t, proxy_dst) < offsetof(vigil_request_t, refs),
+                   offsetof(vigil_request_t, proxy_dst) < offsetof(vigil_request_t, refs) &&
+                   offsetof(vigil_request_t, local) < offsetof(vigil_request_t, refs),
                "fields kept across pool reuse must precede refs");
 
 vigil_request_t *vigil__request_new(vigil_loop_t *loop, vigil_conn_t *conn);
@@ -459,6 +463,9 @@ struct vigil_conn_s {
   uint64_t body_read;        /* body bytes of the current request parsed */
   uint64_t drained;          /* body bytes discarded in PHASE_DRAIN */
   struct sockaddr_in6 peer;  /* big enough for AF_INET too */
+  /* The socket's own address (getsockname), read once at accept; family
+   * AF_UNIX alone on a Unix socket, 0 if it could not be read. */
+  struct sockaddr_in6 local;
   /* The addresses a PROXY header carried (PROXY command, a known family):
    * NULL otherwise. Owner: the connection; freed in on_close. */
   struct vigil__proxy_hdr_s *proxy;

@@ -727,6 +727,12 @@ extension RequestContext {
     var peerAddress: SocketAddress? { address(vigil_request_peer_addr) }
     /// `vigil_request_proxy_dest_addr`: the PROXY header's destination.
     var proxyDestinationAddress: SocketAddress? { address(vigil_request_proxy_dest_addr) }
+    /// `vigil_request_local_addr`: the socket's own address; a Unix
+    /// socket's (AF_UNIX without a path) is left out.
+    var localAddress: SocketAddress? {
+        guard let a = address(vigil_request_local_addr), a.family != .unix else { return nil }
+        return a
+    }
 
     /// Any thread: the C accessors read the request's head, immutable
     /// while we hold our reference (RequestContext.raw).

@@ -4,7 +4,7 @@
 import CVigil
 
 /// Why a request ended. The first reason wins and never changes.
-public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
+public enum CancellationReason: Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// The client closed its side of the connection (FIN).
     case clientClosed
     /// The connection was reset (RST).
@@ -33,6 +33,9 @@ public enum CancellationReason: Sendable, Hashable, CustomStringConvertible {
     /// True for every reason except `.handlerFinished`.
     public var isCancellation: Bool { self != .handlerFinished }
 
+    /// The case's name (`clientClosed`, `reset`, ...), the same as the C
+    /// core's `vigil_reason_name`: an identifier with no spaces, to use as
+    /// a metric label or log value as it is.
     public var description: String { String(cString: vigil_reason_name(cValue)) }
 }
 

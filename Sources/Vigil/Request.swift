@@ -43,6 +43,14 @@ public struct Request: Sendable {
     /// connected to, at the proxy); nil without one.
     public var proxyDestinationAddress: SocketAddress? { context.proxyDestinationAddress }
 
+    /// The server's own address on this connection (IPv4 or IPv6, and
+    /// port), read once when the connection was accepted: the listener's,
+    /// or with `0.0.0.0` / `::` the address the client reached. Behind a
+    /// PROXY header it stays the socket's own; the address the client
+    /// connected to at the proxy is `proxyDestinationAddress`. nil on a
+    /// Unix domain socket (for now), or if it could not be read.
+    public var localAddress: SocketAddress? { context.localAddress }
+
     /// Sets this request's body limit (default: `maxBodySize`; nil: none),
     /// lower or higher than the server's: an upload route may take more than
     /// the rest. Call before reading the body; a body passing it ends the

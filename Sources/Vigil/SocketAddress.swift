@@ -1,5 +1,6 @@
 // A connection endpoint's address, as a handler reads it from its request
-// (Request.remoteAddress, .peerAddress, .proxyDestinationAddress).
+// (Request.remoteAddress, .peerAddress, .proxyDestinationAddress,
+// .localAddress).
 
 /// An IPv4, IPv6 or Unix domain socket address.
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {

@@ -142,21 +142,9 @@ func recordCancellation(_ request: Request, route: String) {
     }
 }
 
-/// The Swift case names: one word each, for logs and metric labels.
-func label(_ r: CancellationReason) -> String {
-    switch r {
-    case .clientClosed: "clientClosed"
-    case .reset: "reset"
-    case .readFailed: "readFailed"
-    case .writeFailed: "writeFailed"
-    case .timedOut: "timedOut"
-    case .serverShutdown: "serverShutdown"
-    case .handlerFinished: "handlerFinished"
-    case .badRequest: "badRequest"
-    case .bodyTooLarge: "bodyTooLarge"
-    case .peerUnreachable: "peerUnreachable"
-    }
-}
+/// The reason's name (the Swift case name, which C's vigil_reason_name
+/// gives too): one word each, for logs and metric labels.
+func label(_ r: CancellationReason) -> String { r.description }
 
 func label(_ t: Timeout) -> String {
     switch t {

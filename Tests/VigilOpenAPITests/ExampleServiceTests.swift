@@ -7,6 +7,7 @@ import OpenAPIExampleService
 import OpenAPIRuntime
 import Vigil
 import VigilOpenAPI
+import VigilTesting
 import XCTest
 
 #if canImport(Glibc)
@@ -33,41 +34,52 @@ final class ExampleServiceTests: XCTestCase {
         return try await Serving.start(transport) { $0.maxBodySize = 1 << 20 }
     }
 
+    /// The service on a `VigilTestServer` for the length of `test`.
+    func withService(
+        _ started: Mailbox<String> = Mailbox(), _ test: (VigilTestServer) async throws -> Void
+    ) async throws {
+        let transport = VigilTransport()
+        try ExampleService().register(on: transport, middlewares: [StartSignal(started: started)])
+        try await VigilTestServer.withServer(
+            configure: { $0.maxBodySize = 1 << 20 }, handler: transport.handle, test: test)
+    }
+
     func testGreet() async throws {
-        let s = try await start()
-        let c = try s.client()
-        var r = try await c.request("GET", "/greet/World")
-        XCTAssertEqual(r.status, 200)
-        XCTAssertEqual(r.header("Content-Type"), "application/json; charset=utf-8")
-        XCTAssertEqual(r.text, #"{"message":"Hello, World!"}"#)
-        // Percent-decoded by the time the operation sees it; %2F stays in
-        // the one segment.
-        r = try await c.request("GET", "/greet/J%C3%B6rg%20%2F%20100%25")
-        XCTAssertEqual(r.status, 200)
-        XCTAssertEqual(try r.json() as? [String: String], ["message": "Hello, Jörg / 100%!"])
-        r = try await c.request("HEAD", "/greet/World")
-        XCTAssertEqual(r.status, 200)
-        XCTAssertEqual(r.header("Content-Length"), "27")
-        try await s.stop()
+        try await withService { server in
+            let c = try await server.connect()
+            var r = try await c.execute(.get, "/greet/World")
+            XCTAssertEqual(r.status.code, 200)
+            XCTAssertEqual(r.headerFields[.contentType], "application/json; charset=utf-8")
+            XCTAssertEqual(r.bodyText, #"{"message":"Hello, World!"}"#)
+            // Percent-decoded by the time the operation sees it; %2F stays in
+            // the one segment.
+            r = try await c.execute(.get, "/greet/J%C3%B6rg%20%2F%20100%25")
+            XCTAssertEqual(r.status.code, 200)
+            XCTAssertEqual(try r.json() as? [String: String], ["message": "Hello, Jörg / 100%!"])
+            r = try await c.execute(.head, "/greet/World")
+            XCTAssertEqual(r.status.code, 200)
+            XCTAssertEqual(r.headerFields[.contentLength], "27")
+            XCTAssertEqual(r.body, [])
+        }
     }
 
     func testNotFoundAndMethodNotAllowed() async throws {
-        let s = try await start()
-        let c = try s.client()
-        var r = try await c.request("GET", "/nothing/here")
-        XCTAssertEqual(r.status, 404)
-        r = try await c.request("GET", "/greet")
-        XCTAssertEqual(r.status, 404)
-        r = try await c.request("POST", "/greet/World", body: Array("x".utf8))
-        XCTAssertEqual(r.status, 405)
-        XCTAssertEqual(r.header("Allow"), "GET, HEAD")
-        r = try await c.request("GET", "/upload")
-        XCTAssertEqual(r.status, 405)
-        XCTAssertEqual(r.header("Allow"), "POST")
-        r = try await c.request("DELETE", "/files/a.zip")
-        XCTAssertEqual(r.status, 405)
-        XCTAssertEqual(r.header("Allow"), "GET, HEAD")
-        try await s.stop()
+        try await withService { server in
+            let c = try await server.connect()
+            var r = try await c.execute(.get, "/nothing/here")
+            XCTAssertEqual(r.status.code, 404)
+            r = try await c.execute(.get, "/greet")
+            XCTAssertEqual(r.status.code, 404)
+            r = try await c.execute(.post, "/greet/World", body: Array("x".utf8))
+            XCTAssertEqual(r.status.code, 405)
+            XCTAssertEqual(r.headerFields[.allow], "GET, HEAD")
+            r = try await c.execute(.get, "/upload")
+            XCTAssertEqual(r.status.code, 405)
+            XCTAssertEqual(r.headerFields[.allow], "POST")
+            r = try await c.execute(.delete, "/files/a.zip")
+            XCTAssertEqual(r.status.code, 405)
+            XCTAssertEqual(r.headerFields[.allow], "GET, HEAD")
+        }
     }
 
     /// 5 MiB, sent in pieces while the operation counts them.
@@ -91,23 +103,26 @@ final class ExampleServiceTests: XCTestCase {
     /// `/files/{name}.zip`: the name decoded, the body of unknown length
     /// sent chunked.
     func testChunkedDownloadWithMixedSegment() async throws {
-        let s = try await start()
-        let c = try s.client()
-        var r = try await c.request("GET", "/files/q%C3%A4rterly%20v1.2.zip?size=100000")
-        XCTAssertEqual(r.status, 200)
-        XCTAssertEqual(r.header("Content-Type"), "application/zip")
-        XCTAssertTrue(r.chunked)
-        XCTAssertNil(r.header("Content-Length"))
-        let name = Array("qärterly v1.2".utf8)
-        XCTAssertEqual(r.body.count, 100_000)
-        XCTAssertEqual(r.body, (0..<100_000).map { name[$0 % name.count] })
-        r = try await c.request("GET", "/files/x.zip")
-        XCTAssertEqual(r.body.count, 1024)
-        r = try await c.request("GET", "/files/x.zip?size=-1")
-        XCTAssertEqual(r.status, 400)
-        r = try await c.request("GET", "/files/x.tar")
-        XCTAssertEqual(r.status, 404)
-        try await s.stop()
+        try await withService { server in
+            let c = try await server.connect()
+            let streamed = try await c.stream(
+                HTTPRequest(method: .get, scheme: nil, authority: nil,
+                            path: "/files/q%C3%A4rterly%20v1.2.zip?size=100000"))
+            XCTAssertEqual(streamed.status.code, 200)
+            XCTAssertEqual(streamed.head.headerFields[.contentType], "application/zip")
+            XCTAssertEqual(streamed.head.headerFields[.transferEncoding], "chunked")
+            XCTAssertNil(streamed.head.headerFields[.contentLength])
+            let body = try await streamed.body.collect()
+            let name = Array("qärterly v1.2".utf8)
+            XCTAssertEqual(body.count, 100_000)
+            XCTAssertEqual(body, (0..<100_000).map { name[$0 % name.count] })
+            var r = try await c.execute(.get, "/files/x.zip")
+            XCTAssertEqual(r.body.count, 1024)
+            r = try await c.execute(.get, "/files/x.zip?size=-1")
+            XCTAssertEqual(r.status.code, 400)
+            r = try await c.execute(.get, "/files/x.tar")
+            XCTAssertEqual(r.status.code, 404)
+        }
     }
 
     func testSlowAnswersAfterItsTime() async throws {
@@ -133,27 +148,36 @@ final class ExampleServiceTests: XCTestCase {
     /// sleep throws), and /cancellations names the reason, oldest first.
     func testClientLeavingSlowCancelsIt() async throws {
         let started = Mailbox<String>()
-        let s = try await start(started)
-        var expected: [String] = []
-        for (leave, name) in [("FIN", "clientClosed"), ("RST", "reset"), ("FIN", "clientClosed")] {
-            let c = try s.client()
-            try await c.send("GET /slow?seconds=30 HTTP/1.1\r\nHost: t\r\n\r\n")
-            let op = await started.take()
-            XCTAssertEqual(op, "slow", leave)
-            if leave == "FIN" { c.close() } else { c.reset() }
-            expected.append(name)
-            let observer = try s.client()
-            var seen: [String] = []
-            let ok = try await eventually {
-                let r = try await observer.request("GET", "/cancellations")
+        try await withService(started) { server in
+            var expected: [String] = []
+            let observer = try await server.connect()
+            for leave in [VigilTestClient.Disconnect.fin, .reset, .fin] {
+                let c = try await server.connect()
+                try await c.send(.get, "/slow?seconds=30")
                 let op = await started.take()
-                XCTAssertEqual(op, "cancellations")
-                seen = try r.json() as? [String] ?? []
-                return seen == expected
+                XCTAssertEqual(op, "slow", "\(leave)")
+                c.disconnect(leave)
+                // The request ended with the reason the server saw...
+                let end = try await server.nextEnd()
+                XCTAssertEqual(end.head.path, "/slow?seconds=30")
+                let reason: CancellationReason = leave == .fin ? .clientClosed : .reset
+                XCTAssertEqual(end.reason, reason)
+                // ...and the operation records it under the same name (as
+                // its task unwinds: it may come a moment after).
+                expected.append("\(reason)")
+                var seen: [String] = []
+                let ok = try await eventually {
+                    let r = try await observer.execute(.get, "/cancellations")
+                    let op = await started.take()
+                    XCTAssertEqual(op, "cancellations")
+                    let ended = try await server.nextEndReason()
+                    XCTAssertEqual(ended, .handlerFinished)
+                    seen = try r.json() as? [String] ?? []
+                    return seen == expected
+                }
+                XCTAssertTrue(ok, "\(leave): /cancellations says \(seen), not \(expected)")
             }
-            XCTAssertTrue(ok, "\(leave): /cancellations says \(seen), not \(expected)")
         }
-        try await s.stop()
     }
 
     /// The executable as built (`swift build --product vigil-openapi-example`),
@@ -222,4 +246,9 @@ final class ExampleServiceTests: XCTestCase {
         // Exited (not signalled) with status 0: WIFEXITED and WEXITSTATUS.
         XCTAssertEqual(exited, 0, "not stopped by SIGTERM within 10 s, or failed (wait status \(exited.map(String.init) ?? "none"))")
     }
+}
+
+extension VigilTestResponse {
+    /// The body as JSON.
+    func json() throws -> Any { try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed]) }
 }

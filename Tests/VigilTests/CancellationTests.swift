@@ -1,5 +1,6 @@
 import HTTPTypes
 @testable import Vigil
+import VigilTesting
 import XCTest
 
 /// What a handler saw of its own cancellation.
@@ -14,14 +15,11 @@ struct Observed: Sendable {
 /// over real loopback sockets.
 final class CancellationTests: XCTestCase {
 
-    /// A handler that waits (bounded) to be cancelled and reports how it saw it.
-    private func waitingServer(
-        inHandler: Signal<Void>, done: Signal<Observed>,
-        configure: (inout Server.Configuration) -> Void = { _ in }
-    ) async throws -> TestServer {
-        try await TestServer.start(configure) { request, response in
+    /// A handler that waits (bounded) to be cancelled and reports how it
+    /// saw it.
+    private func waitingHandler(done: Signal<Observed>) -> Server.Handler {
+        { request, response in
             let sawCancel = Locked(false)
-            inHandler.fire()
             await withTaskCancellationHandler {
                 try? await Task.sleep(for: .seconds(10))
             } onCancel: {
@@ -38,22 +36,23 @@ final class CancellationTests: XCTestCase {
 
     /// Go: TestServerRequestContextCancel_ConnClose. The client sends a GET,
     /// waits until the handler runs, closes: the handler's task is cancelled
-    /// with reason "client closed".
+    /// with reason "clientClosed".
     func testClientCloseCancelsHandler() async throws {
-        let inHandler = Signal<Void>(), done = Signal<Observed>()
-        let server = try await waitingServer(inHandler: inHandler, done: done)
-        let client = try server.client()
-        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        let entered = await inHandler.wait()
-        XCTAssertNotNil(entered, "handler never ran")
-        client.close()
-        let seen = await done.wait(timeout: 4)
-        XCTAssertNotNil(seen, "handler was not cancelled within 4 s")
-        XCTAssertEqual(seen?.taskCancelled, true)
-        XCTAssertEqual(seen?.checkCancellationThrew, true)
-        XCTAssertEqual(seen?.handlerSawCancel, true)
-        XCTAssertEqual(seen?.reason, .clientClosed)
-        try await server.stop()
+        let done = Signal<Observed>()
+        try await VigilTestServer.withServer(handler: waitingHandler(done: done)) { server in
+            let client = try await server.connect()
+            try await client.send(.get, "/")
+            _ = try await server.nextRequest()
+            client.disconnect(.fin)
+            let reason = try await server.nextEndReason()
+            XCTAssertEqual(reason, .clientClosed)
+            let seen = await done.wait(timeout: 4)
+            XCTAssertNotNil(seen, "handler was not cancelled within 4 s")
+            XCTAssertEqual(seen?.taskCancelled, true)
+            XCTAssertEqual(seen?.checkCancellationThrew, true)
+            XCTAssertEqual(seen?.handlerSawCancel, true)
+            XCTAssertEqual(seen?.reason, .clientClosed)
+        }
     }
 
     /// A server for the worker-reuse tests: every handler records whether
@@ -159,35 +158,39 @@ final class CancellationTests: XCTestCase {
 
     /// The same with an RST (SO_LINGER 0): reason "reset".
     func testResetCancelsHandlerWithReset() async throws {
-        let inHandler = Signal<Void>(), done = Signal<Observed>()
-        let server = try await waitingServer(inHandler: inHandler, done: done)
-        let client = try server.client()
-        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        _ = await inHandler.wait()
-        client.reset()
-        let seen = await done.wait(timeout: 4)
-        XCTAssertEqual(seen?.taskCancelled, true)
-        XCTAssertEqual(seen?.reason, .reset)
-        try await server.stop()
+        let done = Signal<Observed>()
+        try await VigilTestServer.withServer(handler: waitingHandler(done: done)) { server in
+            let client = try await server.connect()
+            try await client.send(.get, "/")
+            _ = try await server.nextRequest()
+            client.disconnect(.reset)
+            let reason = try await server.nextEndReason()
+            XCTAssertEqual(reason, .reset)
+            let seen = await done.wait(timeout: 4)
+            XCTAssertEqual(seen?.taskCancelled, true)
+            XCTAssertEqual(seen?.reason, .reset)
+        }
     }
 
     /// An RST that arrives behind unread request bytes, which libuv may
     /// report as plain EOF, is still "reset".
     func testResetBehindPipelinedBytesIsReset() async throws {
-        let inHandler = Signal<Void>(), done = Signal<Observed>()
-        let server = try await waitingServer(inHandler: inHandler, done: done)
-        let client = try server.client()
-        try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        _ = await inHandler.wait()
-        try await client.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-        client.reset()
-        let seen = await done.wait(timeout: 4)
-        XCTAssertEqual(seen?.reason, .reset)
-        try await server.stop()
+        let done = Signal<Observed>()
+        try await VigilTestServer.withServer(handler: waitingHandler(done: done)) { server in
+            let client = try await server.connect()
+            try await client.send(.get, "/")
+            _ = try await server.nextRequest()
+            try await client.writeRaw("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.disconnect(.reset)
+            let reason = try await server.nextEndReason()
+            XCTAssertEqual(reason, .reset)
+            let seen = await done.wait(timeout: 4)
+            XCTAssertEqual(seen?.reason, .reset)
+        }
     }
 
     /// A client that stops reading while the handler streams a large
-    /// response, then resets: the handler ends with "write failed" or "reset",
+    /// response, then resets: the handler ends with "writeFailed" or "reset",
     /// and its pending write throws.
     func testSlowReaderThenResetFailsWrites() async throws {
         let streaming = Signal<Void>(), ended = Signal<(CancellationReason?, Bool)>()
@@ -220,7 +223,7 @@ final class CancellationTests: XCTestCase {
     }
 
     /// Go: TestServerRequestContextCancel_ServeHTTPDone. After a normal
-    /// response the handle says "handler finished" and the task was never
+    /// response the handle says "handlerFinished" and the task was never
     /// cancelled.
     func testNormalResponseEndsWithHandlerFinished() async throws {
         let handle = Signal<CancellationHandle>(), wasCancelled = Signal<Bool>()

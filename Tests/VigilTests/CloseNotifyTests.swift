@@ -98,7 +98,7 @@ final class CloseNotifyTests: XCTestCase {
     }
 
     /// 1000 requests, each leaving a waiter the client never triggers: each
-    /// waiter resumes with "handler finished" when its handler returns, so no
+    /// waiter resumes with "handlerFinished" when its handler returns, so no
     /// task stays suspended, and the core frees every request.
     func testThousandUntriggeredWaitersAllResume() async throws {
         let resumed = Recorder<CancellationReason>()

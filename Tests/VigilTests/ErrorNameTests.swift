@@ -1,4 +1,5 @@
 // Errors named for what they mean: the error each refusal throws.
+import CVigil
 import HTTPTypes
 import XCTest
 
@@ -40,5 +41,26 @@ final class ErrorNameTests: XCTestCase {
         ]
         XCTAssertEqual(Set(all).count, all.count)
         XCTAssertEqual(Set(all.map(\.description)).count, all.count)
+    }
+
+    /// Reason names work as metric labels and log values: each is an
+    /// identifier ([a-z][A-Za-z]*), the Swift case's name, and the same
+    /// text as the C core's `vigil_reason_name`.
+    func testReasonNamesAreIdentifiersSharedWithC() {
+        let expected: [CancellationReason: String] = [
+            .clientClosed: "clientClosed", .reset: "reset", .readFailed: "readFailed",
+            .writeFailed: "writeFailed", .timedOut: "timedOut", .serverShutdown: "serverShutdown",
+            .handlerFinished: "handlerFinished", .badRequest: "badRequest",
+            .bodyTooLarge: "bodyTooLarge", .peerUnreachable: "peerUnreachable",
+        ]
+        XCTAssertEqual(CancellationReason.allCases.count, expected.count)
+        for reason in CancellationReason.allCases {
+            let name = reason.description
+            XCTAssertEqual(name, expected[reason])
+            XCTAssertEqual(name, String(cString: vigil_reason_name(reason.cValue)))
+            XCTAssertNotNil(name.wholeMatch(of: /[a-z][A-Za-z]*/), "\(name) is not an identifier")
+            XCTAssertEqual("\(RequestEndedError(reason: reason))", "request ended: \(name)")
+        }
+        XCTAssertEqual(String(cString: vigil_reason_name(VIGIL_REASON_NONE)), "none")
     }
 }

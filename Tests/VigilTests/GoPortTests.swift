@@ -244,7 +244,7 @@ final class GoPortTests: XCTestCase {
         let r = try await client.readResponse()
         XCTAssertEqual(r.status, 200)
         let result = await readResult.wait(timeout: 4)
-        XCTAssertEqual(result, "ended: handler finished")
+        XCTAssertEqual(result, "ended: handlerFinished")
         try await server.stop()
     }
 

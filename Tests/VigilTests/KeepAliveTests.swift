@@ -123,7 +123,7 @@ final class KeepAliveTests: XCTestCase {
         for r in all { XCTAssertEqual(CancellationReason(r.cValue), r) }
         XCTAssertEqual(Set(all.map(\.description)).count, all.count)
         XCTAssertEqual(CancellationReason(VIGIL_REASON_PEER_UNREACHABLE), .peerUnreachable)
-        XCTAssertEqual(CancellationReason.peerUnreachable.description, "peer unreachable")
+        XCTAssertEqual(CancellationReason.peerUnreachable.description, "peerUnreachable")
         XCTAssertTrue(CancellationReason.peerUnreachable.isCancellation)
     }
 }

@@ -153,7 +153,7 @@ final class SemanticsTests: XCTestCase {
         try await server.stop()
     }
 
-    /// "write failed": with the finish policy the core stops reading after
+    /// "writeFailed": with the finish policy the core stops reading after
     /// the client's FIN, so a later RST is learnt from the next write.
     func testWriteFailedReason() async throws {
         let started = Signal<Void>(), ended = Signal<CancellationReason?>()
@@ -183,7 +183,7 @@ final class SemanticsTests: XCTestCase {
         try await server.stop()
     }
 
-    /// "server shutdown": a handler still running when the grace period
+    /// "serverShutdown": a handler still running when the grace period
     /// (200 ms here) ends is cancelled with that reason.
     func testServerShutdownReason() async throws {
         let inHandler = Signal<Void>(), got = Signal<CancellationReason?>()
@@ -219,7 +219,7 @@ final class SemanticsTests: XCTestCase {
         try await stopped
     }
 
-    /// "bad request": the chunked body turns malformed while the handler
+    /// "badRequest": the chunked body turns malformed while the handler
     /// reads it: the read throws and the reason says so.
     func testMalformedBodyReason() async throws {
         let ended = Signal<(CancellationReason?, Bool)>()
@@ -255,7 +255,7 @@ final class SemanticsTests: XCTestCase {
         try await server.stop()
     }
 
-    /// "peer unreachable": a client that keeps a zero window (it never
+    /// "peerUnreachable": a client that keeps a zero window (it never
     /// reads) past TCP_USER_TIMEOUT is dropped by the kernel; the
     /// always-armed read (or the write in flight) sees ETIMEDOUT, as for a
     /// vanished peer (Tests/deploy/vanish.sh). It was `.readFailed`, which

@@ -224,7 +224,7 @@ static void test_limits(void) {
 }
 
 static void test_reason_name(void) {
-  CHECK(strcmp(vigil_reason_name(VIGIL_REASON_PEER_UNREACHABLE), "peer unreachable") == 0,
+  CHECK(strcmp(vigil_reason_name(VIGIL_REASON_PEER_UNREACHABLE), "peerUnreachable") == 0,
         "reason name: %s", vigil_reason_name(VIGIL_REASON_PEER_UNREACHABLE));
 }
 

@@ -335,7 +335,7 @@ static void t_free_with_connections(void) {
   vigil_server_free(s);
   CHECK(tc_now_ms() - t0 < 2000, "vigil_server_free took %llu ms",
         (unsigned long long)(tc_now_ms() - t0));
-  /* the requests were cancelled with "server shutdown" */
+  /* the requests were cancelled with "serverShutdown" */
   for (int k = 0; k < 2; k++) {
     int id = k ? id2 : id1;
     CHECK_EQ_INT(atomic_load(&recs[id].cancel_calls), 1);

@@ -46,7 +46,26 @@ static void on_request(vigil_request_t *req, void *ud) {
       return;
     }
   }
-  if (tc_starts(t, n, "/family")) {
+  if (tc_starts(t, n, "/local")) {
+    /* vigil_request_local_addr as "A:port" / "[A]:port" / "unix" */
+    struct sockaddr_storage ss;
+    char body[80], ip[INET6_ADDRSTRLEN] = "";
+    int r = vigil_request_local_addr(req, &ss);
+    if (r != 0) {
+      snprintf(body, sizeof body, "error %d", r);
+    } else if (ss.ss_family == AF_INET) {
+      const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+      snprintf(body, sizeof body, "%s:%u", ip, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+      const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+      snprintf(body, sizeof body, "[%s]:%u", ip, ntohs(a->sin6_port));
+    } else {
+      snprintf(body, sizeof body, ss.ss_family == AF_UNIX ? "unix" : "family %d", ss.ss_family);
+    }
+    vigil_response_send(req, 200, NULL, 0, body, strlen(body));
+  } else if (tc_starts(t, n, "/family")) {
     struct sockaddr_storage ss;
     char body[16];
     int r = vigil_request_remote_addr(req, &ss);
@@ -178,6 +197,63 @@ static void t_ipv6_dual_stack(void) {
   /* over IPv4: the v4-mapped address, family AF_INET6 */
   CHECK(get_port(vigil_server_port(s), "/family", body, sizeof body), "IPv4 client of ::");
   CHECK(atoi(body) == AF_INET6, "family %s", body);
+  vigil_server_free(s);
+}
+
+/* vigil_request_local_addr: the accepted socket's own address, on an IPv4
+ * listener, an IPv6 one (::1) and a Unix socket (AF_UNIX, no path); NULLs
+ * refused. */
+static void t_local_addr(void) {
+  vigil_config_t cfg;
+  config(&cfg);
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  vigil_server_t *s;
+  REQUIRE(start(&s, &cfg) == 0, "start on 127.0.0.1");
+  char body[80] = "", want[80];
+  snprintf(want, sizeof want, "127.0.0.1:%d", vigil_server_port(s));
+  CHECK(get_port(vigil_server_port(s), "/local", body, sizeof body), "GET /local");
+  CHECK(strcmp(body, want) == 0, "local '%s', expected '%s'", body, want);
+  CHECK_EQ_INT(vigil_request_local_addr(NULL, NULL), VIGIL_EINVAL);
+  vigil_server_free(s);
+
+  int probe = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  int usable = probe >= 0 && bind(probe, (struct sockaddr *)&a6, sizeof a6) == 0;
+  if (probe >= 0) close(probe);
+  if (usable) {
+    config(&cfg);
+    cfg.host = "::1";
+    cfg.port = 0;
+    REQUIRE(start(&s, &cfg) == 0, "start on ::1");
+    tc_client_t c;
+    memset(&c, 0, sizeof c);
+    c.fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {5, 0};
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    a6.sin6_port = htons((uint16_t)vigil_server_port(s));
+    CHECK(connect(c.fd, (struct sockaddr *)&a6, sizeof a6) == 0, "connect to ::1");
+    snprintf(want, sizeof want, "[::1]:%d", vigil_server_port(s));
+    body[0] = 0;
+    CHECK(get(&c, "/local", body, sizeof body, NULL), "GET /local over ::1");
+    CHECK(strcmp(body, want) == 0, "local '%s', expected '%s'", body, want);
+    tc_close(&c);
+    vigil_server_free(s);
+  } else {
+    tc_note("IPv6 part skipped: ::1 is not usable here");
+  }
+
+  char path[100];
+  unix_path(path, sizeof path, "local.sock");
+  config(&cfg);
+  cfg.unix_path = path;
+  REQUIRE(start(&s, &cfg) == 0, "start on a Unix socket");
+  tc_client_t u;
+  REQUIRE(unix_connect(&u, path) == 0, "connect");
+  body[0] = 0;
+  CHECK(get(&u, "/local", body, sizeof body, NULL), "GET /local over a Unix socket");
+  CHECK(strcmp(body, "unix") == 0, "local '%s', expected 'unix'", body);
+  tc_close(&u);
   vigil_server_free(s);
 }
 
@@ -534,6 +610,7 @@ int main(int argc, char **argv) {
   RUN(t_port_exclusive, "a port is one server's: EADDRINUSE without reuse_port, loops > 1 share one socket");
   RUN(t_reuse_port, "reuse_port: servers that all ask share the port");
   RUN(t_ipv6_dual_stack, "\"::\" serves IPv4 too (IPV6_V6ONLY off)");
+  RUN(t_local_addr, "vigil_request_local_addr: 127.0.0.1, ::1 and a Unix socket");
   RUN(t_unix_serve, "Unix socket: served, file mode, AF_UNIX peer, live one refused, removed at shutdown");
   RUN(t_unix_stale_and_others, "Unix socket: stale file replaced, others' files kept, regular file refused");
   RUN(t_inherited_fd, "inherited listening descriptor: checked, served, left open for its owner");

@@ -20,6 +20,8 @@ static atomic_int handled;
 /* Requests whose remote address had a byte set past the address itself
  * (a pooled request keeping an earlier request's longer address). */
 static atomic_int stale_tail;
+/* Requests whose vigil_request_local_addr was not the listener's address. */
+static atomic_int local_wrong;
 
 static void fmt_addr(int r, const struct sockaddr_storage *a, char *buf, size_t len) {
   char ip[INET6_ADDRSTRLEN];
@@ -37,6 +39,8 @@ static void fmt_addr(int r, const struct sockaddr_storage *a, char *buf, size_t 
     snprintf(buf, len, "family-%d", a->ss_family);
   }
 }
+
+static vigil_server_t *srv;
 
 static void on_request(vigil_request_t *req, void *ud) {
   (void)ud;
@@ -57,12 +61,18 @@ static void on_request(vigil_request_t *req, void *ud) {
   fmt_addr(pr, &a, p, sizeof p);
   int dr = vigil_request_proxy_dest_addr(req, &a);
   fmt_addr(dr, &a, d, sizeof d);
+  /* Behind a header too, the local address is the socket's own: the
+   * server's port on 127.0.0.1 (the header's destination is dest). */
+  int lr = vigil_request_local_addr(req, &a);
+  if (lr != 0 || a.ss_family != AF_INET ||
+      ((struct sockaddr_in *)&a)->sin_addr.s_addr != htonl(INADDR_LOOPBACK) ||
+      ntohs(((struct sockaddr_in *)&a)->sin_port) != vigil_server_port(srv))
+    atomic_fetch_add(&local_wrong, 1);
   int n = snprintf(body, sizeof body, "remote %s\npeer %s\ndest %s\n", r, p, d);
   vigil_response_send(req, 200, NULL, 0, body, (size_t)n);
   vigil_request_finish(req);
 }
 
-static vigil_server_t *srv;
 static int port;
 
 static int start(vigil_proxy_protocol_t mode, uint64_t header_ms, uint64_t idle_ms) {
@@ -79,6 +89,7 @@ static int start(vigil_proxy_protocol_t mode, uint64_t header_ms, uint64_t idle_
 
 static void stop(void) {
   CHECK(tc_stats_settled(srv, 3000), "connections and requests did not settle");
+  CHECK_EQ_INT(atomic_load(&local_wrong), 0);
   vigil_server_shutdown(srv, 1000);
   vigil_server_wait(srv);
   vigil_server_free(srv);

@@ -1,7 +1,8 @@
 /*
- * test_reasons.c - the reasons the other C tests do not reach: "write
- * failed", "body too large" and "peer unreachable", each over loopback, as
- * seen by on_request_done and vigil_request_on_cancel.
+ * test_reasons.c - the reasons the other C tests do not reach:
+ * "writeFailed", "bodyTooLarge" and "peerUnreachable", each over loopback,
+ * as seen by on_request_done and vigil_request_on_cancel; and every
+ * reason's name.
  */
 #include <vigil.h>
 
@@ -305,7 +306,7 @@ static void test_body_at_limit(void) {
  * TCP_USER_TIMEOUT the kernel drops it and the armed read (or the write in
  * flight) gets ETIMEDOUT - the kernel gave up on the peer, as it does for
  * a client that vanished (Tests/deploy/vanish.sh). Before that reason
- * existed this was "read failed", which said nothing of why. */
+ * existed this was readFailed, which said nothing of why. */
 
 static void on_request_flood(vigil_request_t *req, void *ud) {
   (void)ud;
@@ -381,8 +382,38 @@ static void test_peer_unreachable_paused(void) {
   vigil_server_free(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* names: identifiers ([a-z][A-Za-z]*) that serve as metric labels and log
+ * values, the Swift enum's case names (ErrorNameTests checks Swift's side
+ * against this function). */
+
+static int is_identifier(const char *s) {
+  if (s == NULL || !(*s >= 'a' && *s <= 'z')) return 0;
+  for (s++; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) return 0;
+  return 1;
+}
+
+static void test_reason_names(void) {
+  static const char *const expected[] = {
+      "none",           "clientClosed",    "reset",      "readFailed",
+      "writeFailed",    "timedOut",        "serverShutdown", "handlerFinished",
+      "badRequest",     "bodyTooLarge",    "peerUnreachable",
+  };
+  size_t n = sizeof expected / sizeof expected[0];
+  CHECK_EQ_INT((int)n, VIGIL_REASON_PEER_UNREACHABLE + 1);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = vigil_reason_name((vigil_reason_t)i);
+    CHECK(is_identifier(name), "reason %zu: \"%s\" is not [a-z][A-Za-z]*", i, name);
+    CHECK(strcmp(name, expected[i]) == 0, "reason %zu: \"%s\", expected \"%s\"", i, name,
+          expected[i]);
+  }
+  CHECK(strcmp(vigil_reason_name((vigil_reason_t)99), "unknown") == 0, "outside the enum");
+}
+
 int main(void) {
   tc_init();
+  RUN(test_reason_names, "reason names: identifiers, the Swift case names");
   RUN(test_write_failed, "write failed: FIN, then RST seen by a write");
   RUN(test_body_too_large,
       "body too large: chunked body over max_body_bytes gets 413, on_body gets at most the limit");

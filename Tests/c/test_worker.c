@@ -1,7 +1,7 @@
 /*
  * test_worker.c - requests handed to worker threads, and how they end:
  * answered from the worker, cancelled by a client RST / FIN / half-close,
- * "handler finished" on normal completion, the response calls after a
+ * "handlerFinished" on normal completion, the response calls after a
  * cancellation, double sends, and header validation.
  */
 #include <vigil.h>

@@ -24,7 +24,7 @@ bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 rm -rf "$WORK/vigil" "$WORK/app"
 mkdir -p "$WORK/vigil" "$WORK/app/Sources/App"
 (cd "$ROOT" && git ls-files -co --exclude-standard -z \
-   Package.swift CSources include Sources Tests/VigilTests Tests/VigilOpenAPITests \
+   Package.swift CSources include Sources Tests/VigilTests Tests/VigilOpenAPITests Tests/VigilTestingTests \
    examples/openapi | tar --null -T - -cf -) \
   | tar -C "$WORK/vigil" -xf -
 for f in "$WORK"/vigil/CSources/CLLHTTP/node-llhttp/*; do

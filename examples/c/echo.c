@@ -97,7 +97,7 @@ static void on_request_done(vigil_request_t *req, vigil_reason_t reason,
                             void *userdata) {
   (void)userdata;
   /* Everything here runs on the loop thread, and our handlers finish
-   * synchronously, so a reason other than "handler finished" means the
+   * synchronously, so a reason other than "handlerFinished" means the
    * request ended before we finished it (client closed or reset, malformed
    * body): no more on_body calls will come; give the reference back. */
   if (reason != VIGIL_REASON_HANDLER_FINISHED) {

@@ -16,7 +16,7 @@
  * vigil_request_finish().
  *
  * SIGINT/SIGTERM: graceful shutdown (running work gets 2 s, then it is
- * cancelled with "server shutdown"), wait for the loop and the workers,
+ * cancelled with "serverShutdown"), wait for the loop and the workers,
  * free, exit 0.
  */
 #include <vigil.h>
@@ -235,7 +235,7 @@ int main(int argc, char **argv) {
   vigil_server_shutdown(server, 2000);
   vigil_server_wait(server);
   /* The loop is gone; every request still running was cancelled with
-   * "server shutdown", so the workers are finishing. Wait for them (they
+   * "serverShutdown", so the workers are finishing. Wait for them (they
    * may still call vigil_request_* on their request: that is allowed after
    * the server stopped, even after vigil_server_free, but we wait anyway so
    * that nothing runs while the process exits). */

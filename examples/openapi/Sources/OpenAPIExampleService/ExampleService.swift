@@ -102,21 +102,9 @@ actor CancellationLog {
 }
 
 extension CancellationReason {
-    /// The case's name.
-    var name: String {
-        switch self {
-        case .clientClosed: "clientClosed"
-        case .reset: "reset"
-        case .readFailed: "readFailed"
-        case .writeFailed: "writeFailed"
-        case .timedOut: "timedOut"
-        case .serverShutdown: "serverShutdown"
-        case .handlerFinished: "handlerFinished"
-        case .badRequest: "badRequest"
-        case .bodyTooLarge: "bodyTooLarge"
-        case .peerUnreachable: "peerUnreachable"
-        }
-    }
+    /// The case's name (`description` is it, as the C core's
+    /// `vigil_reason_name` is).
+    var name: String { description }
 }
 
 /// `count` bytes of `pattern` repeated, in 16 KiB chunks made as they are
