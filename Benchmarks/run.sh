@@ -349,6 +349,9 @@ median() {
                               else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'
 }
 
+# get KEY: the value of KEY= in $line (a RESULT line)
+get() { echo "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+
 median_f() { # as median, two decimals
     printf '%s\n' "$@" | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -g |
         awk '{a[NR]=$1} END { if (NR==0) {print "NA"; exit}
@@ -375,6 +378,7 @@ WARNFILE="$LOGDIR/warnings.txt"
 : >"$WARNFILE"
 declare -A KA PL CANCEL_FIN CANCEL_RST IDLE SKIPPED
 declare -A ECHO_MBS ECHO_CPU DL_MBS DL_CPU CLOSE_RPS LAT_RATE LAT_P50 LAT_P99 LAT_P999 LAT_NOTE
+declare -A LATC_P50 LATC_P99 LATC_P999
 declare -A FIN_P50 RST_P50 ST_EVENTS ST_CPU ST_RSS ST_NOTE
 
 install_missing
@@ -415,6 +419,27 @@ for flag in SKIP_BODY SKIP_CLOSE SKIP_LATENCY; do [ "${!flag:-0}" = 1 ] || NEW_P
 if [ "$NEW_PHASE" = 1 ]; then
     export BODY_BYTES
     DL_PATH="/stream?n=$DOWNLOAD_CHUNKS&size=$DOWNLOAD_CHUNK_BYTES"
+    # The common rate: half of NIO's keep-alive median (else of the lowest
+    # median measured), the same offered load for every server.
+    COMMON_RATE=""
+    m="$(median ${KA[nio]:-})"
+    if [[ "$m" =~ ^[0-9]+$ ]]; then COMMON_RATE=$((m / 2)); else
+        for name in "${NAMES[@]}"; do
+            m="$(median ${KA[$name]:-})"
+            [[ "$m" =~ ^[0-9]+$ ]] || continue
+            if [ -z "$COMMON_RATE" ] || [ $((m / 2)) -lt "$COMMON_RATE" ]; then COMMON_RATE=$((m / 2)); fi
+        done
+    fi
+    # run_latency NAME RATE: the RESULT line of Benchmarks/latency
+    run_latency() {
+        local secs out
+        secs="$(duration_seconds "$DURATION")"
+        out="$(timeout $((secs + 30)) "$BIN/latency" --host "$HOST" --port "${PORT[$1]}" \
+            --rate "$2" --conns "$LATENCY_CONNECTIONS" --duration-ms $((secs * 1000 + 1000)) \
+            --warmup-ms 1000 2>&1)"
+        { echo "=== $1 latency round $ROUND at $2 req/s"; echo "$out"; } >>"$RAW"
+        echo "$out" | grep '^RESULT' | tail -1
+    }
     for ROUND in $(seq 1 "$ROUNDS"); do
         for name in "${NAMES[@]}"; do
             [ -n "${SKIPPED[$name]:-}" ] && continue
@@ -439,13 +464,7 @@ if [ "$NEW_PHASE" = 1 ]; then
                 max="$(median ${KA[$name]:-})"
                 if [[ "$max" =~ ^[0-9]+$ ]] && [ "$max" -gt 0 ]; then
                     rate=$((max / 2))
-                    secs="$(duration_seconds "$DURATION")"
-                    out="$(timeout $((secs + 30)) "$BIN/latency" --host "$HOST" --port "${PORT[$name]}" \
-                        --rate "$rate" --conns "$LATENCY_CONNECTIONS" --duration-ms $((secs * 1000 + 1000)) \
-                        --warmup-ms 1000 2>&1)"
-                    { echo "=== $name latency round $ROUND (rate $rate = half of keep-alive median $max)"; echo "$out"; } >>"$RAW"
-                    line="$(echo "$out" | grep '^RESULT' | tail -1)"
-                    get() { echo "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+                    line="$(run_latency "$name" "$rate")"
                     LAT_RATE[$name]="$rate"
                     LAT_P50[$name]="${LAT_P50[$name]:-} $(get p50_us)"
                     LAT_P99[$name]="${LAT_P99[$name]:-} $(get p99_us)"
@@ -455,6 +474,17 @@ if [ "$NEW_PHASE" = 1 ]; then
                         LAT_NOTE[$name]="${LAT_NOTE[$name]:-}r$ROUND: lost ${lost:-?} errors ${errs:-?}; "
                     fi
                     log "  $name: latency at $rate req/s: p50 $(get p50_us) p99 $(get p99_us) p99.9 $(get p999_us) µs"
+                fi
+                if [ -n "$COMMON_RATE" ] && [ "$COMMON_RATE" -gt 0 ]; then
+                    line="$(run_latency "$name" "$COMMON_RATE")"
+                    LATC_P50[$name]="${LATC_P50[$name]:-} $(get p50_us)"
+                    LATC_P99[$name]="${LATC_P99[$name]:-} $(get p99_us)"
+                    LATC_P999[$name]="${LATC_P999[$name]:-} $(get p999_us)"
+                    lost="$(get lost)" errs="$(get errors)"
+                    if [ "${lost:-0}" != 0 ] || [ "${errs:-0}" != 0 ]; then
+                        LAT_NOTE[$name]="${LAT_NOTE[$name]:-}r$ROUND common: lost ${lost:-?} errors ${errs:-?}; "
+                    fi
+                    log "  $name: latency at $COMMON_RATE req/s (common): p50 $(get p50_us) p99 $(get p99_us) p99.9 $(get p999_us) µs"
                 fi
             fi
             stop_server
@@ -533,7 +563,6 @@ if [ "${SKIP_STREAMS:-0}" != "1" ]; then
             --conns "$STREAMS" --warmup-ms 2500 --measure-ms "$STREAM_MEASURE_MS" 2>&1)"
         { echo "=== $name streams"; echo "$out"; } >>"$RAW"
         line="$(echo "$out" | grep '^RESULT' | tail -1)"
-        get() { echo "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
         ST_EVENTS[$name]="$(get events_per_s)"
         ST_CPU[$name]="$(get cpu_us_per_event)"
         ST_RSS[$name]="$(get bytes_per_stream)"
@@ -634,8 +663,10 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
             "Close: \`GET /\` with \`Connection: close\`, wrk -c$CONNECTIONS. Latency: \`Benchmarks/latency\`, open loop," \
             "$LATENCY_CONNECTIONS connections, at half the server's own keep-alive median above, from the scheduled send time."
         echo
-        echo "| server | echo MB/s | ×floor | ×go | ×nio | CPU s/GB | download MB/s | ×floor | ×go | ×nio | CPU s/GB | close req/s | ×floor | offered req/s | p50 | p99 | p99.9 |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "The last three columns: every server at the same offered load, ${COMMON_RATE:-—} req/s (half of NIO's keep-alive median; without NIO, of the lowest one)."
+        echo
+        echo "| server | echo MB/s | ×floor | ×go | ×nio | CPU s/GB | download MB/s | ×floor | ×go | ×nio | CPU s/GB | close req/s | ×floor | offered req/s | p50 | p99 | p99.9 | p50 @common | p99 @common | p99.9 @common |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         for name in "${NAMES[@]}"; do
             [ -z "${ECHO_MBS[$name]:-}${CLOSE_RPS[$name]:-}${LAT_P50[$name]:-}" ] && continue
             e="${M_ECHO[$name]}" d="${M_DL[$name]}" c="${M_CLOSE[$name]}"
@@ -643,14 +674,15 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
             echo "| $name | $e | $(ratio "$e" "${M_ECHO[floor]:-}") | $(ratio "$e" "${M_ECHO[go]:-}") | $(ratio "$e" "${M_ECHO[nio]:-}")" \
                 "| $(median_f ${ECHO_CPU[$name]:-}) | $d | $(ratio "$d" "${M_DL[floor]:-}") | $(ratio "$d" "${M_DL[go]:-}") | $(ratio "$d" "${M_DL[nio]:-}")" \
                 "| $(median_f ${DL_CPU[$name]:-}) | $(fmt_rps "$c") | $(ratio "$c" "${M_CLOSE[floor]:-}")" \
-                "| $(fmt_rps "${LAT_RATE[$name]:-NA}") | $p50 µs | $p99 µs | $p999 µs |"
+                "| $(fmt_rps "${LAT_RATE[$name]:-NA}") | $p50 µs | $p99 µs | $p999 µs" \
+                "| $(median ${LATC_P50[$name]:-}) µs | $(median ${LATC_P99[$name]:-}) µs | $(median ${LATC_P999[$name]:-}) µs |"
         done
         echo
         echo "Per round (echo MB/s; download MB/s; close req/s; latency p99 µs):"
         echo
         for name in "${NAMES[@]}"; do
             [ -z "${ECHO_MBS[$name]:-}${CLOSE_RPS[$name]:-}${LAT_P50[$name]:-}" ] && continue
-            echo "- $name: echo${ECHO_MBS[$name]:-}; download${DL_MBS[$name]:-}; close${CLOSE_RPS[$name]:-}; p99${LAT_P99[$name]:-}${LAT_NOTE[$name]:+ (${LAT_NOTE[$name]% })}"
+            echo "- $name: echo${ECHO_MBS[$name]:-}; download${DL_MBS[$name]:-}; close${CLOSE_RPS[$name]:-}; p99${LAT_P99[$name]:-}; p99 @common${LATC_P99[$name]:-}${LAT_NOTE[$name]:+ (${LAT_NOTE[$name]% })}"
         done
     fi
     if [ -n "${ST_CPU[*]:-}" ]; then
