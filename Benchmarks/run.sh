@@ -16,7 +16,16 @@
 #   4. cancel latency (client FIN and RST, CANCEL_ROUNDS rounds) for the
 #      servers that have the /wait + /cancels routes, and the kernel's own
 #      figure (kernel_floor, no server) for the floor row
+#   3b. the figures users feel (issue 15), interleaved rounds as in 3: for
+#      each server, a fresh process (the floor with --full): POST echo of
+#      1 MiB bodies and a 64 MiB chunked download (wrk; MB/s and server CPU
+#      seconds per GB from /proc/PID/stat), a new connection per request
+#      (wrk -H "Connection: close"), and latency percentiles at half the
+#      server's own keep-alive median from 3 (Benchmarks/latency, open loop)
 #   5. idle keep-alive connection RSS (IDLE_CONNS connections) for each server
+#   5b. many long streams: STREAMS clients on GET /stream?ms=1000 (an event a
+#      second each), server CPU per event and RSS per stream
+#      (Benchmarks/streams)
 #   6. instructions per request of Vigil's C path (callgrind, Benchmarks/instr)
 #      and runtime calls per request of its Swift path (uprobes,
 #      Benchmarks/calls; needs root)
@@ -28,12 +37,16 @@
 #   ROUNDS=3  DURATION=5s  QUICK=1 (=> ROUNDS=1 DURATION=2s unless set)
 #   CONNECTIONS=64  THREADS=1        wrk -t THREADS -c CONNECTIONS
 #   CANCEL_ROUNDS=200  IDLE_CONNS=10000
+#   BODY_CONNECTIONS=8 DOWNLOAD_CONNECTIONS=4   wrk -c for echo / download
+#   BODY_BYTES=1048576 DOWNLOAD_CHUNKS=256 (x 256 KiB = 64 MiB)
+#   LATENCY_CONNECTIONS=64  STREAMS=10000 (QUICK: 1000)  STREAM_MEASURE_MS=5000
 #   SERVERS="floor go ..."           only these servers (names from the table)
 #   SKIP_BUILD=1                     use what is already built
 #   SKIP_VIGIL_BUILD=1               do not build the main package
 #   SKIP_CALLS=1                     no uprobe call counts (Benchmarks/calls)
 #   BASE_PORT=18300                  server i listens on BASE_PORT+i
 #   SKIP_CANCEL=1  SKIP_IDLE=1  SKIP_INSTR=1   skip those phases
+#   SKIP_BODY=1 SKIP_CLOSE=1 SKIP_LATENCY=1 SKIP_STREAMS=1   skip new scenarios
 #
 # All traffic goes to 127.0.0.1. Every server started is killed on exit.
 
@@ -59,6 +72,18 @@ CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-1}"
 CANCEL_ROUNDS="${CANCEL_ROUNDS:-200}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
+if [ "${QUICK:-0}" = "1" ]; then
+    STREAMS="${STREAMS:-1000}"
+    STREAM_MEASURE_MS="${STREAM_MEASURE_MS:-3000}"
+fi
+STREAMS="${STREAMS:-10000}"
+STREAM_MEASURE_MS="${STREAM_MEASURE_MS:-5000}"
+BODY_CONNECTIONS="${BODY_CONNECTIONS:-8}"
+DOWNLOAD_CONNECTIONS="${DOWNLOAD_CONNECTIONS:-4}"
+BODY_BYTES="${BODY_BYTES:-1048576}"
+DOWNLOAD_CHUNKS="${DOWNLOAD_CHUNKS:-256}"
+DOWNLOAD_CHUNK_BYTES=262144
+LATENCY_CONNECTIONS="${LATENCY_CONNECTIONS:-64}"
 BASE_PORT="${BASE_PORT:-18300}"
 
 # ---------------------------------------------------------------------------
@@ -72,8 +97,11 @@ go          | y | $BIN/go-bench --host $HOST --port {PORT}
 nio         | n | $SWIFT_BIN/nio-bench --host $HOST --port {PORT}
 hummingbird | n | $SWIFT_BIN/hb-bench --host $HOST --port {PORT}
 vigil-swift | y | $ROOT/.build/release/vigil-demo --host $HOST --port {PORT}
-vigil-c     | n | $ROOT/.build-c/vigil-c-bench --host $HOST --port {PORT}
+vigil-c     | y | $BIN/vigil-c-full --host $HOST --port {PORT}
 "
+# Extra arguments in phase 3b (the floor's --full mode: bodies, downloads,
+# Connection: close; without it the floor's hello path is untouched).
+declare -A NEW_ARGS=([floor]="--full")
 
 log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -132,6 +160,8 @@ build_all() {
     cc -O2 -o "$BIN/cancel_latency" "$HERE/cancel/cancel_latency.c" || { log "cancel_latency build failed"; exit 1; }
     cc -O2 -pthread -o "$BIN/kernel_floor" "$HERE/cancel/kernel_floor.c" || { log "kernel_floor build failed"; exit 1; }
     cc -O2 -o "$BIN/idle_conns" "$HERE/mem/idle_conns.c" || { log "idle_conns build failed"; exit 1; }
+    cc -O2 -o "$BIN/latency" "$HERE/latency/latency.c" || { log "latency build failed"; exit 1; }
+    cc -O2 -o "$BIN/streams" "$HERE/streams/streams.c" || { log "streams build failed"; exit 1; }
 
     log "building go-bench (go $(go env GOVERSION 2>/dev/null))"
     (cd "$HERE/go" && GOPROXY=off GOFLAGS=-mod=mod go build -o "$BIN/go-bench" .) ||
@@ -158,6 +188,14 @@ build_all() {
         log "building vigil-c-bench (make vigil-c-bench)"
         make -C "$ROOT" --no-print-directory vigil-c-bench BUILD_C=.build-c >"$LOGDIR/vigil-c-build.log" 2>&1 ||
             log "vigil-c-bench build failed (see $LOGDIR/vigil-c-build.log): vigil-c will be skipped"
+        # The vigil-c row: every route of the harness in C (GET / as
+        # examples/c/hello.c), on the libvigil.a that make just built.
+        log "building vigil-c-full (Benchmarks/vigil-c/bench_server.c on libvigil.a)"
+        rm -f "$BIN/vigil-c-full"
+        [ -f "$ROOT/.build-c/libvigil.a" ] &&
+            cc -O2 -pthread -I "$ROOT/include" -o "$BIN/vigil-c-full" "$HERE/vigil-c/bench_server.c" \
+                "$ROOT/.build-c/libvigil.a" $uvflags -lpthread >>"$LOGDIR/vigil-c-build.log" 2>&1 ||
+            log "vigil-c-full build failed (see $LOGDIR/vigil-c-build.log): vigil-c will be skipped"
     fi
 }
 
@@ -191,11 +229,14 @@ http_answers() {
 }
 
 SERVER_PID=""
-# start_server NAME: starts it, waits until it answers (<= 20 s). 0 on success.
+# start_server NAME [EXTRA ARGS...]: starts it, waits until it answers
+# (<= 20 s). 0 on success.
 start_server() {
     local name="$1" port="${PORT[$1]}" i
     local -a argv
     read -r -a argv <<<"${CMD[$name]}"
+    shift
+    argv+=("$@")
     if port_in_use "$port"; then
         log "port $port is already in use by something else: not starting $name"
         return 1
@@ -257,11 +298,65 @@ run_wrk() {
     echo "${rps:-err}"
 }
 
+# The server's CPU time so far (utime + stime, all threads), in clock ticks.
+cpu_ticks() {
+    sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
+}
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+# wrk_bytes_per_s OUTPUT: Transfer/sec (response bytes, wrk's binary units)
+# in bytes per second, or "err".
+wrk_bytes_per_s() {
+    echo "$1" | awk '/^Transfer\/sec:/ { v = $2; m = 1
+        if (v ~ /KB$/) m = 1024; else if (v ~ /MB$/) m = 1048576; else if (v ~ /GB$/) m = 1073741824
+        sub(/[KMG]?B$/, "", v); printf "%.0f\n", v * m; found = 1 }
+        END { if (!found) print "err" }'
+}
+
+# run_wrk_flow NAME SCENARIO PATH [wrk args...]: wrk against PATH of the
+# running server; prints "MB/s CPU-s-per-GB" (MB = 10^6 bytes of response
+# body read by wrk per second; CPU of the server process over the run,
+# per 10^9 bytes read), or "err err".
+run_wrk_flow() {
+    local name="$1" scen="$2" path="$3"
+    shift 3
+    local port="${PORT[$name]}" out secs c0 c1 bps
+    secs="$(duration_seconds "$DURATION")"
+    c0="$(cpu_ticks "$SERVER_PID")"
+    out="$(timeout $((secs + 30)) wrk -t"$THREADS" -d"$DURATION" "$@" "http://$HOST:$port$path" 2>&1)"
+    c1="$(cpu_ticks "$SERVER_PID")"
+    {
+        echo "=== $name $scen round $ROUND: wrk -t$THREADS -d$DURATION $* $path (server CPU ticks $c0 -> $c1, $CLK_TCK/s)"
+        echo "$out"
+    } >>"$RAW"
+    if echo "$out" | grep -q 'Non-2xx or 3xx responses'; then
+        echo "$name $scen round $ROUND: wrk saw non-2xx responses" >>"$WARNFILE"
+    fi
+    if echo "$out" | grep -q 'Socket errors'; then
+        echo "$name $scen round $ROUND: $(echo "$out" | grep 'Socket errors' | xargs)" >>"$WARNFILE"
+    fi
+    bps="$(wrk_bytes_per_s "$out")"
+    awk -v b="$bps" -v c0="$c0" -v c1="$c1" -v t="$CLK_TCK" -v s="$secs" 'BEGIN {
+        if (b !~ /^[0-9.]+$/ || b == 0) { print "err err"; exit }
+        cpu = (c1 - c0) / t; bytes = b * s
+        printf "%.1f %.2f\n", b / 1e6, (c0 ~ /^[0-9]+$/ && c1 ~ /^[0-9]+$/) ? cpu / (bytes / 1e9) : "err" }'
+}
+
 median() {
     printf '%s\n' "$@" | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -g |
         awk '{a[NR]=$1} END { if (NR==0) {print "NA"; exit}
                               if (NR%2) printf "%.0f\n", a[(NR+1)/2];
                               else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'
+}
+
+# get KEY: the value of KEY= in $line (a RESULT line)
+get() { echo "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+
+median_f() { # as median, two decimals
+    printf '%s\n' "$@" | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -g |
+        awk '{a[NR]=$1} END { if (NR==0) {print "NA"; exit}
+                              if (NR%2) printf "%.2f\n", a[(NR+1)/2];
+                              else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2 }'
 }
 
 fmt_rps() { # 135210 -> 135.2k, 1490000 -> 1.49M
@@ -282,6 +377,9 @@ WARNINGS=()
 WARNFILE="$LOGDIR/warnings.txt"
 : >"$WARNFILE"
 declare -A KA PL CANCEL_FIN CANCEL_RST IDLE SKIPPED
+declare -A ECHO_MBS ECHO_CPU DL_MBS DL_CPU CLOSE_RPS LAT_RATE LAT_P50 LAT_P99 LAT_P999 LAT_NOTE
+declare -A LATC_P50 LATC_P99 LATC_P999
+declare -A FIN_P50 RST_P50 ST_EVENTS ST_CPU ST_RSS ST_NOTE
 
 install_missing
 if [ "${SKIP_BUILD:-0}" != "1" ]; then build_all; fi
@@ -314,6 +412,86 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# 3b. the figures users feel: bodies, a connection per request, latency at
+# half the server's own keep-alive maximum (its median from 3), interleaved
+NEW_PHASE=0
+for flag in SKIP_BODY SKIP_CLOSE SKIP_LATENCY; do [ "${!flag:-0}" = 1 ] || NEW_PHASE=1; done
+if [ "$NEW_PHASE" = 1 ]; then
+    export BODY_BYTES
+    DL_PATH="/stream?n=$DOWNLOAD_CHUNKS&size=$DOWNLOAD_CHUNK_BYTES"
+    # The common rate: half of NIO's keep-alive median (else of the lowest
+    # median measured), the same offered load for every server.
+    COMMON_RATE=""
+    m="$(median ${KA[nio]:-})"
+    if [[ "$m" =~ ^[0-9]+$ ]]; then COMMON_RATE=$((m / 2)); else
+        for name in "${NAMES[@]}"; do
+            m="$(median ${KA[$name]:-})"
+            [[ "$m" =~ ^[0-9]+$ ]] || continue
+            if [ -z "$COMMON_RATE" ] || [ $((m / 2)) -lt "$COMMON_RATE" ]; then COMMON_RATE=$((m / 2)); fi
+        done
+    fi
+    # run_latency NAME RATE: the RESULT line of Benchmarks/latency
+    run_latency() {
+        local secs out
+        secs="$(duration_seconds "$DURATION")"
+        out="$(timeout $((secs + 30)) "$BIN/latency" --host "$HOST" --port "${PORT[$1]}" \
+            --rate "$2" --conns "$LATENCY_CONNECTIONS" --duration-ms $((secs * 1000 + 1000)) \
+            --warmup-ms 1000 2>&1)"
+        { echo "=== $1 latency round $ROUND at $2 req/s"; echo "$out"; } >>"$RAW"
+        echo "$out" | grep '^RESULT' | tail -1
+    }
+    for ROUND in $(seq 1 "$ROUNDS"); do
+        for name in "${NAMES[@]}"; do
+            [ -n "${SKIPPED[$name]:-}" ] && continue
+            log "round $ROUND/$ROUNDS (bodies, close, latency): $name"
+            # shellcheck disable=SC2086
+            start_server "$name" ${NEW_ARGS[$name]:-} || continue
+            if [ "${SKIP_BODY:-0}" != 1 ]; then
+                read -r mbs cpu < <(run_wrk_flow "$name" echo /echo -c"$BODY_CONNECTIONS" -s "$HERE/wrk/post.lua")
+                ECHO_MBS[$name]="${ECHO_MBS[$name]:-} $mbs"
+                ECHO_CPU[$name]="${ECHO_CPU[$name]:-} $cpu"
+                read -r mbs2 cpu2 < <(run_wrk_flow "$name" download "$DL_PATH" -c"$DOWNLOAD_CONNECTIONS")
+                DL_MBS[$name]="${DL_MBS[$name]:-} $mbs2"
+                DL_CPU[$name]="${DL_CPU[$name]:-} $cpu2"
+                log "  $name: echo $mbs MB/s ($cpu CPU s/GB), download $mbs2 MB/s ($cpu2 CPU s/GB)"
+            fi
+            if [ "${SKIP_CLOSE:-0}" != 1 ]; then
+                cl="$(run_wrk "$name" close -H "Connection: close")"
+                CLOSE_RPS[$name]="${CLOSE_RPS[$name]:-} $cl"
+                log "  $name: Connection: close $cl req/s"
+            fi
+            if [ "${SKIP_LATENCY:-0}" != 1 ]; then
+                max="$(median ${KA[$name]:-})"
+                if [[ "$max" =~ ^[0-9]+$ ]] && [ "$max" -gt 0 ]; then
+                    rate=$((max / 2))
+                    line="$(run_latency "$name" "$rate")"
+                    LAT_RATE[$name]="$rate"
+                    LAT_P50[$name]="${LAT_P50[$name]:-} $(get p50_us)"
+                    LAT_P99[$name]="${LAT_P99[$name]:-} $(get p99_us)"
+                    LAT_P999[$name]="${LAT_P999[$name]:-} $(get p999_us)"
+                    lost="$(get lost)" errs="$(get errors)"
+                    if [ "${lost:-0}" != 0 ] || [ "${errs:-0}" != 0 ]; then
+                        LAT_NOTE[$name]="${LAT_NOTE[$name]:-}r$ROUND: lost ${lost:-?} errors ${errs:-?}; "
+                    fi
+                    log "  $name: latency at $rate req/s: p50 $(get p50_us) p99 $(get p99_us) p99.9 $(get p999_us) µs"
+                fi
+                if [ -n "$COMMON_RATE" ] && [ "$COMMON_RATE" -gt 0 ]; then
+                    line="$(run_latency "$name" "$COMMON_RATE")"
+                    LATC_P50[$name]="${LATC_P50[$name]:-} $(get p50_us)"
+                    LATC_P99[$name]="${LATC_P99[$name]:-} $(get p99_us)"
+                    LATC_P999[$name]="${LATC_P999[$name]:-} $(get p999_us)"
+                    lost="$(get lost)" errs="$(get errors)"
+                    if [ "${lost:-0}" != 0 ] || [ "${errs:-0}" != 0 ]; then
+                        LAT_NOTE[$name]="${LAT_NOTE[$name]:-}r$ROUND common: lost ${lost:-?} errors ${errs:-?}; "
+                    fi
+                    log "  $name: latency at $COMMON_RATE req/s (common): p50 $(get p50_us) p99 $(get p99_us) p99.9 $(get p999_us) µs"
+                fi
+            fi
+            stop_server
+        done
+    done
+fi
+
 # 4. cancel latency
 if [ "${SKIP_CANCEL:-0}" != "1" ]; then
     for name in "${NAMES[@]}"; do
@@ -329,6 +507,8 @@ if [ "${SKIP_CANCEL:-0}" != "1" ]; then
             echo "$out" | grep -q '^warning' && WARNINGS+=("$name cancel $mode: $(echo "$out" | grep '^warning' | head -1)")
             log "  $name $mode: $val"
             if [ "$mode" = fin ]; then CANCEL_FIN[$name]="$val"; else CANCEL_RST[$name]="$val"; fi
+            p50="$(echo "$out" | grep '^RESULT' | tail -1 | sed -n 's/.*p50_us=\([^ ]*\).*/\1/p')"
+            if [ "$mode" = fin ]; then FIN_P50[$name]="$p50"; else RST_P50[$name]="$p50"; fi
         done
         stop_server
     done
@@ -341,6 +521,8 @@ if [ "${SKIP_CANCEL:-0}" != "1" ]; then
         val="$(bench_cancel_value "$out" "kernel: ")"
         log "  kernel floor $mode: $val"
         if [ "$mode" = fin ]; then CANCEL_FIN[floor]="$val"; else CANCEL_RST[floor]="$val"; fi
+        p50="$(echo "$out" | grep '^RESULT' | tail -1 | sed -n 's/.*p50_us=\([^ ]*\).*/\1/p')"
+        if [ "$mode" = fin ]; then FIN_P50[floor]="$p50"; else RST_P50[floor]="$p50"; fi
     done
 fi
 
@@ -366,6 +548,33 @@ if [ "${SKIP_IDLE:-0}" != "1" ]; then
             IDLE[$name]="error"
         fi
         log "  $name: ${IDLE[$name]}"
+        stop_server
+    done
+fi
+
+# 5b. many long streams (not the floor: it has no timers)
+if [ "${SKIP_STREAMS:-0}" != "1" ]; then
+    for name in "${NAMES[@]}"; do
+        [ -n "${SKIPPED[$name]:-}" ] && continue
+        [ "$name" = floor ] && continue
+        log "streams: $name ($STREAMS streams, an event a second each)"
+        start_server "$name" || continue
+        out="$(timeout 300 "$BIN/streams" --host "$HOST" --port "${PORT[$name]}" --pid "$SERVER_PID" \
+            --conns "$STREAMS" --warmup-ms 2500 --measure-ms "$STREAM_MEASURE_MS" 2>&1)"
+        { echo "=== $name streams"; echo "$out"; } >>"$RAW"
+        line="$(echo "$out" | grep '^RESULT' | tail -1)"
+        ST_EVENTS[$name]="$(get events_per_s)"
+        ST_CPU[$name]="$(get cpu_us_per_event)"
+        ST_RSS[$name]="$(get bytes_per_stream)"
+        okc="$(get ok)" silent="$(get silent)" closedc="$(get closed_by_server)"
+        opened="$(echo "$line" | sed -n 's/^RESULT conns=\([0-9]*\).*/\1/p')"
+        note=""
+        [ "${opened:-0}" != "$STREAMS" ] && note="$note ${opened:-0} of $STREAMS opened;"
+        [ "${okc:-0}" != "${opened:-0}" ] && note="$note ${okc:-0} answered;"
+        [ "${silent:-0}" != 0 ] && note="$note ${silent} silent;"
+        [ "${closedc:-0}" != 0 ] && note="$note ${closedc} closed by server;"
+        ST_NOTE[$name]="$note"
+        log "  $name: ${ST_EVENTS[$name]:-?} events/s, ${ST_CPU[$name]:-?} µs CPU/event, ${ST_RSS[$name]:-?} B/stream$note"
         stop_server
     done
 fi
@@ -437,6 +646,75 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
         [ -z "${KA[$name]:-}" ] && continue
         echo "- $name: keep-alive$(printf ' %.0f' ${KA[$name]} 2>/dev/null); pipelined$(printf ' %.0f' ${PL[$name]} 2>/dev/null)"
     done
+    # --- the figures users feel (issue 15) ---
+    if [ -n "${ECHO_MBS[*]:-}${CLOSE_RPS[*]:-}${LAT_P50[*]:-}" ]; then
+        declare -A M_ECHO M_DL M_CLOSE
+        for name in "${NAMES[@]}"; do
+            M_ECHO[$name]="$(median_f ${ECHO_MBS[$name]:-})"
+            M_DL[$name]="$(median_f ${DL_MBS[$name]:-})"
+            M_CLOSE[$name]="$(median ${CLOSE_RPS[$name]:-})"
+        done
+        echo
+        echo "### Bodies, a connection per request, latency under load"
+        echo
+        echo "Echo: \`POST /echo\` of $BODY_BYTES-byte bodies, wrk -c$BODY_CONNECTIONS; download: \`GET /stream?n=$DOWNLOAD_CHUNKS&size=$DOWNLOAD_CHUNK_BYTES\`" \
+            "($((DOWNLOAD_CHUNKS * DOWNLOAD_CHUNK_BYTES / 1048576)) MiB, chunked; the floor: Content-Length), wrk -c$DOWNLOAD_CONNECTIONS." \
+            "MB/s = 10^6 bytes of response read by wrk per second; CPU s/GB = the server's utime+stime over the run per 10^9 bytes." \
+            "Close: \`GET /\` with \`Connection: close\`, wrk -c$CONNECTIONS. Latency: \`Benchmarks/latency\`, open loop," \
+            "$LATENCY_CONNECTIONS connections, at half the server's own keep-alive median above, from the scheduled send time."
+        echo
+        echo "The last three columns: every server at the same offered load, ${COMMON_RATE:-—} req/s (half of NIO's keep-alive median; without NIO, of the lowest one)."
+        echo
+        echo "| server | echo MB/s | ×floor | ×go | ×nio | CPU s/GB | download MB/s | ×floor | ×go | ×nio | CPU s/GB | close req/s | ×floor | offered req/s | p50 | p99 | p99.9 | p50 @common | p99 @common | p99.9 @common |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        for name in "${NAMES[@]}"; do
+            [ -z "${ECHO_MBS[$name]:-}${CLOSE_RPS[$name]:-}${LAT_P50[$name]:-}" ] && continue
+            e="${M_ECHO[$name]}" d="${M_DL[$name]}" c="${M_CLOSE[$name]}"
+            p50="$(median ${LAT_P50[$name]:-})" p99="$(median ${LAT_P99[$name]:-})" p999="$(median ${LAT_P999[$name]:-})"
+            echo "| $name | $e | $(ratio "$e" "${M_ECHO[floor]:-}") | $(ratio "$e" "${M_ECHO[go]:-}") | $(ratio "$e" "${M_ECHO[nio]:-}")" \
+                "| $(median_f ${ECHO_CPU[$name]:-}) | $d | $(ratio "$d" "${M_DL[floor]:-}") | $(ratio "$d" "${M_DL[go]:-}") | $(ratio "$d" "${M_DL[nio]:-}")" \
+                "| $(median_f ${DL_CPU[$name]:-}) | $(fmt_rps "$c") | $(ratio "$c" "${M_CLOSE[floor]:-}")" \
+                "| $(fmt_rps "${LAT_RATE[$name]:-NA}") | $p50 µs | $p99 µs | $p999 µs" \
+                "| $(median ${LATC_P50[$name]:-}) µs | $(median ${LATC_P99[$name]:-}) µs | $(median ${LATC_P999[$name]:-}) µs |"
+        done
+        echo
+        echo "Per round (echo MB/s; download MB/s; close req/s; latency p99 µs):"
+        echo
+        for name in "${NAMES[@]}"; do
+            [ -z "${ECHO_MBS[$name]:-}${CLOSE_RPS[$name]:-}${LAT_P50[$name]:-}" ] && continue
+            echo "- $name: echo${ECHO_MBS[$name]:-}; download${DL_MBS[$name]:-}; close${CLOSE_RPS[$name]:-}; p99${LAT_P99[$name]:-}; p99 @common${LATC_P99[$name]:-}${LAT_NOTE[$name]:+ (${LAT_NOTE[$name]% })}"
+        done
+    fi
+    if [ -n "${ST_CPU[*]:-}" ]; then
+        echo
+        echo "### Many long streams"
+        echo
+        echo "$STREAMS clients on \`GET /stream?n=1000000&ms=1000\` (chunked, a \`chunk i\` line a second to each), Benchmarks/streams:" \
+            "the server's CPU over ${STREAM_MEASURE_MS} ms after a 2.5 s warm-up per event received, and its VmRSS growth per stream."
+        echo
+        echo "| server | events/s | CPU µs per event | ×nio | ×go | RSS per stream | notes |"
+        echo "|---|---|---|---|---|---|---|"
+        for name in "${NAMES[@]}"; do
+            [ -z "${ST_CPU[$name]:-}${ST_NOTE[$name]:-}" ] && continue
+            rss="$(awk -v b="${ST_RSS[$name]:-x}" 'BEGIN{ if (b ~ /^-?[0-9.]+$/) printf "%.1f KiB", b/1024; else print "error" }')"
+            echo "| $name | ${ST_EVENTS[$name]:-—} | ${ST_CPU[$name]:-—} | $(ratio "${ST_CPU[$name]:-}" "${ST_CPU[nio]:-}") | $(ratio "${ST_CPU[$name]:-}" "${ST_CPU[go]:-}") | $rss | ${ST_NOTE[$name]:-} |"
+        done
+    fi
+    if [ -n "${FIN_P50[floor]:-}" ]; then
+        echo
+        echo "### Cancellation above the kernel"
+        echo
+        echo "p50 from the table above minus the kernel's p50 (kernel_floor) of the same run:"
+        echo
+        for name in "${NAMES[@]}"; do
+            [ "$name" = floor ] && continue
+            [ -z "${FIN_P50[$name]:-}" ] && continue
+            awk -v n="$name" -v f="${FIN_P50[$name]}" -v r="${RST_P50[$name]:-NA}" -v kf="${FIN_P50[floor]}" -v kr="${RST_P50[floor]:-NA}" 'BEGIN {
+                printf "- %s: FIN %+.0f µs", n, f - kf
+                if (r ~ /^[0-9.]+$/ && kr ~ /^[0-9.]+$/) printf ", RST %+.0f µs", r - kr
+                printf "\n" }'
+        done
+    fi
     if [ -n "$INSTR_KA$INSTR_PL" ]; then
         echo
         echo "Instructions per request, vigil-c (callgrind, user space, one connection):" \
