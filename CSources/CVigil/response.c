@@ -325,6 +325,9 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   return 0;
 }
 
+static inline int out_put(vigil_conn_t *c, const char *data, size_t len,
+                          const char *tail, size_t tail_len);
+
 /* One chunk: size line, data, CRLF. Out of line: a whole response (the
  * common case) is never chunked, and write_body stays small. */
 static __attribute__((noinline)) int write_chunk(vigil_conn_t *c,
@@ -338,7 +341,7 @@ static __attribute__((noinline)) int write_chunk(vigil_conn_t *c,
   memcpy(p, d, n); p += n;
   *p++ = '\r'; *p++ = '\n';
   c->out.len = (size_t)(p - c->out.base);
-  return vigil__conn_out_put(c, data, len, "\r\n", 2);
+  return out_put(c, data, len, "\r\n", 2);
 }
 
 /* Body bytes at least this long go to the socket straight from the
@@ -356,10 +359,12 @@ static __attribute__((noinline)) int write_chunk(vigil_conn_t *c,
  * while the client keeps up. A failed try is left to the flush that
  * follows, which meets the error again and aborts the connection there
  * (not inside a handler's write call). */
-int vigil__conn_out_put(vigil_conn_t *c, const char *data, size_t len,
-                        const char *tail, size_t tail_len) {
-  if (len >= DIRECT_WRITE_MIN && len <= UINT32_MAX / 2 && !c->writing &&
-      !c->closing && c->out.len <= UINT32_MAX / 2) {
+static __attribute__((noinline)) int out_put_big(vigil_conn_t *c,
+                                                 const char *data, size_t len,
+                                                 const char *tail,
+                                                 size_t tail_len) {
+  if (len <= UINT32_MAX / 2 && !c->writing && !c->closing &&
+      c->out.len <= UINT32_MAX / 2) {
     uv_buf_t b[3];
     unsigned nb = 0;
     if (c->out.len) b[nb++] = uv_buf_init(c->out.base, (unsigned)c->out.len);
@@ -402,6 +407,26 @@ int vigil__conn_out_put(vigil_conn_t *c, const char *data, size_t len,
   return 0;
 }
 
+/* The usual small piece is appended here; a big one goes to out_put_big. */
+static inline int out_put(vigil_conn_t *c, const char *data, size_t len,
+                          const char *tail, size_t tail_len) {
+  if (len >= DIRECT_WRITE_MIN) return out_put_big(c, data, len, tail, tail_len);
+  int r = vigil__buf_reserve(&c->out, len + tail_len);
+  if (r != 0) {
+    vigil__conn_close_after(c); /* a chunk's size line may be in c->out */
+    return r;
+  }
+  if (len) memcpy(c->out.base + c->out.len, data, len);
+  if (tail_len) memcpy(c->out.base + c->out.len + len, tail, tail_len);
+  c->out.len += len + tail_len;
+  return 0;
+}
+
+int vigil__conn_out_put(vigil_conn_t *c, const char *data, size_t len,
+                        const char *tail, size_t tail_len) {
+  return out_put(c, data, len, tail, tail_len);
+}
+
 static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
                       size_t len) {
   VIGIL_ASSERT(req->resp_state == RESP_STARTED);
@@ -411,7 +436,7 @@ static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
   }
   if (req->resp_no_body || len == 0) return 0;
   if (req->resp_chunked) return write_chunk(c, data, len);
-  return vigil__conn_out_put(c, data, len, NULL, 0);
+  return out_put(c, data, len, NULL, 0);
 }
 
 static void write_end(vigil_request_t *req, vigil_conn_t *c) {

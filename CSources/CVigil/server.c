@@ -73,6 +73,7 @@ void vigil__loop_unref(vigil_loop_t *loop) {
   vigil__request_pool_free(loop);
   while (loop->nspare > 0) vigil__buf_free(&loop->spare[--loop->nspare]);
   pthread_mutex_destroy(&loop->qlock);
+  free(loop->slab);
   free(loop);
 }
 
@@ -678,6 +679,11 @@ static int loop_listen(vigil_server_t *s, vigil_loop_t *loop, int fd) {
 static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   vigil_loop_t *loop = calloc(1, sizeof *loop);
   if (loop == NULL) return VIGIL_ENOMEM;
+  loop->slab = malloc(VIGIL_SLAB_SIZE);
+  if (loop->slab == NULL) {
+    free(loop);
+    return VIGIL_ENOMEM;
+  }
   atomic_init(&loop->refs, 1);
   loop->server = s;
   loop->index = index;

@@ -754,8 +754,12 @@ struct vigil_loop_s {
   uint64_t date_tick;        /* uv_now when the clock was last read */
   char date[64];             /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
   size_t date_len;
-  char slab[VIGIL_SLAB_SIZE]; /* shared read buffer for connections with no
-                                 pending bytes: idle connections own none */
+  char *slab;                /* shared read buffer (VIGIL_SLAB_SIZE bytes)
+                                 for connections with no pending bytes:
+                                 idle connections own none. A connection
+                                 left with most of a read unparsed takes it
+                                 over, and the loop allocates another
+                                 (conn.c in_unborrow) */
 
   /* Counters (any thread reads). */
   atomic_uint_fast64_t accepted, open, requests, live, cancelled, bad;
