@@ -168,7 +168,9 @@ static int in_unborrow(vigil_conn_t *c) {
      * all, and the loop takes a new one - a malloc instead of copying
      * the bytes. Nothing else points into the slab: only on_read
      * borrows it, and this is the end of on_read. */
-    char *fresh = malloc(VIGIL_SLAB_SIZE);
+    char *fresh = c->loop->spare_slab;
+    c->loop->spare_slab = NULL;
+    if (fresh == NULL) fresh = malloc(VIGIL_SLAB_SIZE);
     if (fresh != NULL) {
       c->loop->slab = fresh;
       c->in.cap = VIGIL_SLAB_SIZE; /* all of it is the connection's now */

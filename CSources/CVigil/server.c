@@ -74,6 +74,7 @@ void vigil__loop_unref(vigil_loop_t *loop) {
   while (loop->nspare > 0) vigil__buf_free(&loop->spare[--loop->nspare]);
   pthread_mutex_destroy(&loop->qlock);
   free(loop->slab);
+  free(loop->spare_slab);
   free(loop);
 }
 
@@ -81,6 +82,12 @@ void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b) {
   VIGIL_ASSERT(vigil__on_loop_thread(loop));
   VIGIL_ASSERT(loop->nspare <= VIGIL_SPARE_BUFS);
   if (b->base == NULL) return;
+  if (VIGIL_POOLS && b->cap == VIGIL_SLAB_SIZE && loop->spare_slab == NULL) {
+    loop->spare_slab = b->base; /* the next slab (conn.c in_unborrow) */
+    b->base = NULL;
+    b->len = b->cap = 0;
+    return;
+  }
   if (VIGIL_POOLS && b->cap <= VIGIL_SPARE_BUF_MAX &&
       loop->nspare < VIGIL_SPARE_BUFS) {
     b->len = 0;

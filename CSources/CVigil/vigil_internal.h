@@ -760,6 +760,10 @@ struct vigil_loop_s {
                                  left with most of a read unparsed takes it
                                  over, and the loop allocates another
                                  (conn.c in_unborrow) */
+  char *spare_slab;          /* a VIGIL_SLAB_SIZE buffer a connection gave
+                                back, for the next slab (no malloc/free
+                                churn, which glibc answers with heap trims
+                                and page faults) */
 
   /* Counters (any thread reads). */
   atomic_uint_fast64_t accepted, open, requests, live, cancelled, bad;
