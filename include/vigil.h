@@ -804,7 +804,8 @@ VIGIL_EXPORT int vigil_response_start(vigil_request_t *req, int status,
 typedef void (*vigil_write_cb)(vigil_request_t *req, int status,
                                void *userdata);
 
-/* Queue body bytes (copied). If it returns 0, `cb` (may be NULL) is called
+/* Queue body bytes (written to the socket or copied before it returns: the
+ * memory stays yours). If it returns 0, `cb` (may be NULL) is called
  * exactly once; if it returns an error, never. Returns 0; VIGIL_EBUSY (no
  * response started yet); VIGIL_EALREADY (the response ended or the
  * connection was hijacked, or the request finished); VIGIL_ECANCELED or

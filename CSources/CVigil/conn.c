@@ -162,6 +162,21 @@ static int in_unborrow(vigil_conn_t *c) {
   if (!in_borrowed(c)) return 0;
   size_t n = in_pending(c);
   const char *rest = in_data(c);
+  if (n >= VIGIL_SLAB_SIZE / 2 && !c->closing) {
+    /* Most of a big read is left (a body its handler paused, a backlog
+     * of pipelined requests): the connection keeps the slab, offset and
+     * all, and the loop takes a new one - a malloc instead of copying
+     * the bytes. Nothing else points into the slab: only on_read
+     * borrows it, and this is the end of on_read. */
+    char *fresh = c->loop->spare_slab;
+    c->loop->spare_slab = NULL;
+    if (fresh == NULL) fresh = malloc(VIGIL_SLAB_SIZE);
+    if (fresh != NULL) {
+      c->loop->slab = fresh;
+      c->in.cap = VIGIL_SLAB_SIZE; /* all of it is the connection's now */
+      return 0;
+    }
+  }
   in_free(c);
   if (n == 0 || c->closing) return 0;
   vigil__loop_buf_get(c->loop, &c->in);
@@ -386,15 +401,22 @@ void vigil__conn_output_drained(vigil_conn_t *c) {
 /* reading */
 
 
+/* Spare room in a connection's buffer worth reading into (on_alloc). */
+#define OWN_READ_MIN 4096
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   vigil_conn_t *c = h->data;
   vigil_loop_t *loop = c->loop;
   size_t limit = loop->server->config.read_buffer_limit;
-  size_t room = sizeof loop->slab;
+  size_t room = VIGIL_SLAB_SIZE;
   (void)suggested;
-  /* Always the shared slab (on_read parses it in place or appends it to
-   * what is pending): an idle connection owns no read buffer at all. With
-   * bytes pending, read no further than read_buffer_limit. */
+  /* The shared slab (on_read parses it in place or appends it to what is
+   * pending): an idle connection owns no read buffer at all. With bytes
+   * pending, read no further than read_buffer_limit, and straight into
+   * the connection's own buffer when it has room enough to spare (a
+   * paused body, a backlog of pipelined requests): what arrives then is
+   * not copied from the slab. Only room it already has: a connection
+   * trickling its head in never gets a bigger buffer for it. */
   if (c->phase != PHASE_CLOSING && c->in.len > 0) {
     size_t pending = in_pending(c);
     if (pending >= limit) {
@@ -402,6 +424,28 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       return;
     }
     if (limit - pending < room) room = limit - pending;
+    VIGIL_ASSERT(!in_borrowed(c)); /* only on_read borrows */
+    if (c->in_off > 0 && c->in.cap - c->in.len < room) { /* compact first */
+      memmove(c->in.base, in_data(c), pending);
+      c->in.len = pending;
+      c->in_off = 0;
+    }
+    size_t spare = c->in.cap - c->in.len;
+    if (spare >= OWN_READ_MIN) {
+      if (spare < room) room = spare;
+      *buf = uv_buf_init(c->in.base + c->in.len, (unsigned)room);
+      return;
+    }
+  } else if (c->in.base != NULL && !in_borrowed(c) && c->in.cap >= OWN_READ_MIN &&
+             (c->phase == PHASE_BODY_PAUSED || c->phase == PHASE_BODY_WAIT)) {
+    /* Nothing pending, but the body waits for its handler: these bytes
+     * would stay unparsed and be copied out of the slab (in_unborrow).
+     * Into the emptied buffer the connection still has instead. */
+    VIGIL_ASSERT(c->in_off == 0);
+    if (c->in.cap < room) room = c->in.cap;
+    if (limit < room) room = limit;
+    *buf = uv_buf_init(c->in.base, (unsigned)room);
+    return;
   }
   *buf = uv_buf_init(loop->slab, (unsigned)room);
 }
@@ -483,7 +527,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->phase == PHASE_CLOSING) return; /* discarded while lingering */
-  if (c->in.len == 0) {
+  if (buf->base != c->loop->slab) {
+    /* Read into the connection's own buffer, behind what is pending, or
+     * into its emptied one while the body waits (on_alloc). */
+    VIGIL_ASSERT(buf->base == c->in.base + c->in.len &&
+                 (size_t)nread <= c->in.cap - c->in.len);
+    c->in.len += (size_t)nread;
+  } else if (c->in.len == 0) {
     in_free(c); /* an emptied buffer of our own: the slab serves instead */
     c->in.base = buf->base; /* borrow the slab: parsed in place */
     c->in.len = c->in.cap = (size_t)nread;

@@ -25,12 +25,7 @@ int vigil_hijack_write(vigil_request_t *req, const void *data, size_t len,
   if (r != 0) return r;
   if (data == NULL && len) return VIGIL_EINVAL;
   if (atomic_load(&req->resp_public) != RESP_HIJACKED) return VIGIL_EBUSY;
-  vigil_op_t *op;
-  r = vigil__op_new(&op, OP_HIJACK_WRITE, req, NULL, 0, data, len);
-  if (r != 0) return r;
-  op->cb = cb;
-  op->userdata = userdata;
-  return vigil__op_submit(op);
+  return vigil__op_submit_write(req, OP_HIJACK_WRITE, data, len, cb, userdata);
 }
 
 int vigil_hijack_close(vigil_request_t *req) {
@@ -44,7 +39,7 @@ int vigil_hijack_close(vigil_request_t *req) {
  * handed over (PHASE_HIJACKED). */
 int vigil__hijack_run_write(vigil_conn_t *c, vigil_op_t *op) {
   if (c->phase != PHASE_HIJACKED) return VIGIL_EALREADY;
-  int r = vigil__buf_append(&c->out, op->data, op->body_len);
+  int r = vigil__conn_out_put(c, op->body, op->body_len, NULL, 0);
   if (r == 0 && op->cb) r = vigil__conn_add_waiter(c, op);
   return r;
 }

@@ -24,6 +24,7 @@ void vigil__op_fill(vigil_op_t *op, int type, vigil_request_t *req,
   op->body_len = body_len;
   char *p = vigil__headers_put(op->data, headers, nheaders);
   if (body_len) memcpy(p, body, body_len);
+  op->body = p;
 }
 
 int vigil__op_new(vigil_op_t **out, int type, vigil_request_t *req,
@@ -68,6 +69,34 @@ int vigil__op_submit_simple(vigil_request_t *req, int type) {
   vigil_op_t *op;
   int r = vigil__op_new(&op, type, req, NULL, 0, NULL, 0);
   if (r != 0) return r;
+  return vigil__op_submit(op);
+}
+
+int vigil__op_submit_write(vigil_request_t *req, int type, const void *data,
+                           size_t len, vigil_write_cb cb, void *userdata) {
+  if (vigil__on_loop_thread(req->loop)) {
+    /* A C handler in its callback, or a Swift handler on the loop
+     * executor: run now, from the caller's memory (vigil__loop_submit
+     * would run a copy now anyway). The caller's reference keeps req
+     * alive across the call. */
+    if (req->loop->qclosed) return VIGIL_ESHUTDOWN;
+    vigil_op_t op;
+    memset(&op, 0, sizeof op);
+    op.type = type;
+    op.req = req;
+    op.cb = cb;
+    op.userdata = userdata;
+    op.body = data;
+    op.body_len = len;
+    vigil_request_retain(req);
+    vigil__op_run(req->loop, &op); /* runs it, frees nothing */
+    return 0;
+  }
+  vigil_op_t *op;
+  int r = vigil__op_new(&op, type, req, NULL, 0, data, len);
+  if (r != 0) return r;
+  op->cb = cb;
+  op->userdata = userdata;
   return vigil__op_submit(op);
 }
 

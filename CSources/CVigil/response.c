@@ -133,12 +133,7 @@ int vigil_response_write(vigil_request_t *req, const void *data, size_t len,
   if (data == NULL && len) return VIGIL_EINVAL;
   int st = atomic_load(&req->resp_public);
   if (st != RESP_STARTED) return st == RESP_NONE ? VIGIL_EBUSY : VIGIL_EALREADY;
-  vigil_op_t *op;
-  r = vigil__op_new(&op, OP_WRITE, req, NULL, 0, data, len);
-  if (r != 0) return r;
-  op->cb = cb;
-  op->userdata = userdata;
-  return vigil__op_submit(op);
+  return vigil__op_submit_write(req, OP_WRITE, data, len, cb, userdata);
 }
 
 int vigil_response_end(vigil_request_t *req) {
@@ -330,6 +325,9 @@ static int write_head(vigil_request_t *req, vigil_conn_t *c, int status,
   return 0;
 }
 
+static inline int out_put(vigil_conn_t *c, const char *data, size_t len,
+                          const char *tail, size_t tail_len);
+
 /* One chunk: size line, data, CRLF. Out of line: a whole response (the
  * common case) is never chunked, and write_body stays small. */
 static __attribute__((noinline)) int write_chunk(vigil_conn_t *c,
@@ -337,15 +335,96 @@ static __attribute__((noinline)) int write_chunk(vigil_conn_t *c,
   char hex[16];
   char *d = fmt_hex(hex + sizeof hex, len);
   size_t n = (size_t)(hex + sizeof hex - d);
-  int r = vigil__buf_reserve(&c->out, n + 2 + len + 2);
+  int r = vigil__buf_reserve(&c->out, n + 2);
   if (r != 0) return r;
   char *p = c->out.base + c->out.len;
   memcpy(p, d, n); p += n;
   *p++ = '\r'; *p++ = '\n';
-  memcpy(p, data, len); p += len;
-  *p++ = '\r'; *p++ = '\n';
   c->out.len = (size_t)(p - c->out.base);
+  return out_put(c, data, len, "\r\n", 2);
+}
+
+/* Body bytes at least this long go to the socket straight from the
+ * caller's memory when no write is in flight. Below it the copy costs
+ * less than the system call. */
+#ifndef DIRECT_WRITE_MIN
+#define DIRECT_WRITE_MIN 4096
+#endif
+
+/* Adds `data` then `tail` to the connection's output (c->out). A body
+ * piece worth it (DIRECT_WRITE_MIN) is first offered to the socket
+ * together with what c->out holds, in one writev from the caller's memory
+ * (uv_try_write, when no uv_write is in flight: order is kept), and only
+ * what the kernel did not take is copied: a big body is not copied at all
+ * while the client keeps up. A failed try is left to the flush that
+ * follows, which meets the error again and aborts the connection there
+ * (not inside a handler's write call). */
+static __attribute__((noinline)) int out_put_big(vigil_conn_t *c,
+                                                 const char *data, size_t len,
+                                                 const char *tail,
+                                                 size_t tail_len) {
+  if (len <= UINT32_MAX / 2 && !c->writing && !c->closing &&
+      c->out.len <= UINT32_MAX / 2) {
+    uv_buf_t b[3];
+    unsigned nb = 0;
+    if (c->out.len) b[nb++] = uv_buf_init(c->out.base, (unsigned)c->out.len);
+    b[nb++] = uv_buf_init((char *)data, (unsigned)len);
+    if (tail_len) b[nb++] = uv_buf_init((char *)tail, (unsigned)tail_len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, b, nb);
+    if (n > 0) {
+      size_t k = (size_t)n;
+      if (k < c->out.len) {
+        memmove(c->out.base, c->out.base + k, c->out.len - k);
+        c->out.len -= k;
+        k = 0;
+      } else {
+        k -= c->out.len;
+        c->out.len = 0;
+      }
+      if (k >= len) {
+        k -= len;
+        len = 0;
+        tail += k;
+        tail_len -= k;
+      } else {
+        data += k;
+        len -= k;
+      }
+    }
+  }
+  int r = vigil__buf_reserve(&c->out, len + tail_len);
+  if (r != 0) {
+    /* Part of this piece (or of a chunk's size line before it) may be on
+     * the wire already: the output no longer matches its framing. Send
+     * what is there and close; the client sees a cut body, never a
+     * wrong one. */
+    vigil__conn_close_after(c);
+    return r;
+  }
+  if (len) memcpy(c->out.base + c->out.len, data, len);
+  if (tail_len) memcpy(c->out.base + c->out.len + len, tail, tail_len);
+  c->out.len += len + tail_len;
   return 0;
+}
+
+/* The usual small piece is appended here; a big one goes to out_put_big. */
+static inline int out_put(vigil_conn_t *c, const char *data, size_t len,
+                          const char *tail, size_t tail_len) {
+  if (len >= DIRECT_WRITE_MIN) return out_put_big(c, data, len, tail, tail_len);
+  int r = vigil__buf_reserve(&c->out, len + tail_len);
+  if (r != 0) {
+    vigil__conn_close_after(c); /* a chunk's size line may be in c->out */
+    return r;
+  }
+  if (len) memcpy(c->out.base + c->out.len, data, len);
+  if (tail_len) memcpy(c->out.base + c->out.len + len, tail, tail_len);
+  c->out.len += len + tail_len;
+  return 0;
+}
+
+int vigil__conn_out_put(vigil_conn_t *c, const char *data, size_t len,
+                        const char *tail, size_t tail_len) {
+  return out_put(c, data, len, tail, tail_len);
 }
 
 static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
@@ -357,7 +436,7 @@ static int write_body(vigil_request_t *req, vigil_conn_t *c, const char *data,
   }
   if (req->resp_no_body || len == 0) return 0;
   if (req->resp_chunked) return write_chunk(c, data, len);
-  return vigil__buf_append(&c->out, data, len);
+  return out_put(c, data, len, NULL, 0);
 }
 
 static void write_end(vigil_request_t *req, vigil_conn_t *c) {
@@ -602,7 +681,7 @@ int vigil__response_run_send(vigil_request_t *req, vigil_conn_t *c,
 int vigil__response_run_write(vigil_request_t *req, vigil_conn_t *c,
                               vigil_op_t *op) {
   if (req->resp_state != RESP_STARTED) return VIGIL_EALREADY;
-  int r = write_body(req, c, op->data, op->body_len);
+  int r = write_body(req, c, op->body, op->body_len);
   if (r == 0 && op->cb) r = vigil__conn_add_waiter(c, op);
   return r;
 }

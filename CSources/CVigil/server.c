@@ -73,6 +73,8 @@ void vigil__loop_unref(vigil_loop_t *loop) {
   vigil__request_pool_free(loop);
   while (loop->nspare > 0) vigil__buf_free(&loop->spare[--loop->nspare]);
   pthread_mutex_destroy(&loop->qlock);
+  free(loop->slab);
+  free(loop->spare_slab);
   free(loop);
 }
 
@@ -80,6 +82,12 @@ void vigil__loop_buf_put(vigil_loop_t *loop, vigil_buf_t *b) {
   VIGIL_ASSERT(vigil__on_loop_thread(loop));
   VIGIL_ASSERT(loop->nspare <= VIGIL_SPARE_BUFS);
   if (b->base == NULL) return;
+  if (VIGIL_POOLS && b->cap == VIGIL_SLAB_SIZE && loop->spare_slab == NULL) {
+    loop->spare_slab = b->base; /* the next slab (conn.c in_unborrow) */
+    b->base = NULL;
+    b->len = b->cap = 0;
+    return;
+  }
   if (VIGIL_POOLS && b->cap <= VIGIL_SPARE_BUF_MAX &&
       loop->nspare < VIGIL_SPARE_BUFS) {
     b->len = 0;
@@ -678,6 +686,11 @@ static int loop_listen(vigil_server_t *s, vigil_loop_t *loop, int fd) {
 static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   vigil_loop_t *loop = calloc(1, sizeof *loop);
   if (loop == NULL) return VIGIL_ENOMEM;
+  loop->slab = malloc(VIGIL_SLAB_SIZE);
+  if (loop->slab == NULL) {
+    free(loop);
+    return VIGIL_ENOMEM;
+  }
   atomic_init(&loop->refs, 1);
   loop->server = s;
   loop->index = index;

@@ -276,6 +276,10 @@ struct vigil_op_s {
   bool user_date;            /* the user supplied Date */
   size_t head_len;           /* serialized user header lines at data[0..head_len) */
   size_t body_len;           /* body bytes at data[head_len..] */
+  /* OP_WRITE, OP_HIJACK_WRITE: the body bytes, data + head_len in an op
+   * of its own (a copy), or the caller's memory in an op run from the
+   * stack on the loop thread (vigil__op_submit_write). */
+  const char *body;
   vigil_task_cb task;        /* OP_TASK */
   char data[];
 };
@@ -304,6 +308,12 @@ int vigil__op_submit(vigil_op_t *op);
 /* An op of `type` with nothing but the request: on the loop thread run at
  * once from the stack (no allocation), else built and submitted. */
 int vigil__op_submit_simple(vigil_request_t *req, int type);
+/* OP_WRITE / OP_HIJACK_WRITE of the caller's bytes with its completion:
+ * on the loop thread run at once from the stack (the bytes are not copied
+ * into an op; the run copies what the socket does not take at once), else
+ * a copy queued. Returns as vigil__op_submit. */
+int vigil__op_submit_write(vigil_request_t *req, int type, const void *data,
+                           size_t len, vigil_write_cb cb, void *userdata);
 /* Loop thread: run one op and drop its request reference. Does not free
  * it: that is its owner's business (see above). */
 void vigil__op_run(vigil_loop_t *loop, vigil_op_t *op);
@@ -671,6 +681,12 @@ int vigil__proxy_parse(const char *p, size_t n, unsigned versions,
 
 /* hijack.c, loop thread: OP_HIJACK_WRITE. */
 int vigil__hijack_run_write(vigil_conn_t *conn, vigil_op_t *op);
+/* response.c, loop thread: `data` then `tail` onto the connection's
+ * output, a big piece first written from the caller's memory when no
+ * write is in flight (only what the socket does not take is copied).
+ * VIGIL_ENOMEM closes the connection after its output. */
+int vigil__conn_out_put(vigil_conn_t *c, const char *data, size_t len,
+                        const char *tail, size_t tail_len);
 
 /* names.c: "OK", "Not Found", ...; "Unknown" for a status it lacks. */
 const char *vigil__status_text(int status);
@@ -745,8 +761,16 @@ struct vigil_loop_s {
   uint64_t date_tick;        /* uv_now when the clock was last read */
   char date[64];             /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
   size_t date_len;
-  char slab[VIGIL_SLAB_SIZE]; /* shared read buffer for connections with no
-                                 pending bytes: idle connections own none */
+  char *slab;                /* shared read buffer (VIGIL_SLAB_SIZE bytes)
+                                 for connections with no pending bytes:
+                                 idle connections own none. A connection
+                                 left with most of a read unparsed takes it
+                                 over, and the loop allocates another
+                                 (conn.c in_unborrow) */
+  char *spare_slab;          /* a VIGIL_SLAB_SIZE buffer a connection gave
+                                back, for the next slab (no malloc/free
+                                churn, which glibc answers with heap trims
+                                and page faults) */
 
   /* Counters (any thread reads). */
   atomic_uint_fast64_t accepted, open, requests, live, cancelled, bad;

@@ -116,10 +116,14 @@ nonisolated(nonsending) func handle(
 
 /// GET /wait: the cancellation handler runs the moment the task is
 /// cancelled, which is when the loop thread sees the client go.
+///
+/// The time is taken first thing in the handler's one cancellation handler,
+/// before the timer is cancelled: `DispatchSource.cancel()` wakes a
+/// libdispatch thread, which on this 2-vCPU machine cost ~50 µs before the
+/// next handler ran (uprobes, BENCHMARKS.md round 4), and that is the
+/// handler's own clean-up, not the server telling it.
 func waitForCancel(_ response: ResponseWriter) async throws {
-    await withTaskCancellationHandler {
-        await sleepUnlessCancelled(seconds: 30)
-    } onCancel: {
+    await sleepUnlessCancelled(milliseconds: 30_000) {
         let now = wallClockNanos()
         cancels.withLock { $0.append(now) }
     }
@@ -166,7 +170,11 @@ func sleepUnlessCancelled(seconds: Int) async {
     await sleepUnlessCancelled(milliseconds: seconds * 1000)
 }
 
-func sleepUnlessCancelled(milliseconds: Int) async {
+/// `onCancel`, if any, runs when the task is cancelled, before the timer
+/// is.
+func sleepUnlessCancelled(
+    milliseconds: Int, onCancel: (@Sendable () -> Void)? = nil
+) async {
     let timer = SendableTimer()
     await withTaskCancellationHandler {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -178,6 +186,7 @@ func sleepUnlessCancelled(milliseconds: Int) async {
             timer.source.activate()
         }
     } onCancel: {
+        onCancel?()
         timer.source.cancel()
     }
 }
