@@ -70,7 +70,8 @@ final class ServerCore: Sendable {
             // (RFC 9110 §9.1), but a handler must never see it as another
             // method. Answered 400 without a handler.
             let context = RequestContext(
-                raw: raw, head: HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/"))
+                raw: raw, head: HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/"),
+                core: self)
             vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
             "Connection".withCString { n in
                 "close".withCString { v in
@@ -81,7 +82,7 @@ final class ServerCore: Sendable {
             context.finishHandler()
             return
         }
-        let context = RequestContext(raw: raw, head: head)
+        let context = RequestContext(raw: raw, head: head, core: self)
         vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
         if !queues[Int(vigil_request_loop(raw))].push(context) {
             // run() is over: no task will take it.
@@ -546,6 +547,15 @@ extension RequestContext {
             }
         }
         try check(r)
+        responseStarted(response.status.code, bodyBytes: body.count)
+    }
+
+    /// The facts `ResponseWriter.status` and `bodyBytesWritten` read, once
+    /// the core took the head (and `bodyBytes` of body).
+    @inline(__always)
+    private func responseStarted(_ status: Int, bodyBytes: Int) {
+        responseStatus.store(status, ordering: .relaxed)
+        if bodyBytes > 0 { responseBodyBytes.add(bodyBytes, ordering: .relaxed) }
     }
 
     /// With a `Content-Length` field the body must have that length; else
@@ -560,10 +570,12 @@ extension RequestContext {
                 raw, Int32(response.status.code), headers.baseAddress, headers.count, length)
         }
         try check(r)
+        responseStarted(response.status.code, bodyBytes: 0)
     }
 
     func writeResponseBody(_ bytes: [UInt8]) async throws {
         try await write(bytes, with: vigil_response_write)
+        responseBodyBytes.add(bytes.count, ordering: .relaxed)
     }
 
     func endResponse() throws {
