@@ -547,15 +547,11 @@ extension RequestContext {
             }
         }
         try check(r)
-        responseStarted(response.status.code, bodyBytes: body.count)
-    }
-
-    /// The facts `ResponseWriter.status` and `bodyBytesWritten` read, once
-    /// the core took the head (and `bodyBytes` of body).
-    @inline(__always)
-    private func responseStarted(_ status: Int, bodyBytes: Int) {
-        responseStatus.store(status, ordering: .relaxed)
-        if bodyBytes > 0 { responseBodyBytes.add(bodyBytes, ordering: .relaxed) }
+        // The facts `ResponseWriter.status` and `bodyBytesWritten` read.
+        // Stores, not an add: a response starts once (the core refuses a
+        // second), so no body byte was counted before this one.
+        responseStatus.store(response.status.code, ordering: .relaxed)
+        responseBodyBytes.store(body.count, ordering: .relaxed)
     }
 
     /// With a `Content-Length` field the body must have that length; else
@@ -570,7 +566,7 @@ extension RequestContext {
                 raw, Int32(response.status.code), headers.baseAddress, headers.count, length)
         }
         try check(r)
-        responseStarted(response.status.code, bodyBytes: 0)
+        responseStatus.store(response.status.code, ordering: .relaxed)
     }
 
     func writeResponseBody(_ bytes: [UInt8]) async throws {

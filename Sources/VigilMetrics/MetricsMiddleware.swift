@@ -161,23 +161,24 @@ final class RequestMetrics: Sendable {
         }
     }
 
-    /// After the handler returned or threw.
+    /// After the handler returned or threw. The request is counted last:
+    /// whoever sees it counted sees the rest of its metrics too.
     func finish(
         _ request: Request, _ response: ResponseWriter, method: String, active: Meter,
         since start: ContinuousClock.Instant
     ) {
         let elapsed = ContinuousClock.now - start
-        let c = completed(Key(method: method, status: answeredStatus(request, response)))
-        c.requests.increment()
-        let (s, atto) = elapsed.components
-        c.duration.recordNanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
-        if let reason = request.cancellation.reason, let counter = cancellations[reason] {
-            counter.increment()
-        }
+        active.decrement()
         let bytesIn = request.bodyBytesReceived
         if bytesIn > 0 { self.bytesIn.increment(by: bytesIn) }
         let bytesOut = response.bodyBytesWritten
         if bytesOut > 0 { self.bytesOut.increment(by: bytesOut) }
-        active.decrement()
+        if let reason = request.cancellation.reason, let counter = cancellations[reason] {
+            counter.increment()
+        }
+        let c = completed(Key(method: method, status: answeredStatus(request, response)))
+        let (s, atto) = elapsed.components
+        c.duration.recordNanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
+        c.requests.increment()
     }
 }
