@@ -17,9 +17,11 @@
 #   both      metrics around tracing
 #   demo, demo-base (with BASE)  vigil-demo of the work tree and of BASE
 # For r in 1..ROUNDS, for each server: start it, wait until it listens,
-# `wrk -t1 -c64 -d5s` (keep-alive), stop it. Prints a Markdown table of the
-# medians and their ratio to `off` (to `demo-base` for `demo`); raw wrk
-# output goes to Benchmarks/observe/.build/latest.raw.
+# `wrk -t1 -c64 -d5s` (keep-alive), with the server's CPU time read from
+# /proc before and after, stop it. Prints a Markdown table of the medians of
+# req/s and of server CPU per request, and their ratio to `off` (to
+# `demo-base` for `demo`); raw wrk output goes to
+# Benchmarks/observe/.build/latest.raw.
 #
 # Knobs: ROUNDS=3 DURATION=5s CONNECTIONS=64 THREADS=1 SKIP_BUILD=1
 #        MODES="off metrics tracing both"
@@ -96,7 +98,14 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 
-declare -A RESULTS
+# The server's user + system CPU time in clock ticks (/proc/PID/stat
+# fields 14 and 15). CPU per request moves far less than req/s when other
+# work shares the machine: req/s drops with every cycle the server waits
+# for a core, CPU per request only with what it runs.
+HZ="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+declare -A RESULTS CPU
 for ((round = 1; round <= ROUNDS; round++)); do
     for name in $SERVERS; do
         port="$(bench_free_port)"
@@ -110,12 +119,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
             continue
         fi
         secs="${DURATION%s}"
+        before="$(cpu_ticks "$pid")"
         out="$(timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "http://$HOST:$port/" 2>&1)"
-        printf '=== %s round %d\n%s\n' "$name" "$round" "$out" >>"$RAW"
+        after="$(cpu_ticks "$pid")"
+        printf '=== %s round %d (server cpu ticks %s -> %s)\n%s\n' "$name" "$round" "$before" "$after" "$out" >>"$RAW"
         rps="$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')"
+        requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+        cpu="$(awk -v a="$before" -v b="$after" -v n="${requests:-0}" -v hz="$HZ" \
+            'BEGIN { if (n > 0 && b > a) printf "%.2f", (b - a) / hz * 1e6 / n; else print "err" }')"
         echo "$out" | grep -q 'Non-2xx\|Socket errors' && log "$name round $round: $(echo "$out" | grep 'Non-2xx\|Socket errors' | xargs)"
         RESULTS[$name]="${RESULTS[$name]:-} ${rps:-err}"
-        log "$name round $round: ${rps:-err} req/s"
+        CPU[$name]="${CPU[$name]:-} $cpu"
+        log "$name round $round: ${rps:-err} req/s, $cpu µs of server CPU per request"
         bench_stop "$pid" 5
     done
 done
@@ -123,24 +138,26 @@ done
 median() {
     printf '%s\n' "$@" | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -g |
         awk '{a[NR]=$1} END { if (NR==0) {print "NA"; exit}
-                              if (NR%2) printf "%.0f\n", a[(NR+1)/2];
-                              else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2 }'
+                              if (NR%2) printf "%.2f\n", a[(NR+1)/2];
+                              else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b == 0) {print "—"; exit}; printf "%.3f", a/b }'; }
 
 # shellcheck disable=SC2086
-off="$(median ${RESULTS[off]:-})"
-base="$(median ${RESULTS[demo-base]:-})"
-echo "| server | keep-alive req/s (median) | ratio | rounds |"
-echo "|---|---|---|---|"
+off="$(median ${RESULTS[off]:-})"; off_cpu="$(median ${CPU[off]:-})"
+# shellcheck disable=SC2086
+base="$(median ${RESULTS[demo-base]:-})"; base_cpu="$(median ${CPU[demo-base]:-})"
+echo "| server | keep-alive req/s (median) | ratio | server CPU µs/request (median) | ratio | req/s by round | CPU µs by round |"
+echo "|---|---|---|---|---|---|---|"
 for name in $SERVERS; do
     # shellcheck disable=SC2086
     m="$(median ${RESULTS[$name]:-})"
+    # shellcheck disable=SC2086
+    c="$(median ${CPU[$name]:-})"
     case "$name" in
-    demo) r="$(ratio "$m" "$base") ×demo-base" ;;
-    demo-base) r="1 (reference)" ;;
-    off) r="1 (reference)" ;;
-    *) r="$(ratio "$m" "$off") ×off" ;;
+    demo) r="$(ratio "$m" "$base") ×demo-base"; rc="$(ratio "$c" "$base_cpu") ×demo-base" ;;
+    demo-base | off) r="1"; rc="1" ;;
+    *) r="$(ratio "$m" "$off") ×off"; rc="$(ratio "$c" "$off_cpu") ×off" ;;
     esac
-    echo "| $name | $m | $r |${RESULTS[$name]:-} |"
+    echo "| $name | $(printf '%.0f' "$m" 2>/dev/null || echo "$m") | $r | $c | $rc |${RESULTS[$name]:-} |${CPU[$name]:-} |"
 done

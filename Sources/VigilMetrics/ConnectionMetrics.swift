@@ -1,6 +1,5 @@
 // The server's connections as swift-metrics gauges, from its statistics.
 import CoreMetrics
-import Synchronization
 import Vigil
 
 /// Connections by state, and the counters only the core sees, from
@@ -31,7 +30,7 @@ public final class ConnectionMetrics: Sendable {
     private let accepted: Counter
     private let badRequests: Counter
     /// The counters' values at the last `record`, to add what changed.
-    private let last = Mutex<(accepted: UInt64, badRequests: UInt64)>((0, 0))
+    private let last = Locked<(accepted: UInt64, badRequests: UInt64)>((0, 0))
 
     /// Records into `factory` (by default `MetricsSystem`'s, read now).
     public init(factory: any MetricsFactory = MetricsSystem.factory) {

@@ -2,7 +2,6 @@
 // request, and the connection gauges from the server's statistics.
 import CoreMetrics
 import HTTPTypes
-import Synchronization
 import Vigil
 
 /// Records swift-metrics for every request of the handler it wraps:
@@ -98,7 +97,8 @@ func answeredStatus(_ request: Request, _ response: ResponseWriter) -> Int? {
 
 /// The metric objects, made once per label set: the factory's own lookup
 /// (a lock and a dictionary in most backends, a fresh handler in some)
-/// would run on every request otherwise.
+/// would run on every request otherwise. Behind Vigil's `Locked` (a pthread
+/// mutex, which ThreadSanitizer sees), not `Synchronization.Mutex`.
 final class RequestMetrics: Sendable {
     let factory: any MetricsFactory
     private struct Key: Hashable {
@@ -109,8 +109,8 @@ final class RequestMetrics: Sendable {
         let requests: Counter
         let duration: Timer
     }
-    private let completed = Mutex<[Key: Completed]>([:])
-    private let inFlight = Mutex<[String: Meter]>([:])
+    private let completed = Locked<[Key: Completed]>([:])
+    private let inFlight = Locked<[String: Meter]>([:])
     private let cancellations: [CancellationReason: Counter]
     private let bytesIn: Counter
     private let bytesOut: Counter
