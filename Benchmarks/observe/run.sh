@@ -14,6 +14,9 @@
 #             a Prometheus registry (swift-prometheus)
 #   tracing   the handler in VigilTracing's TracingMiddleware, spans into
 #             swift-distributed-tracing's InMemoryTracer (emptied each second)
+#   tracing-noop  TracingMiddleware with swift-distributed-tracing's
+#             NoOpTracer: the wrapper's own work (extraction, the task-local,
+#             the attributes it computes), no tracer's
 #   both      metrics around tracing
 #   demo, demo-base (with BASE)  vigil-demo of the work tree and of BASE
 # For r in 1..ROUNDS, for each server: start it, wait until it listens,
@@ -24,7 +27,7 @@
 # Benchmarks/observe/.build/latest.raw.
 #
 # Knobs: ROUNDS=3 DURATION=5s CONNECTIONS=64 THREADS=1 SKIP_BUILD=1
-#        MODES="off metrics tracing both"
+#        MODES="off metrics tracing tracing-noop both"
 set -u -o pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +45,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-1}"
-MODES="${MODES:-off metrics tracing both}"
+MODES="${MODES:-off metrics tracing tracing-noop both}"
 BASE="${BASE:-}"
 mkdir -p "$WORK"
 : >"$RAW"

@@ -62,16 +62,21 @@ nonisolated(nonsending) func serve<T: Tracer>(
     tracer.extract(head.headerFields, into: &context, using: HTTPFieldsExtractor())
     let known = isRegistered(head.method)
     let span = tracer.startSpan(known ? head.method.rawValue : "HTTP", context: context, ofKind: .server)
-    span.updateAttributes { a in
-        a["http.request.method"] = known ? head.method.rawValue : "_OTHER"
-        if !known { a["http.request.method_original"] = head.method.rawValue }
-        if let path = head.path {
-            a["url.path"] = String(path.prefix { $0 != "?" })
-        }
-        if let agent = head.headerFields[.userAgent] { a["user_agent.original"] = agent }
-        if let client = request.remoteAddress {
-            a["client.address"] = client.host
-            if client.family != .unix { a["client.port"] = client.port }
+    // A span that records nothing (a sampled-out one, the no-op tracer's)
+    // is spared the attributes: the client's address as text, a
+    // dictionary of a dozen entries, per request.
+    if span.isRecording {
+        span.updateAttributes { a in
+            a["http.request.method"] = known ? head.method.rawValue : "_OTHER"
+            if !known { a["http.request.method_original"] = head.method.rawValue }
+            if let path = head.path {
+                a["url.path"] = String(path.prefix { $0 != "?" })
+            }
+            if let agent = head.headerFields[.userAgent] { a["user_agent.original"] = agent }
+            if let client = request.remoteAddress {
+                a["client.address"] = client.host
+                if client.family != .unix { a["client.port"] = client.port }
+            }
         }
     }
     do {
@@ -86,6 +91,10 @@ nonisolated(nonsending) func serve<T: Tracer>(
 }
 
 private func end(_ span: some Span, _ request: Request, _ response: ResponseWriter, error: (any Error)?) {
+    guard span.isRecording else {
+        span.end()
+        return
+    }
     let reason = request.cancellation.reason
     let cancelled = reason?.isCancellation == true ? reason : nil
     let status = response.status?.code ?? serverStatus(request, reason)

@@ -1,13 +1,15 @@
-// vigil-observe-bench --port P --mode off|metrics|tracing|both
+// vigil-observe-bench --port P --mode off|metrics|tracing|tracing-noop|both
 //
 // GET / -> 200 "Hello, World!", the benchmark route of vigil-demo, served
 // plain (off) or through VigilMetrics' and VigilTracing's wrappers with
 // backends that do real work: Prometheus' registry for the metrics (GET
 // /metrics shows it), swift-distributed-tracing's InMemoryTracer for the
-// spans, emptied every second so that memory stays flat.
+// spans, emptied every second so that memory stays flat. tracing-noop:
+// the tracing wrapper with the no-op tracer, the wrapper's own cost.
 import HTTPTypes
 import InMemoryTracing
 import Prometheus
+import Tracing
 import Vigil
 import VigilMetrics
 import VigilTracing
@@ -25,14 +27,14 @@ func arguments() -> (port: Int, mode: String) {
         case "--port": port = args.popFirst().flatMap { Int($0) } ?? port
         case "--mode": mode = args.popFirst() ?? mode
         default:
-            print("usage: vigil-observe-bench [--port P] [--mode off|metrics|tracing|both]")
+            print("usage: vigil-observe-bench [--port P] [--mode off|metrics|tracing|tracing-noop|both]")
             exit(2)
         }
     }
     return (port, mode)
 }
 let (port, mode) = arguments()
-guard ["off", "metrics", "tracing", "both"].contains(mode) else {
+guard ["off", "metrics", "tracing", "tracing-noop", "both"].contains(mode) else {
     print("vigil-observe-bench: unknown mode \(mode)")
     exit(2)
 }
@@ -51,6 +53,9 @@ var handler: Server.Handler = { request, response in
 }
 if mode == "tracing" || mode == "both" {
     handler = TracingMiddleware(tracer: tracer).wrap(handler)
+}
+if mode == "tracing-noop" {
+    handler = TracingMiddleware(tracer: NoOpTracer()).wrap(handler)
 }
 if mode == "metrics" || mode == "both" {
     handler = MetricsMiddleware(factory: PrometheusMetricsFactory(registry: registry)).wrap(handler)
