@@ -78,6 +78,7 @@ hostile-check: build
 include mk/c.mk
 include mk/fuzz.mk
 include mk/pkg.mk
+include mk/observe.mk
 include mk/deploy-proxies.mk
 include mk/deploy-restart.mk
 include mk/deploy-fleet.mk

@@ -14,6 +14,10 @@ let package = Package(
         // A test kit for users' own tests: a server on a free loopback
         // port, a small client, disconnects on purpose. No new dependency.
         .library(name: "VigilTesting", targets: ["VigilTesting"]),
+        // Observability, opt-in: a handler wrapper each, so that a service
+        // using one does not build the other's package, and `Vigil` none.
+        .library(name: "VigilMetrics", targets: ["VigilMetrics"]),
+        .library(name: "VigilTracing", targets: ["VigilTracing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
@@ -21,6 +25,13 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         // VigilOpenAPI and the example only; the Vigil target does not use it.
         .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.0"),
+        // VigilMetrics, VigilTracing, their tests, the example's /metrics
+        // and the observability benchmark; the Vigil target uses none.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        // 1.7.3: the InMemoryTracing product (the tests' tracer, the
+        // benchmark's) as tested here.
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         // The DocC plugin (`make docs`): a command plugin, no product
         // depends on it.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
@@ -86,15 +97,34 @@ let package = Package(
             ],
             path: "Sources/VigilTesting"
         ),
+        .target(
+            name: "VigilMetrics",
+            dependencies: [
+                "Vigil",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            path: "Sources/VigilMetrics"
+        ),
+        .target(
+            name: "VigilTracing",
+            dependencies: [
+                "Vigil",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Sources/VigilTracing"
+        ),
         // examples/openapi: the service (openapi.yaml's generated code, and
         // its implementation), a target of its own so that the tests run
         // it, and the executable serving it.
         .target(
             name: "OpenAPIExampleService",
             dependencies: [
-                "Vigil", "VigilOpenAPI",
+                "Vigil", "VigilOpenAPI", "VigilMetrics",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "examples/openapi/Sources/OpenAPIExampleService"
         ),
@@ -104,8 +134,23 @@ let package = Package(
                 "Vigil", "VigilOpenAPI", "OpenAPIExampleService",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "examples/openapi/Sources/vigil-openapi-example"
+        ),
+        // Benchmarks/observe: the cost of VigilMetrics and VigilTracing on
+        // a hello handler (make bench-observe).
+        .executableTarget(
+            name: "vigil-observe-bench",
+            dependencies: [
+                "Vigil", "VigilMetrics", "VigilTracing",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Benchmarks/observe/Sources/vigil-observe-bench"
         ),
         .testTarget(
             name: "VigilTests",
@@ -133,6 +178,19 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Tests/VigilTestingTests"
+        ),
+        .testTarget(
+            name: "VigilObservabilityTests",
+            dependencies: [
+                "Vigil", "CVigil", "VigilMetrics", "VigilTracing", "OpenAPIExampleService",
+                "VigilOpenAPI",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Tests/VigilObservabilityTests"
         ),
     ]
 )

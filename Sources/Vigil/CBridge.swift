@@ -70,7 +70,8 @@ final class ServerCore: Sendable {
             // (RFC 9110 §9.1), but a handler must never see it as another
             // method. Answered 400 without a handler.
             let context = RequestContext(
-                raw: raw, head: HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/"))
+                raw: raw, head: HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/"),
+                core: self)
             vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
             "Connection".withCString { n in
                 "close".withCString { v in
@@ -81,7 +82,7 @@ final class ServerCore: Sendable {
             context.finishHandler()
             return
         }
-        let context = RequestContext(raw: raw, head: head)
+        let context = RequestContext(raw: raw, head: head, core: self)
         vigil_request_set_data(raw, Unmanaged.passRetained(context).toOpaque())
         if !queues[Int(vigil_request_loop(raw))].push(context) {
             // run() is over: no task will take it.
@@ -546,6 +547,11 @@ extension RequestContext {
             }
         }
         try check(r)
+        // The facts `ResponseWriter.status` and `bodyBytesWritten` read.
+        // Stores, not an add: a response starts once (the core refuses a
+        // second), so no body byte was counted before this one.
+        responseStatus.store(response.status.code, ordering: .relaxed)
+        responseBodyBytes.store(body.count, ordering: .relaxed)
     }
 
     /// With a `Content-Length` field the body must have that length; else
@@ -560,10 +566,12 @@ extension RequestContext {
                 raw, Int32(response.status.code), headers.baseAddress, headers.count, length)
         }
         try check(r)
+        responseStatus.store(response.status.code, ordering: .relaxed)
     }
 
     func writeResponseBody(_ bytes: [UInt8]) async throws {
         try await write(bytes, with: vigil_response_write)
+        responseBodyBytes.add(bytes.count, ordering: .relaxed)
     }
 
     func endResponse() throws {

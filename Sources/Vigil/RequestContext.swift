@@ -4,6 +4,8 @@
 // every other C call is in CBridge.swift.
 import CVigil
 import HTTPTypes
+import Logging
+import Synchronization
 
 /// The Swift side of one C request: the handler's task, the close-notify
 /// waiters, the cancel callbacks and the body buffer, all behind one lock.
@@ -22,7 +24,15 @@ final class RequestContext: Sendable {
     let head: HTTPRequest
     let hasBody: Bool
     let connectionID: UInt64
+    /// The run's callbacks: the server's logger, for `logger`.
+    let core: ServerCore
     private let state: Locked<State>
+    /// The status the response started with (0: not started), and the
+    /// response body bytes the handler has handed over. Atomics, not the
+    /// state's lock: they are written on every response, which takes no
+    /// lock today, and read only by whoever observes the request.
+    let responseStatus = Atomic<Int>(0)
+    let responseBodyBytes = Atomic<Int>(0)
     /// Request body bytes buffered in Swift before we ask the core to pause
     /// the body (backpressure), and the level at which we resume it.
     private static let bodyHighWater = 256 * 1024
@@ -81,6 +91,13 @@ final class RequestContext: Sendable {
         var bodyOwner: Int?
         var nextIteratorID = 0
         var hijack = HijackStep.none
+        /// Request body bytes delivered by the core (after a hijack, the
+        /// connection's raw bytes too): counted where they arrive, under
+        /// the lock they already take.
+        var bodyBytes = 0
+        /// `id` and `logger`, made at the first ask: a handler that never
+        /// asks pays one nil pointer.
+        var identity: Identity?
 
         /// After a hijack, the body stream carries the connection's raw
         /// bytes: once `endHijack` saw the core take the connection (the
@@ -173,12 +190,13 @@ final class RequestContext: Sendable {
         let task: UnsafeCurrentTask
     }
 
-    init(raw: OpaquePointer, head: HTTPRequest) {
+    init(raw: OpaquePointer, head: HTTPRequest, core: ServerCore) {
         self.raw = raw
         vigil_request_retain(raw)  // ours, given back in deinit
         self.head = head
         self.hasBody = vigil_request_has_body(raw) != 0
         self.connectionID = vigil_request_connection_id(raw)
+        self.core = core
         self.state = Locked(State())
     }
 
@@ -187,6 +205,35 @@ final class RequestContext: Sendable {
     }
 
     var reason: CancellationReason? { state.withLock { $0.reason } }
+
+    var bodyBytesReceived: Int { state.withLock { $0.bodyBytes } }
+
+    // MARK: identity
+
+    /// The request id and its logger, made together once.
+    final class Identity: Sendable {
+        let id: String
+        let logger: Logger
+        init(id: String, logger: Logger) {
+            self.id = id
+            self.logger = logger
+        }
+    }
+
+    /// Made outside the lock (the id may be generated, the logger copied),
+    /// kept by the first of two racing askers so that both see one id.
+    var identity: Identity {
+        if let made = state.withLock({ $0.identity }) { return made }
+        let id = RequestID.from(head.headerFields[RequestID.field]) ?? RequestID.generate()
+        var logger = core.logger
+        logger[metadataKey: "request.id"] = .string(id)
+        let fresh = Identity(id: id, logger: logger)
+        return state.withLock { s in
+            if let made = s.identity { return made }
+            s.identity = fresh
+            return fresh
+        }
+    }
 
     /// For tests: whether a body read is waiting, and how many close-notify
     /// waiters are registered.
@@ -351,12 +398,14 @@ final class RequestContext: Sendable {
             if s.bodyWaiter != nil, chunk != nil || end {
                 let waiter = s.takeBodyWaiter()
                 if let chunk {
+                    s.bodyBytes += chunk.count
                     // Handing this one over; an end flag stays for the next call.
                     return (waiter, chunk, false)
                 }
                 return (waiter, nil, false)
             }
             if let chunk {
+                s.bodyBytes += chunk.count
                 s.chunks.append(chunk)
                 s.buffered += chunk.count
             }

@@ -25,7 +25,8 @@ rm -rf "$WORK/vigil" "$WORK/app"
 mkdir -p "$WORK/vigil" "$WORK/app/Sources/App"
 (cd "$ROOT" && git ls-files -co --exclude-standard -z \
    Package.swift CSources include Sources Tests/VigilTests Tests/VigilOpenAPITests Tests/VigilTestingTests \
-   examples/openapi | tar --null -T - -cf -) \
+   Tests/VigilObservabilityTests examples/openapi Benchmarks/observe/Sources \
+   | tar --null -T - -cf -) \
   | tar -C "$WORK/vigil" -xf -
 for f in "$WORK"/vigil/CSources/CLLHTTP/node-llhttp/*; do
   ln -sfn "/nonexistent/node-llhttp/$(basename "$f")" "$f"

@@ -3,18 +3,45 @@
 // client that leaves cancels it.
 import HTTPTypes
 import OpenAPIRuntime
+import Prometheus
 import Vigil
+import VigilMetrics
 import VigilOpenAPI
 
-/// The example service: register it on a `VigilTransport` and serve the
-/// transport.
+/// The example service: register it on a `VigilTransport` and serve
+/// `handler(for:)`, the transport's handler with the service's metrics.
 public struct ExampleService: APIProtocol {
     /// The reasons cancelled `/slow` requests ended with, oldest first (the
     /// last `CancellationLog.capacity`).
     let cancellations: CancellationLog
+    /// Where the metrics are kept: `/metrics` shows it.
+    public let registry: PrometheusCollectorRegistry
+    /// The requests' metrics (VigilMetrics), into `registry`.
+    let requestMetrics: MetricsMiddleware
+    /// The connections' gauges, from `statistics` at each `/metrics`.
+    let connectionMetrics: ConnectionMetrics
+    let statistics: @Sendable () -> Server.Statistics?
 
-    public init() {
+    /// A service whose metrics go into `registry`, and whose `/metrics`
+    /// reports the connections of the server `statistics` reads (nil while
+    /// it does not run). Other metrics of the process may share the
+    /// registry (`MetricsSystem.bootstrap(PrometheusMetricsFactory(registry:))`).
+    public init(
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        statistics: @escaping @Sendable () -> Server.Statistics? = { nil }
+    ) {
         self.cancellations = CancellationLog()
+        self.registry = registry
+        let factory = PrometheusMetricsFactory(registry: registry)
+        self.requestMetrics = MetricsMiddleware(factory: factory)
+        self.connectionMetrics = ConnectionMetrics(factory: factory)
+        self.statistics = statistics
+    }
+
+    /// The handler to serve: `transport`'s, every request counted and
+    /// timed (`MetricsMiddleware`).
+    public func handler(for transport: VigilTransport) -> Server.Handler {
+        requestMetrics.wrap(transport.handle)
     }
 
     /// Registers the operations on `transport`, with the runtime's
@@ -60,7 +87,9 @@ public struct ExampleService: APIProtocol {
         do {
             try await Task.sleep(for: .milliseconds(Int64((seconds * 1000).rounded())))
         } catch is CancellationError {
-            if let reason = VigilTransport.currentRequest?.cancellation.reason {
+            if let request = VigilTransport.currentRequest, let reason = request.cancellation.reason {
+                // The request's logger: its lines carry the request's id.
+                request.logger.info("slow request cancelled", metadata: ["reason": "\(reason)"])
                 await cancellations.append(reason)
             }
             throw CancellationError()
@@ -71,6 +100,14 @@ public struct ExampleService: APIProtocol {
     /// `GET /cancellations`: the reason names, oldest first.
     func cancellations(_ input: Operations.cancellations.Input) async throws -> Operations.cancellations.Output {
         .ok(.init(body: .json(await cancellations.names)))
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition of `registry`, the
+    /// connection gauges read from the server first, so they are exact
+    /// at the scrape.
+    func metrics(_ input: Operations.metrics.Input) async throws -> Operations.metrics.Output {
+        if let statistics = statistics() { connectionMetrics.record(statistics) }
+        return .ok(.init(body: .plainText(HTTPBody(registry.emitToBuffer()))))
     }
 
     /// `GET /files/{name}.zip?size=N`: N bytes (default 1024), the decoded

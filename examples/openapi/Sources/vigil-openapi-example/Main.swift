@@ -1,8 +1,11 @@
 // vigil-openapi-example --host H --port P: serves openapi.yaml's
 // operations (ExampleService) through VigilOpenAPI's transport, under
-// swift-service-lifecycle (SIGTERM/SIGINT: graceful shutdown).
+// swift-service-lifecycle (SIGTERM/SIGINT: graceful shutdown), with its
+// metrics in a Prometheus registry that GET /metrics shows.
+import CoreMetrics
 import Logging
 import OpenAPIExampleService
+import Prometheus
 import ServiceLifecycle
 import Vigil
 import VigilOpenAPI
@@ -48,11 +51,21 @@ struct Main {
         // The server's body limit (8 MiB) stays for every route; /upload
         // lifts it for its own request (ExampleService.upload).
 
+        // Every swift-metrics metric of the process goes to one registry,
+        // which /metrics shows: the service's request and connection
+        // metrics, and those of any library that records some. Tracing
+        // stays off: with no tracer bootstrapped there is nothing to
+        // export to (bootstrap one, e.g. swift-otel's, and wrap the
+        // handler with VigilTracing's TracingMiddleware).
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
         do {
+            let server = Server(configuration: configuration)
             let transport = VigilTransport()
-            try ExampleService().register(on: transport)
-            let service = ExampleServer(
-                server: Server(configuration: configuration), transport: transport, host: host)
+            let example = ExampleService(registry: registry, statistics: { server.statistics })
+            try example.register(on: transport)
+            let service = ExampleServer(server: server, handler: example.handler(for: transport), host: host)
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: service)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -73,7 +86,7 @@ struct Main {
 /// once listening (`--port 0`).
 struct ExampleServer: Service {
     let server: Server
-    let transport: VigilTransport
+    let handler: Server.Handler
     let host: String
 
     func run() async throws {
@@ -81,7 +94,7 @@ struct ExampleServer: Service {
             try await server.run(onListening: { port in
                 // Unbuffered: a script waiting for the port reads it at once.
                 writeLine("vigil-openapi-example listening on \(host):\(port)", to: 1)
-            }, transport.handle)
+            }, handler)
         } onGracefulShutdown: {
             server.shutdown()
         }

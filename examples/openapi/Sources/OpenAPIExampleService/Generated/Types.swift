@@ -17,6 +17,9 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /cancellations`.
     /// - Remark: Generated from `#/paths//cancellations/get(cancellations)`.
     func cancellations(_ input: Operations.cancellations.Input) async throws -> Operations.cancellations.Output
+    /// - Remark: HTTP `GET /metrics`.
+    /// - Remark: Generated from `#/paths//metrics/get(metrics)`.
+    func metrics(_ input: Operations.metrics.Input) async throws -> Operations.metrics.Output
     /// - Remark: HTTP `GET /files/{name}.zip`.
     /// - Remark: Generated from `#/paths//files/{name}.zip/get(downloadZip)`.
     func downloadZip(_ input: Operations.downloadZip.Input) async throws -> Operations.downloadZip.Output
@@ -61,6 +64,11 @@ extension APIProtocol {
     /// - Remark: Generated from `#/paths//cancellations/get(cancellations)`.
     internal func cancellations(headers: Operations.cancellations.Input.Headers = .init()) async throws -> Operations.cancellations.Output {
         try await cancellations(Operations.cancellations.Input(headers: headers))
+    }
+    /// - Remark: HTTP `GET /metrics`.
+    /// - Remark: Generated from `#/paths//metrics/get(metrics)`.
+    internal func metrics(headers: Operations.metrics.Input.Headers = .init()) async throws -> Operations.metrics.Output {
+        try await metrics(Operations.metrics.Input(headers: headers))
     }
     /// - Remark: HTTP `GET /files/{name}.zip`.
     /// - Remark: Generated from `#/paths//files/{name}.zip/get(downloadZip)`.
