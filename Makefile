@@ -60,8 +60,13 @@ test-tsan: deps
 
 # Benchmarks: comparison servers, wrk load, cancellation latency, idle RSS
 # (Benchmarks/README.md). Installs wrk and golang-go itself.
+# Then the cost of VigilMetrics/VigilTracing, and of the core's issue-14
+# additions with nothing configured: vigil-demo at OBSERVE_BASE (ffddef1,
+# the last revision without them) against the work tree's, interleaved.
+OBSERVE_BASE ?= ffddef1
 bench: deps
 	bash Benchmarks/run.sh
+	BASE="$(OBSERVE_BASE)" bash Benchmarks/observe/run.sh
 
 # Hostile clients against the release demo, server RSS and CPU measured
 # (hostile/RESULTS.md): `hostile` is the full run (a few minutes, writes
