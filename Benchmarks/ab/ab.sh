@@ -4,21 +4,22 @@
 # server, POST /echo of 1 MiB bodies (keep-alive) and GET a 64 MiB
 # streamed body, stop it. Prints one RESULT line per run and the medians.
 #
-#   bash Benchmarks/ab/ab.sh KIND OLD_BINARY NEW_BINARY [ROUNDS]
+#   bash Benchmarks/ab/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]
 #
-# KIND: demo (vigil-demo: /echo, /stream?n=1024&size=65536) or c
-# (Benchmarks/ab/cbig.c: /echo, /stream?bytes=67108864&size=65536).
+# Either binary: vigil-demo or Benchmarks/vigil-c/bench_server.c (the
+# harness's C server) built against some libvigil.a: both serve /echo and
+# /stream?n=1024&size=65536 (64 MiB in 64 KiB writes).
 # Knobs: POSTS (1000), GETS (10), BODY (1048576), PORT (18931).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-KIND="$1" A="$2" B="$3" ROUNDS="${4:-3}"
+A="$1" B="$2" ROUNDS="${3:-3}"
 POSTS="${POSTS:-1000}" GETS="${GETS:-10}" BODY="${BODY:-1048576}" PORT="${PORT:-18931}"
 OUT="$ROOT/Benchmarks/.build/ab"
 mkdir -p "$OUT"
 cc -O2 -Wall -o "$OUT/bodyload" "$ROOT/Benchmarks/ab/bodyload.c"
 # shellcheck source=Benchmarks/lib.sh
 . "$ROOT/Benchmarks/lib.sh"
-if [ "$KIND" = demo ]; then GET='/stream?n=1024&size=65536'; else GET='/stream?bytes=67108864&size=65536'; fi
+GET='/stream?n=1024&size=65536'
 PID=""
 trap '[ -n "$PID" ] && bench_stop "$PID" 10 || true' EXIT
 : >"$OUT/results"
