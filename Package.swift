@@ -182,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "VigilObservabilityTests",
             dependencies: [
-                "Vigil", "CVigil", "VigilMetrics", "VigilTracing", "OpenAPIExampleService",
+                "Vigil", "VigilMetrics", "VigilTracing", "VigilTesting", "OpenAPIExampleService",
                 "VigilOpenAPI",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
