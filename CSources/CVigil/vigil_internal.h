@@ -408,7 +408,9 @@ struct vigil_conn_s {
 
   /* Unconsumed input, kept for the next parse or (later) a hijacker:
    * in.base[in_off .. in.len). May borrow the loop's slab during on_read
-   * (conn.c, "input"). */
+   * (conn.c, "input"), and keep it when most of a read is left unparsed
+   * (in_unborrow: the slab is the connection's then). Owner: the
+   * connection, outside a borrow; given back with vigil__loop_buf_put. */
   vigil_buf_t in;
   size_t in_off;
 
@@ -761,6 +763,8 @@ struct vigil_loop_s {
   uint64_t date_tick;        /* uv_now when the clock was last read */
   char date[64];             /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
   size_t date_len;
+  /* Owner of both: the loop (malloc'd in loop_new / taken back in
+   * vigil__loop_buf_put, freed in vigil__loop_unref). */
   char *slab;                /* shared read buffer (VIGIL_SLAB_SIZE bytes)
                                  for connections with no pending bytes:
                                  idle connections own none. A connection
@@ -770,7 +774,7 @@ struct vigil_loop_s {
   char *spare_slab;          /* a VIGIL_SLAB_SIZE buffer a connection gave
                                 back, for the next slab (no malloc/free
                                 churn, which glibc answers with heap trims
-                                and page faults) */
+                                and page faults); NULL when none */
 
   /* Counters (any thread reads). */
   atomic_uint_fast64_t accepted, open, requests, live, cancelled, bad;
