@@ -134,14 +134,8 @@ actor CancellationLog {
 
     func append(_ reason: CancellationReason) {
         if names.count == Self.capacity { names.removeFirst() }
-        names.append(reason.name)
+        names.append(reason.description)  // clientClosed, reset: C's vigil_reason_name
     }
-}
-
-extension CancellationReason {
-    /// The case's name (`description` is it, as the C core's
-    /// `vigil_reason_name` is).
-    var name: String { description }
 }
 
 /// `count` bytes of `pattern` repeated, in 16 KiB chunks made as they are
