@@ -573,6 +573,45 @@ VIGIL_EXPORT int vigil_server_post(vigil_server_t *server, unsigned loop,
  * 0 .. loops-1. Any thread. */
 VIGIL_EXPORT unsigned vigil_request_loop(const vigil_request_t *req);
 
+/* A timer on loop `loop`'s thread: cb(timer, 0, userdata) after
+ * timeout_ms, then every repeat_ms if repeat_ms > 0. For a handler that
+ * waits between events (server-sent events, a back-off): it fires where the
+ * connection is served, wakes no other thread, and a stopped timer is gone
+ * at once. The first call with status 0 never comes before timeout_ms has
+ * passed (measured from the arm on the loop thread); it may come later by
+ * the loop's other work.
+ *
+ * Any thread. Returns 0 and the timer in *out, or VIGIL_EINVAL (NULL
+ * argument, server not started, no such loop), VIGIL_ENOMEM, or
+ * VIGIL_ESHUTDOWN (the loop has exited or is exiting; *out is NULL and cb
+ * is never called).
+ *
+ * The callback runs on the loop's thread only, never from inside
+ * vigil_timer_start or vigil_timer_stop, and is told which call is its
+ * last: a one-shot timer's fire (status 0, repeat_ms == 0), or a call with
+ * VIGIL_ECANCELED (stopped) or VIGIL_ESHUTDOWN (the loop exited: the server
+ * shut down). After its last call it is never called again, so userdata
+ * may be freed there. Stopped from another thread, a timer may still fire
+ * (status 0) before the stop reaches the loop: a one-shot's last call is
+ * then that fire, a repeating timer's the VIGIL_ECANCELED after it.
+ *
+ * A callback that starts a new 0 ms timer every time runs again in the
+ * same loop iteration and can keep the loop from reading sockets; give a
+ * loop-thread retry at least 1 ms.
+ *
+ * Owner: the caller calls vigil_timer_stop exactly once for every timer
+ * started, from any thread, at any time - also after the last call, when it
+ * only releases the handle - and uses the handle no more after it. A stop
+ * never fails (its memory is taken at start). The timer does not keep the
+ * server running: when its loop exits it ends with VIGIL_ESHUTDOWN. */
+typedef struct vigil_timer_s vigil_timer_t;
+typedef void (*vigil_timer_cb)(vigil_timer_t *timer, int status, void *userdata);
+VIGIL_EXPORT int vigil_timer_start(vigil_server_t *server, unsigned loop,
+                                   uint64_t timeout_ms, uint64_t repeat_ms,
+                                   vigil_timer_cb cb, void *userdata,
+                                   vigil_timer_t **out);
+VIGIL_EXPORT void vigil_timer_stop(vigil_timer_t *timer);
+
 typedef struct vigil_stats_s {
   uint64_t connections_accepted; /* since start */
   uint64_t connections_open;     /* now */

@@ -486,6 +486,8 @@ static void loop_close_handles(vigil_loop_t *loop) {
   pthread_mutex_unlock(&loop->qlock);
   loop_drain(loop);
   run_local_tasks(loop);
+  /* After the drain: a timer whose arm was queued has had its last call. */
+  vigil__timers_close(loop);
   uv_close((uv_handle_t *)&loop->async, on_handle_closed);
   uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&loop->watch_timer, on_handle_closed);
@@ -699,6 +701,7 @@ static int loop_new(vigil_server_t *s, unsigned index, vigil_loop_t **out) {
   vigil__list_init(&loop->conns);
   vigil__list_init(&loop->watch);
   vigil__list_init(&loop->dirty);
+  vigil__list_init(&loop->user_timers);
   int r = uv_loop_init(&loop->uv);
   if (r != 0) {
     vigil__loop_unref(loop);

@@ -742,6 +742,7 @@ struct vigil_loop_s {
   vigil_link_t conns;
   vigil_link_t watch;
   vigil_link_t dirty;
+  vigil_link_t user_timers;  /* armed vigil_timer_t, not closing (sleep.c) */
   vigil_op_t *tasks_head, *tasks_tail; /* OP_TASKs posted from this thread;
                                         * freed by run_local_tasks */
   vigil_request_t *req_pool; /* released requests for reuse (request.c) */
@@ -785,6 +786,9 @@ bool vigil__loop_stopping(vigil_loop_t *loop);
 /* A connection became idle during the shutdown: make sure the drain timer
  * will close it after shutdown_idle_ms. Loop thread. */
 void vigil__loop_drain_watch(vigil_loop_t *loop);
+/* sleep.c: the loop is closing (qclosed): end every armed vigil_timer_t,
+ * whose last call is then VIGIL_ESHUTDOWN. Loop thread. */
+void vigil__timers_close(vigil_loop_t *loop);
 /* response.c -> conn.c: the output queue is empty. */
 void vigil__conn_output_drained(vigil_conn_t *conn);
 void vigil__loop_ref(vigil_loop_t *loop);
