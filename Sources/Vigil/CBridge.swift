@@ -59,6 +59,13 @@ final class ServerCore: Sendable {
         onConnectionState?(id, state)
     }
 
+    /// The C server of this run, for `Request.sleep`; set by `run()` once
+    /// the server exists. The cycle with `CServer`'s own reference to this
+    /// core ends when `CServer.release` lets that one go.
+    private let cserver = Locked<CServer?>(nil)
+    func attach(_ server: CServer) { cserver.withLock { $0 = server } }
+    var server: CServer? { cserver.withLock { $0 } }
+
     static func from(_ ud: UnsafeMutableRawPointer?) -> ServerCore {
         Unmanaged<ServerCore>.fromOpaque(ud!).takeUnretainedValue()
     }
@@ -239,6 +246,26 @@ final class CServer: @unchecked Sendable {
         return posted
     }
 
+    /// `vigil_timer_start` on loop `loop` for `sleep`, which the timer
+    /// holds (retained) until its callback's last call; unless the server
+    /// is freed (VIGIL_ESHUTDOWN). The lock keeps the C server alive
+    /// across the call, as in `post`.
+    func startTimer(loop: UInt32, milliseconds: UInt64, for sleep: LoopSleep) -> (Int32, OpaquePointer?) {
+        let me = Unmanaged.passRetained(sleep)
+        var timer: OpaquePointer?
+        let r = freed.withLock { freed -> Int32 in
+            if freed { return VIGIL_ESHUTDOWN }
+            return vigil_timer_start(pointer, loop, milliseconds, 0, { timer, status, ud in
+                // A one-shot timer: every call is its last.
+                let sleep = Unmanaged<LoopSleep>.fromOpaque(ud!)
+                sleep.takeUnretainedValue().ended(status: status)
+                sleep.release()
+            }, me.toOpaque(), &timer)
+        }
+        if r != 0 { me.release() }
+        return (r, timer)
+    }
+
     /// Hand-overs under way, and whether `free` has begun: the C server
     /// must outlive every vigil_server_handover call. Whichever ends last,
     /// `free` or a hand-over's thread, frees it (`release`): `free` runs on
@@ -299,6 +326,76 @@ final class CServer: @unchecked Sendable {
     }
 }
 
+
+// MARK: sleeping on a loop
+
+/// One `Request.sleep`: a one-shot loop timer (`vigil_timer_start`) and the
+/// sleeping task's continuation.
+///
+/// The continuation is resumed exactly once, by whoever takes it out under
+/// the lock: the timer's callback (fired: returns; stopped or shut down:
+/// throws), or `sleep` itself when it cannot start a timer. The C timer is
+/// stopped exactly once, as vigil.h asks, by whoever takes it out: the
+/// cancellation handler (the callback's last call, `VIGIL_ECANCELED`,
+/// follows on the loop) or the callback (a release only). The timer is
+/// stored after `vigil_timer_start` returns, so a cancellation or a fire
+/// in between finds none: `sleep` then stops it itself.
+final class LoopSleep: Sendable {
+    private struct State {
+        var continuation: Continuation<Void, any Error>?
+        var timer: OpaquePointer?
+        var cancelled = false
+        var ended = false
+    }
+    private let state = Locked(State())
+
+    /// Sleeps on the loop of `context`'s connection.
+    func sleep(on context: RequestContext, milliseconds: UInt64) async throws {
+        guard let server = context.core.server else { throw CancellationError() }
+        let loop = vigil_request_loop(context.raw)
+        try await withTaskCancellationHandler {
+            try await withThrowingContinuation { (c: Continuation<Void, any Error>) in
+                let go = state.withLock { s -> Bool in
+                    if s.cancelled { return false }
+                    s.continuation = c
+                    return true
+                }
+                guard go else { return c.resume(throwing: CancellationError()) }
+                let (r, timer) = server.startTimer(loop: loop, milliseconds: milliseconds, for: self)
+                guard r == 0, let timer else {
+                    let c = state.withLock { $0.continuation.take() }
+                    // Refused because the loop is gone: the server shut
+                    // down, which cancels whatever its requests wait for.
+                    c?.resume(throwing: r == VIGIL_ESHUTDOWN ? CancellationError() : VigilError(code: r))
+                    return
+                }
+                let stopNow = state.withLock { s -> Bool in
+                    if s.cancelled || s.ended { return true }
+                    s.timer = timer
+                    return false
+                }
+                if stopNow { vigil_timer_stop(timer) }
+            }
+        } onCancel: {
+            let timer = state.withLock { s -> OpaquePointer? in
+                s.cancelled = true
+                return s.timer.take()
+            }
+            if let timer { vigil_timer_stop(timer) }
+        }
+    }
+
+    /// The timer's last call (loop thread): 0 fired, else stopped or shut
+    /// down.
+    func ended(status: Int32) {
+        let (c, timer) = state.withLock { s in
+            s.ended = true
+            return (s.continuation.take(), s.timer.take())
+        }
+        if let timer { vigil_timer_stop(timer) }
+        if status == 0 { c?.resume() } else { c?.resume(throwing: CancellationError()) }
+    }
+}
 
 // MARK: blocking C calls
 

@@ -59,6 +59,23 @@ public struct Request: Sendable {
         context.setBodyLimit(bytes)
     }
 
+    /// Suspends for `duration` on the loop that serves this request: for a
+    /// handler that waits between events (server-sent events, polling, a
+    /// retry's back-off). Unlike `Task.sleep`, no other thread wakes for
+    /// it, and a cancelled sleep holds nothing: its timer is gone at once
+    /// (a cancelled `Task.sleep` keeps its timer and job until the original
+    /// deadline, which 10 000 clients leaving turn into megabytes).
+    ///
+    /// Never returns early: the loop's clock has millisecond resolution,
+    /// and `duration` is rounded up to it. Throws `CancellationError` when
+    /// the task is cancelled (the client went away) or the server has shut
+    /// down, and `VigilError` if the core is out of memory for the timer.
+    public func sleep(for duration: Duration) async throws {
+        try Task.checkCancellation()
+        let ms = duration > .zero ? milliseconds(duration + .nanoseconds(999_999)) : 0
+        try await LoopSleep().sleep(on: context, milliseconds: ms)
+    }
+
     /// Suspends until the request ends, and says why: the connection closed,
     /// was reset, a write failed, the server shut down... or, if the handler
     /// returns (or closes its hijacked connection) first, `.handlerFinished`.

@@ -361,6 +361,7 @@ public final class Server: Sendable {
             queues: queues,
             onConnectionState: configuration.onConnectionState, logger: logger)
         let server = try CServer(configuration: configuration, core: core)
+        core.attach(server)
         defer { server.free() }
         try server.start()
         running.withLock { $0 = server }
