@@ -81,7 +81,7 @@ nonisolated(nonsending) func handle(
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: hello)
     case (.get, "/wait"):
         recordCancellation(request, route: "/wait")
-        try await waitForCancel(response)
+        try await waitForCancel(request, response)
     case (.get, "/reasons"):
         let text = reasons.withLock { $0.map { "\($0)\n" }.joined() }
         try response.send(HTTPResponse(status: .ok, headerFields: textPlain), body: Array(text.utf8))
@@ -89,7 +89,7 @@ nonisolated(nonsending) func handle(
         try sendStats(response, server)
     case (.get, "/slow"):
         let ms = queryValue(path, "ms").flatMap { Int($0) } ?? 1000
-        try await Task.sleep(for: .milliseconds(max(0, min(ms, 60_000))))
+        try await request.sleep(for: .milliseconds(max(0, min(ms, 60_000))))
         try response.send(
             HTTPResponse(status: .ok, headerFields: textPlain), body: Array("slept".utf8))
     case (.get, "/pid"):
@@ -107,27 +107,27 @@ nonisolated(nonsending) func handle(
         try await stream(
             queryValue(path, "n").flatMap { Int($0) } ?? 10,
             size: queryValue(path, "size").flatMap { Int($0) },
-            pauseMs: queryValue(path, "ms").flatMap { Int($0) } ?? 0, response)
+            pauseMs: queryValue(path, "ms").flatMap { Int($0) } ?? 0, request, response)
     default:
         try response.send(
             HTTPResponse(status: .notFound, headerFields: textPlain), body: Array("Not Found".utf8))
     }
 }
 
-/// GET /wait: the cancellation handler runs the moment the task is
-/// cancelled, which is when the loop thread sees the client go.
-///
-/// The time is taken first thing in the handler's one cancellation handler,
-/// before the timer is cancelled: `DispatchSource.cancel()` wakes a
-/// libdispatch thread, which on this 2-vCPU machine cost ~50 µs before the
-/// next handler ran (uprobes, BENCHMARKS.md round 4), and that is the
-/// handler's own clean-up, not the server telling it.
-func waitForCancel(_ response: ResponseWriter) async throws {
-    await sleepUnlessCancelled(milliseconds: 30_000) {
+/// GET /wait: the cancellation handlers run the moment the task is
+/// cancelled, which is when the loop thread sees the client go. The
+/// innermost runs first: `request.sleep`'s, which stops its loop timer
+/// (on the loop thread, in place: no other thread wakes), then this one,
+/// which takes the time. So the figure includes the stop, as any handler's
+/// clean-up would.
+func waitForCancel(_ request: Request, _ response: ResponseWriter) async throws {
+    let slept: Bool = await withTaskCancellationHandler {
+        (try? await request.sleep(for: .seconds(30))) != nil
+    } onCancel: {
         let now = wallClockNanos()
         cancels.withLock { $0.append(now) }
     }
-    if !Task.isCancelled {
+    if slept {
         try response.send(
             HTTPResponse(status: .ok, headerFields: textPlain), body: Array("timeout".utf8))
     }
@@ -156,46 +156,6 @@ func label(_ t: Timeout) -> String {
     case .write: "write"
     case .handler: "handler"
     }
-}
-
-/// Waits `seconds`, or less: returns as soon as the task is cancelled, and
-/// then holds nothing. Not `Task.sleep`: a cancelled `Task.sleep` returns at
-/// once, but the runtime keeps its timer and job (~600 bytes) until the
-/// original deadline. 10 000 cancelled 30 s waits kept 6 MB alive for 30 s,
-/// scattered between the freed connection buffers, and so pinned ~40 MB of
-/// freed heap pages that the core's malloc_trim could not return
-/// (hostile/RESULTS.md, paused). A cancelled dispatch timer is released at
-/// once.
-func sleepUnlessCancelled(seconds: Int) async {
-    await sleepUnlessCancelled(milliseconds: seconds * 1000)
-}
-
-/// `onCancel`, if any, runs when the task is cancelled, before the timer
-/// is.
-func sleepUnlessCancelled(
-    milliseconds: Int, onCancel: (@Sendable () -> Void)? = nil
-) async {
-    let timer = SendableTimer()
-    await withTaskCancellationHandler {
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            timer.source.setEventHandler { timer.source.cancel() }
-            timer.source.setCancelHandler { done.resume() }
-            timer.source.schedule(deadline: .now() + .milliseconds(milliseconds))
-            // Cancelled before this point (onCancel may run first): the
-            // source runs its cancel handler once activated.
-            timer.source.activate()
-        }
-    } onCancel: {
-        onCancel?()
-        timer.source.cancel()
-    }
-}
-
-/// A dispatch timer shared by the waiting task and its cancellation handler.
-/// Sendable because a dispatch source is thread-safe: `cancel()` may be
-/// called from any thread, and the handlers are set before `activate()`.
-final class SendableTimer: @unchecked Sendable {
-    let source = DispatchSource.makeTimerSource(queue: .global())
 }
 
 /// GET /stats: the core's counters, for soak tests: "name value" lines.
@@ -246,13 +206,14 @@ func echo(_ request: Request, _ response: ResponseWriter) async throws {
 
 /// GET /stream?n=N[&size=B][&ms=M]: a chunked response of N chunks,
 /// "chunk i" lines or B bytes each, M ms apart.
-func stream(_ n: Int, size: Int?, pauseMs: Int, _ response: ResponseWriter) async throws {
+func stream(
+    _ n: Int, size: Int?, pauseMs: Int, _ request: Request, _ response: ResponseWriter
+) async throws {
     let writer = try await response.start(HTTPResponse(status: .ok, headerFields: textPlain))
     let block = size.map { [UInt8](repeating: UInt8(ascii: "x"), count: max(1, $0)) }
     for i in 0..<max(0, n) {
         if pauseMs > 0 && i > 0 {
-            await sleepUnlessCancelled(milliseconds: pauseMs)
-            try Task.checkCancellation()
+            try await request.sleep(for: .milliseconds(pauseMs))
         }
         if let block {
             try await writer.write(block)
