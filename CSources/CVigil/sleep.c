@@ -35,15 +35,18 @@ struct vigil_timer_s {
   void *userdata;
   uint64_t timeout_ms, repeat_ms;
   /* uv_hrtime() at arm + timeout_ms: libuv's loop time is in whole
-   * milliseconds, rounded down (and may come from the coarse clock), so a
-   * uv timer can fire up to ~2 ms before its timeout has passed. The first
-   * fire checks this deadline and re-arms for the rest. Loop thread. */
+   * milliseconds, rounded down (and may come from the coarse clock), and
+   * timer_arm does not bring it up to date, so a uv timer can fire before
+   * its timeout has passed (by ~2 ms, plus the work the loop did since the
+   * iteration began). The first fire checks this deadline and re-arms for
+   * the rest. Loop thread. */
   uint64_t deadline_ns;
   bool first_fired;          /* loop thread: the deadline was reached */
   /* The op a stop from another thread queues, allocated at start so that a
    * stop cannot fail for memory (and leave the timer running to its
    * deadline). Owner: the timer until submitted, then the loop (which
-   * frees it after running it); freed by timer_unref if never used. */
+   * frees it after running it), or the stopping thread if the loop
+   * refused it (it frees it); freed by timer_unref if never used. */
   vigil_op_t *stop_op;
   atomic_uint refs;
   atomic_bool stopped;       /* vigil_timer_stop was called (any thread) */
@@ -141,9 +144,11 @@ static void timer_arm(vigil_timer_t *t) {
   t->armed = true;
   loop->handles_open++;
   vigil__list_push(&loop->user_timers, &t->link);
-  /* From now: libuv's cached loop time may lag by the current
-   * iteration's work, and a sleep must not end early. */
-  uv_update_time(&loop->uv);
+  /* Not uv_update_time: armed from another timer's callback, a loop time
+   * moved on inside libuv 1.44's timer pass makes a repeating timer due
+   * again in that same pass, which then never ends (the loop stops polling
+   * sockets). The cached time may lag by this iteration's work, so the
+   * uv timer may come early: on_fire checks the real deadline. */
   uint64_t now = uv_hrtime();
   t->deadline_ns = t->timeout_ms > (UINT64_MAX - now) / 1000000
                        ? UINT64_MAX
@@ -234,17 +239,20 @@ int vigil_timer_start(vigil_server_t *s, unsigned index, uint64_t timeout_ms,
 
 void vigil_timer_stop(vigil_timer_t *t) {
   if (t == NULL) return;
+  /* A second stop is a use after free (the first may have freed t): the
+   * debug build's assertion may catch it, nothing can in general. */
   bool was = atomic_exchange(&t->stopped, true);
   VIGIL_ASSERT(!was && "vigil_timer_stop called twice");
-  if (was) return;
+  (void)was;
   vigil_loop_t *loop = t->loop;
   if (vigil__on_loop_thread(loop)) {
     timer_stop_on_loop(t);
   } else {
     /* The loop may be firing it right now: the op ends it there, or
-     * finds it ended. Refused (the loop exited): the loop made the last
-     * call with VIGIL_ESHUTDOWN when it closed, or will when it drains
-     * the queued arm - either way nothing is left to stop. */
+     * finds it ended. Refused (the loop is closing): vigil__timers_close
+     * or the drain of a queued arm, later in the same loop_close_handles,
+     * ends it (or a one-shot's fire already was its last call) - nothing
+     * is left for the op to do. */
     vigil_op_t *op = t->stop_op;
     t->stop_op = NULL;
     op->type = OP_TASK;

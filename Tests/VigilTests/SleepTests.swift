@@ -99,13 +99,15 @@ final class SleepTests: XCTestCase {
     /// Many sleeps at once on one loop: 200 short ones that must return,
     /// 200 of 60 s cancelled from another task once their timers run (the
     /// cancellation stops a live loop timer, from off the loop), and 200 of
-    /// 1 ms cancelled at once (the cancellation races the arm and the
-    /// fire). Each ends once; the long ones end at once, not after 60 s.
+    /// 1 ms cancelled one by one over a few milliseconds (the cancellation
+    /// races the arm and the fire). Each ends once; the long ones end at
+    /// once, not after 60 s.
     func testConcurrentSleepsAndCancellations() async throws {
         let outcomes = Locked<[String: Int]>([:])
         try await VigilTestServer.withServer(handler: { request, response in
             await withTaskGroup(of: String.self) { group in
                 var long: [Task<String, Never>] = []
+                var raced: [Task<String, Never>] = []
                 for i in 0..<600 {
                     let duration: Duration = i % 3 == 1 ? .seconds(60) : .milliseconds(i % 3 == 0 ? i % 4 : 1)
                     let task = Task { () -> String in
@@ -119,8 +121,15 @@ final class SleepTests: XCTestCase {
                         }
                     }
                     if i % 3 == 1 { long.append(task) }
-                    if i % 3 == 2 { task.cancel() }
+                    if i % 3 == 2 { raced.append(task) }
                     group.addTask { await task.value }
+                }
+                // Cancelled one at a time over the next few milliseconds:
+                // the first before their sleeps begin, others while their
+                // timers are armed, firing, or done.
+                for task in raced {
+                    task.cancel()
+                    try? await Task.sleep(for: .microseconds(20))
                 }
                 // The long sleeps' timers are armed by now (a loop timer
                 // starts within the loop's next turn).

@@ -256,6 +256,46 @@ static void t_stop_on_loop_before_arm(void) {
   check_clean(&pre_arm);
 }
 
+/* A timer started from another timer's callback must not keep the loop in
+ * libuv's timer pass: a repeating 1 ms timer whose callback works 1.5 ms
+ * and starts (and stops) a timer each time; a task posted meanwhile must
+ * run. (With the loop time moved on at each arm, libuv 1.44 found the
+ * repeating timer due again in the same pass, forever.) */
+static atomic_int busy_fires, busy_give_up, busy_posted_ran;
+static void noop_timer(vigil_timer_t *t, int status, void *ud) {}
+static void busy_cb(vigil_timer_t *t, int status, void *ud) {
+  if (status != 0) return;
+  atomic_fetch_add(&busy_fires, 1);
+  if (atomic_load(&busy_give_up)) {
+    vigil_timer_stop(t);
+    return;
+  }
+  double end = tc_now_us() + 1500;
+  while (tc_now_us() < end) {
+  }
+  vigil_timer_t *o;
+  if (vigil_timer_start(server, 0, 1000, 0, noop_timer, NULL, &o) == 0) vigil_timer_stop(o);
+}
+static void start_busy(void *ud) {
+  vigil_timer_t *t; /* stopped by busy_cb */
+  vigil_timer_start(server, 0, 1, 1, busy_cb, NULL, &t);
+}
+static void note_posted(void *ud) { atomic_store(&busy_posted_ran, 1); }
+
+static void t_arm_in_timer_callback(void) {
+  REQUIRE(vigil_server_post(server, 0, start_busy, NULL) == 0, "post");
+  REQUIRE(TC_WAIT_UNTIL(atomic_load(&busy_fires) >= 5, 5000), "the busy timer does not fire");
+  REQUIRE(vigil_server_post(server, 0, note_posted, NULL) == 0, "post");
+  int ran = TC_WAIT_UNTIL(atomic_load(&busy_posted_ran), 3000);
+  /* Stopped from its own callback, which runs even if the loop is stuck
+   * in its timer pass: the next tests get a loop back. */
+  atomic_store(&busy_give_up, 1);
+  CHECK(ran, "a posted task did not run in 3 s: the loop is stuck in its timers (%d fires)",
+        atomic_load(&busy_fires));
+  REQUIRE(TC_WAIT_UNTIL(atomic_load(&busy_posted_ran), 5000), "the loop did not come back");
+  tc_sleep_ms(20);
+}
+
 static void t_bad_arguments(void) {
   vigil_timer_t *t = (vigil_timer_t *)1;
   static rec_t r;
@@ -280,7 +320,10 @@ static void t_shutdown(void) {
   static rec_t r, queued, after;
   vigil_timer_t *t, *tq, *t2 = NULL;
   REQUIRE(start(&r, 60000, 0, &t) == 0, "start");
-  /* One more whose arm is still queued when the shutdown begins. */
+  /* One more started while the loop is held: its arm is queued before the
+   * shutdown's wake-up, so the loop arms it and vigil__timers_close ends it
+   * (an arm drained after the loop began closing takes timer_arm's own
+   * VIGIL_ESHUTDOWN path, which this does not reach). */
   REQUIRE(vigil_server_post(server, 0, hold_loop, NULL) == 0, "post");
   REQUIRE(start(&queued, 60000, 0, &tq) == 0, "start (queued)");
   double t0 = tc_now_us();
@@ -330,6 +373,7 @@ int main(void) {
   RUN(t_stop_races_fire, "2000 zero-timeout timers stopped at once: one last call each, nothing leaked");
   RUN(t_never_early, "40 3 ms timers armed at spread points of the millisecond: none fires before 3 ms from its arm");
   RUN(t_stop_on_loop_before_arm, "started off the loop, stopped on it before the arm ran: VIGIL_ECANCELED, no fire");
+  RUN(t_arm_in_timer_callback, "a timer started from a timer callback each time does not keep the loop from polling");
   RUN(t_bad_arguments, "bad arguments: VIGIL_EINVAL, *out NULL, no callback");
   RUN(t_shutdown, "shutdown: a pending timer gets VIGIL_ESHUTDOWN at once; start is refused after");
   vigil_server_free(server);
