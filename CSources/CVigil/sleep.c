@@ -190,13 +190,10 @@ int vigil_timer_start(vigil_server_t *s, unsigned index, uint64_t timeout_ms,
   vigil_loop_t *loop = s->loops[index];
   vigil_timer_t *t = calloc(1, sizeof *t);
   vigil_op_t *stop_op = calloc(1, sizeof *stop_op);
-  if (t == NULL || stop_op == NULL) {
-    free(t);
-    free(stop_op);
-    return VIGIL_ENOMEM;
-  }
+  vigil_op_t *arm_op = NULL;
+  int r = VIGIL_ENOMEM;
+  if (t == NULL || stop_op == NULL) goto fail;
   t->stop_op = stop_op;
-  vigil__loop_ref(loop);
   t->loop = loop;
   t->cb = cb;
   t->userdata = userdata;
@@ -206,35 +203,32 @@ int vigil_timer_start(vigil_server_t *s, unsigned index, uint64_t timeout_ms,
   atomic_init(&t->refs, 2); /* the caller's and the loop's */
   atomic_init(&t->stopped, false);
   if (vigil__on_loop_thread(loop)) {
-    if (loop->qclosed) {
-      free(stop_op);
-      free(t);
-      vigil__loop_unref(loop);
-      return VIGIL_ESHUTDOWN;
-    }
+    r = VIGIL_ESHUTDOWN;
+    if (loop->qclosed) goto fail;
+    vigil__loop_ref(loop);
     timer_arm(t);
   } else {
-    vigil_op_t *op = calloc(1, sizeof *op);
-    if (op == NULL) {
-      free(stop_op);
-      free(t);
-      vigil__loop_unref(loop);
-      return VIGIL_ENOMEM;
-    }
-    op->type = OP_TASK;
-    op->task = arm_task;
-    op->userdata = t;
-    int r = vigil__loop_submit(loop, op);
+    arm_op = calloc(1, sizeof *arm_op);
+    if (arm_op == NULL) goto fail;
+    arm_op->type = OP_TASK;
+    arm_op->task = arm_task;
+    arm_op->userdata = t;
+    /* Taken before the timer is published to the loop's queue. */
+    vigil__loop_ref(loop);
+    r = vigil__loop_submit(loop, arm_op);
     if (r != 0) {
-      free(op);
-      free(stop_op);
-      free(t);
       vigil__loop_unref(loop);
-      return r;
+      goto fail;
     }
   }
   *out = t;
   return 0;
+
+fail:
+  free(arm_op);
+  free(stop_op);
+  free(t);
+  return r;
 }
 
 void vigil_timer_stop(vigil_timer_t *t) {
