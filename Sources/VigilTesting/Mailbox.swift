@@ -1,6 +1,6 @@
 // Values the server side hands the test (requests started, requests
 // ended), taken in order with a bounded wait.
-import Synchronization
+import Vigil
 
 /// A queue whose `take` suspends until a value comes, the timeout passes,
 /// or the waiting task is cancelled; no polling.
@@ -19,7 +19,7 @@ final class Mailbox<T: Sendable>: Sendable {
         var expired: Set<UInt64> = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func put(_ value: T) {
         let waiter = state.withLock { s -> Waiter? in

@@ -3,7 +3,8 @@
 // waiting in poll() slices so that a deadline, the task's cancellation or
 // a disconnect from another task ends it promptly.
 import Dispatch
-import Synchronization
+import Synchronization  // Atomic
+import Vigil
 
 // Linux with glibc, as Vigil itself.
 import Glibc
@@ -20,14 +21,14 @@ final class TestSocket: Sendable {
         var pendingClose: VigilTestClient.Disconnect?
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// Poll slices: the longest a blocked call takes to notice a
     /// cancellation or a `close` from another task.
     private static let sliceMs: Int32 = 20
 
     private init(fd: Int32) {
-        state = Mutex(State(fd: fd))
+        state = Locked(State(fd: fd))
     }
 
     deinit {

@@ -2,7 +2,6 @@
 // clients connected to it, what each request's handler went through, and
 // a teardown that always runs and is bounded in time.
 import HTTPTypes
-import Synchronization
 import Vigil
 
 /// A `Server` running for the length of a closure, on a free port of a
@@ -39,7 +38,7 @@ public final class VigilTestServer: Sendable {
 
     private let started: Mailbox<RequestStart>
     private let ended: Mailbox<RequestEnd>
-    private let clients = Mutex<[TestSocket]>([])
+    private let clients = Locked<[TestSocket]>([])
 
     /// A request's handler began.
     public struct RequestStart: Sendable {

@@ -30,17 +30,16 @@
 // systemd (LISTEN_FDS) is served instead of --host/--port/--unix/--fd.
 import Dispatch
 import HTTPTypes
-import Synchronization
 import Vigil
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-let cancels = Mutex<[Int64]>([])
+let cancels = Locked<[Int64]>([])
 /// A hand-over is under way (SIGUSR2): a second signal meanwhile is ignored.
-let handingOver = Mutex(false)
-let reasons = Mutex<[String]>([])
+let handingOver = Locked(false)
+let reasons = Locked<[String]>([])
 let hello = Array("Hello, World!".utf8)
 let textPlain: HTTPFields = [.contentType: "text/plain"]
 
