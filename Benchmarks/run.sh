@@ -615,6 +615,17 @@ nio_ka="$(median ${KA[nio]:-})"
 nio_pl="$(median ${PL[nio]:-})"
 ELAPSED=$(($(date +%s) - START_TS))
 REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+declare -A M_ECHO M_DL M_CLOSE
+for name in "${NAMES[@]}"; do
+    M_ECHO[$name]="$(median_f ${ECHO_MBS[$name]:-})"
+    M_DL[$name]="$(median_f ${DL_MBS[$name]:-})"
+    M_CLOSE[$name]="$(median ${CLOSE_RPS[$name]:-})"
+done
+
+# over_kernel P50 KERNEL_P50: "+N" µs, or — when either is missing.
+over_kernel() {
+    awk -v v="${1:-}" -v k="${2:-}" 'BEGIN { if (v ~ /^[0-9.]+$/ && k ~ /^[0-9.]+$/) printf "%+.0f", v - k; else printf "—" }'
+}
 
 {
     echo "## Vigil benchmarks — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -623,6 +634,34 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
         "pipelined = 16 requests per write. Cancel latency: $CANCEL_ROUNDS rounds, client close → handler sees it, p50 / p99" \
         "(the client sleeps 2 ms after each close; the floor row: the kernel alone, close → a blocked epoll_wait sees it, Benchmarks/cancel/kernel_floor.c)." \
         "Idle RSS: $IDLE_CONNS keep-alive connections, server VmRSS growth per connection. Run took ${ELAPSED}s."
+    echo
+    echo "### Every scenario side by side"
+    echo
+    echo "Ratios of the medians below (×nio: to SwiftNIO's figure, ×floor: to the floor's; for CPU per event lower is better);" \
+        "p99 at the common load; cancellation: p50 minus the kernel's p50 (kernel_floor), FIN / RST."
+    echo
+    echo "| server | keep-alive ×nio | pipelined ×nio | echo ×nio | echo ×floor | download ×nio | download ×floor | close ×floor | p99 @common | streams CPU/event ×nio | ×go | RSS per stream | idle conn RSS | cancel over kernel |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for name in "${NAMES[@]}"; do
+        [ -z "${KA[$name]:-}${M_ECHO[$name]}${ST_CPU[$name]:-}" ] && continue
+        ka="$(median ${KA[$name]:-})"
+        pl="$(median ${PL[$name]:-})"
+        e="${M_ECHO[$name]}" d="${M_DL[$name]}" c="${M_CLOSE[$name]}"
+        p99c="$(median ${LATC_P99[$name]:-})"
+        if [ -n "$p99c" ] && [ "$p99c" != NA ]; then p99c="$p99c µs"; else p99c="—"; fi
+        rss="$(awk -v b="${ST_RSS[$name]:-x}" 'BEGIN{ if (b ~ /^-?[0-9.]+$/) printf "%.1f KiB", b/1024; else print "—" }')"
+        cancel="—"
+        if [ -n "${FIN_P50[$name]:-}" ] && [ "$name" != floor ]; then
+            cancel="$(over_kernel "${FIN_P50[$name]}" "${FIN_P50[floor]:-}") / $(over_kernel "${RST_P50[$name]:-}" "${RST_P50[floor]:-}") µs"
+        fi
+        echo "| $name | $(ratio "$ka" "$nio_ka") | $(ratio "$pl" "$nio_pl")" \
+            "| $(ratio "$e" "${M_ECHO[nio]:-}") | $(ratio "$e" "${M_ECHO[floor]:-}")" \
+            "| $(ratio "$d" "${M_DL[nio]:-}") | $(ratio "$d" "${M_DL[floor]:-}") | $(ratio "$c" "${M_CLOSE[floor]:-}")" \
+            "| $p99c | $(ratio "${ST_CPU[$name]:-}" "${ST_CPU[nio]:-}") | $(ratio "${ST_CPU[$name]:-}" "${ST_CPU[go]:-}")" \
+            "| $rss | ${IDLE[$name]:-—} | $cancel |"
+    done
+    echo
+    echo "### Small requests, idle connections, cancellation"
     echo
     echo "| server | keep-alive req/s | ×floor | ×nio | pipelined req/s | ×floor | ×nio | idle conn RSS | FIN → handler | RST → handler |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -648,12 +687,6 @@ REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
     done
     # --- the figures users feel (issue 15) ---
     if [ -n "${ECHO_MBS[*]:-}${CLOSE_RPS[*]:-}${LAT_P50[*]:-}" ]; then
-        declare -A M_ECHO M_DL M_CLOSE
-        for name in "${NAMES[@]}"; do
-            M_ECHO[$name]="$(median_f ${ECHO_MBS[$name]:-})"
-            M_DL[$name]="$(median_f ${DL_MBS[$name]:-})"
-            M_CLOSE[$name]="$(median ${CLOSE_RPS[$name]:-})"
-        done
         echo
         echo "### Bodies, a connection per request, latency under load"
         echo
