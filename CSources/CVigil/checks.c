@@ -855,6 +855,8 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
       c->ext_at = NULL;
       c->frame_last = '\n';
       c->frame_line_start = true;
+      c->trailer_bytes = 0;
+      c->trailer_lines = 0;
     }
   } else {
     /* At most one body span per call (on_body pauses); the rest is

@@ -457,6 +457,10 @@ struct vigil_conn_s {
   bool rl_bad;               /* checks.c: the request line was refused */
   bool msg_begun;            /* checks.c: a message began in this parse call */
   size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
+  /* parse.c: the trailer section's field name and value bytes, and its
+   * field lines, held to max_header_bytes and max_headers. */
+  size_t trailer_bytes;
+  unsigned trailer_lines;
   /* parse.c, chunked framing: the parser as it was paused at head complete
    * (restored after each extension list the core checked itself), the
    * extension scanner's state (0: llhttp parses), and the framing byte

@@ -103,7 +103,9 @@ public final class Server: Sendable {
         /// Unread request body drained after the handler returned, to keep
         /// the connection; past it the connection closes.
         public var drainLimit: Int
-        /// Largest request head, request line included (431 past it).
+        /// Largest request head, request line included (431 past it); a
+        /// chunked body's trailer section is held to it too (its field names
+        /// and values).
         public var maxHeaderBytes: Int
         /// How long in-flight requests may run on after shutdown begins,
         /// before they are cancelled with `.serverShutdown`.
@@ -113,7 +115,7 @@ public final class Server: Sendable {
         public var onConnectionState: (@Sendable (UInt64, ConnectionState) -> Void)?
         /// Where handlers run.
         public var handlers: HandlerPlacement
-        /// Header lines before 431.
+        /// Header lines before 431; also the lines of a trailer section.
         public var maxHeaders: Int = 100
         /// Request-target bytes before 414.
         public var maxTargetBytes: Int = 8 * 1024

@@ -12,6 +12,8 @@
  *   - chunk extensions follow RFC 9112 7.1.1: any number of name[=value]
  *     pairs, quoted values with quoted-pairs, BWS; malformed ones get 400
  *     (defect 17: llhttp 8.1 refuses `;a=b;c=d`);
+ *   - a trailer section is held to max_header_bytes and max_headers
+ *     (431 + close past either), not read without end;
  *   - empty lines (CRLF) before a request line are ignored however the bytes
  *     arrive (RFC 9112 2.2; defect 20).
  */
@@ -470,6 +472,71 @@ static void t_extension_limit(void) {
   }
 }
 
+/* A trailer section is held to the head's limits: its field names and
+ * values to max_header_bytes (16 KiB), its lines to max_headers (100). At
+ * each limit the request is served and the next one pipelined behind it
+ * too; one byte or one line over gets 431 + close, the handler cancelled
+ * (bad request), nothing behind it served. Whole and split. Fails before
+ * the fix: trailers were dropped uncounted, the POST was answered 200 and
+ * /smuggled served, however long the trailer section. */
+static void t_trailer_limits(void) {
+  static char raw[24 * 1024];
+  for (int shape = 0; shape < 2; shape++) {
+    for (int over = 0; over < 2; over++) {
+      int n = snprintf(raw, sizeof raw, "%s1\r\nA\r\n0\r\n", CHUNKED_HEAD("/sink"));
+      size_t tstart = (size_t)n;
+      if (shape == 0) {
+        /* 16 lines of a 5-byte name and a 1019-byte value: 16384 bytes */
+        for (int i = 0; i < 16; i++) {
+          n += snprintf(raw + n, sizeof raw - (size_t)n, "X-Pad: ");
+          int vl = 1019 + (over && i == 15);
+          memset(raw + n, 'v', (size_t)vl);
+          n += vl;
+          n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\n");
+        }
+      } else {
+        for (int i = 0; i < 100 + over; i++)
+          n += snprintf(raw + n, sizeof raw - (size_t)n, "a:b\r\n");
+      }
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\n%s", SMUGGLED);
+      for (int v = 0; v < 2; v++) {
+        size_t cut = tstart + ((size_t)n - tstart) / 2;
+        outcome_t o;
+        REQUIRE(exchange(raw, (size_t)n, &cut, v, over ? 1 : 2, &o) == 0, "connect");
+        static const char *const both[] = {"/sink", "/smuggled", NULL};
+        static const char *const first[] = {"/sink", NULL};
+        int ok = over ? (o.nresp == 1 && o.status[0] == 431 && o.close_hdr[0] && o.closed &&
+                         targets_are(&o, first) &&
+                         atomic_load(&logs[o.first_log].done_reason) == VIGIL_REASON_BAD_REQUEST)
+                      : (o.nresp == 2 && o.status[0] == 200 && strcmp(o.body[0], "1:A") == 0 &&
+                         o.status[1] == 200 && !o.closed && targets_are(&o, both));
+        char how[96];
+        snprintf(how, sizeof how, "%s, %s the limit, %s", shape ? "lines" : "bytes",
+                 over ? "over" : "at", v ? "split" : "one write");
+        CHECK(ok, "trailers (%s): expected %s", how,
+              over ? "one 431 + close, handler cancelled, no /smuggled"
+                   : "200 '1:A', then /smuggled, connection kept");
+        if (!ok) note_outcome(how, &o);
+      }
+      if (over && shape == 1) {
+        /* The body not read (/ignore): the handler's 200, then the drain
+         * meets the limit and the connection closes; nothing served after. */
+        n = snprintf(raw, sizeof raw, "%s1\r\nA\r\n0\r\n", CHUNKED_HEAD("/ignore"));
+        for (int i = 0; i < 101; i++) n += snprintf(raw + n, sizeof raw - (size_t)n, "a:b\r\n");
+        n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\n%s", SMUGGLED);
+        outcome_t o;
+        REQUIRE(exchange(raw, (size_t)n, NULL, 0, 1, &o) == 0, "connect");
+        static const char *const ignored[] = {"/ignore", NULL};
+        int ok = o.nresp == 1 && o.status[0] == 200 && strcmp(o.body[0], "ignored") == 0 &&
+                 o.closed && targets_are(&o, ignored);
+        CHECK(ok, "trailers (lines, over the limit, drained): expected the handler's 200, "
+                  "then a close, no /smuggled");
+        if (!ok) note_outcome("drained", &o);
+      }
+    }
+  }
+}
+
 /* Several pairs on every size line, the last chunk's too, and a request
  * pipelined behind: both served, the connection kept. Fails before the
  * fix: 400 + close, /next never served. */
@@ -684,6 +751,7 @@ int main(void) {
   RUN(t_good_extensions, "extensions: several name=value pairs, quoted, BWS -> 200, any split");
   RUN(t_bad_extensions, "extensions: malformed -> 400 + close");
   RUN(t_extension_limit, "extensions: max_chunk_ext_bytes counts all pairs across reads");
+  RUN(t_trailer_limits, "trailers: max_header_bytes and max_headers hold the trailer section (431)");
   RUN(t_extensions_pipelined, "extensions: several pairs on every size line, a request pipelined behind");
   for (lead_i = 0; lead_i < (int)(sizeof leads / sizeof leads[0]); lead_i++) {
     snprintf(names[ni], sizeof names[0], "empty lines: %s, whole or split", leads[lead_i].name);
