@@ -25,6 +25,10 @@
  *                limit (256 KiB of body; the answer is 404)
  *   onebyte-echo the same to POST /echo (the body is read and echoed);
  *                ends by max body size (8 MiB, bodyTooLarge)
+ *   trailers     POST /echo, chunked, one byte of body and the last chunk,
+ *                then trailer lines without end, as fast as possible: not
+ *                body, so the body limit does not end it; ends by the
+ *                trailer limits (100 lines, 431)
  *   paused       GET /wait with a Content-Length body larger than the read
  *                buffer limit (64 KiB): every connection paused by
  *                backpressure; the server's CPU while nothing happens, then
@@ -898,11 +902,14 @@ static int shape_headers_over(int conns) {
   return emit(&r);
 }
 
-/* onebyte: a chunked body, one byte per chunk, as fast as it goes. */
+/* onebyte: a chunked body, one byte per chunk, as fast as it goes.
+ * trailers (mode 2): the body ends at once, then trailer lines stream. */
 static const char *g_onebyte_path;
 
-static int shape_onebyte(int conns, int echo) {
-  result_t r = {.shape = echo ? "onebyte-echo" : "onebyte", .conns = conns};
+static int shape_onebyte(int conns, int mode) {
+  int echo = mode != 0, trailers = mode == 2;
+  result_t r = {.shape = trailers ? "trailers" : echo ? "onebyte-echo" : "onebyte",
+                .conns = conns};
   r.bound_per_conn =
       (echo ? READ_LIMIT + WRITE_LIMIT : READ_LIMIT) + CONN_CONST;
   g_onebyte_path = echo ? "/echo" : "/nope";
@@ -910,15 +917,18 @@ static int shape_onebyte(int conns, int echo) {
   measure_begin(&r);
   int opened;
   hc_t *cs = hc_open(conns, 0, &opened);
-  /* The head goes first, alone; then whole 6-byte chunks. */
+  /* The head goes first, alone; then whole 6-byte chunks (or, for
+   * trailers, the body and its last chunk with the head, then 6-byte
+   * trailer lines). */
   char head[160];
   int hl = snprintf(head, sizeof head,
-                    "POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
-                    g_onebyte_path);
+                    "POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+                    g_onebyte_path, trailers ? "1\r\nx\r\n0\r\n" : "");
   for (int i = 0; i < conns; i++)
     if (cs[i].fd >= 0) send(cs[i].fd, head, (size_t)hl, MSG_NOSIGNAL);
   static char chunks[6 * 4096];
-  for (size_t k = 0; k < sizeof chunks; k += 6) memcpy(chunks + k, "1\r\nx\r\n", 6);
+  for (size_t k = 0; k < sizeof chunks; k += 6)
+    memcpy(chunks + k, trailers ? "a: b\r\n" : "1\r\nx\r\n", 6);
   size_t *off = calloc((size_t)conns, sizeof *off); /* within chunks */
   int ep = epoll_create1(EPOLL_CLOEXEC);
   for (int i = 0; i < conns; i++)
@@ -964,13 +974,16 @@ static int shape_onebyte(int conns, int echo) {
   for (int i = 0; i < conns; i++) sent += cs[i].sent;
   char st[128];
   status_summary(cs, conns, st, sizeof st);
-  note(&r, "%d connections to POST %s; %zu body bytes sent in one-byte chunks "
-           "(%.0f per connection); answers: %s",
-       opened, g_onebyte_path, sent / 6, (double)sent / 6 / (opened ? opened : 1), st);
+  note(&r, "%d connections to POST %s; %zu %s (%.0f per connection); answers: %s",
+       opened, g_onebyte_path, sent / 6,
+       trailers ? "trailer lines sent" : "body bytes sent in one-byte chunks",
+       (double)sent / 6 / (opened ? opened : 1), st);
   r.end_ok = cnt == opened && opened > 0;
   snprintf(r.ended, sizeof r.ended, "%d/%d closed by server, last @%.2fs (%s; %s)", cnt,
            opened, last, st,
-           echo ? "max body 8 MiB" : "unread body, drain limit 256 KiB");
+           trailers ? "trailer limit, 100 lines"
+           : echo   ? "max body 8 MiB"
+                    : "unread body, drain limit 256 KiB");
   hc_close_all(cs, conns);
   if (wait_server_closed(&r, 5.0) < 0) r.end_ok = 0;
   measure_end(&r);
@@ -1282,7 +1295,7 @@ int main(int argc, char **argv) {
       {"pipeline", 2, 1},      {"slowread", 200, 50},   {"slowloris", 2000, 500},
       {"headers-max", 2000, 300}, {"headers-over", 200, 50}, {"onebyte", 8, 2},
       {"onebyte-echo", 2, 1},  {"paused", 10000, 1000}, {"upload", 50, 10},
-      {"upload-over", 50, 10},
+      {"upload-over", 50, 10}, {"trailers", 50, 10},
   };
   int found = 0;
   for (size_t k = 0; k < sizeof defs / sizeof defs[0]; k++)
@@ -1306,6 +1319,7 @@ int main(int argc, char **argv) {
   if (!strcmp(shape, "headers-over")) return shape_headers_over(conns);
   if (!strcmp(shape, "onebyte")) return shape_onebyte(conns, 0);
   if (!strcmp(shape, "onebyte-echo")) return shape_onebyte(conns, 1);
+  if (!strcmp(shape, "trailers")) return shape_onebyte(conns, 2);
   if (!strcmp(shape, "paused")) return shape_paused(conns);
   if (!strcmp(shape, "upload")) return shape_upload(conns, 0);
   if (!strcmp(shape, "upload-over")) return shape_upload(conns, 1);

@@ -24,10 +24,10 @@ case "$MODE" in full | check) ;; *)
   exit 2
   ;;
 esac
-ALL=(pipeline slowread slowloris headers-max headers-over onebyte onebyte-echo paused upload upload-over)
+ALL=(pipeline slowread slowloris headers-max headers-over onebyte onebyte-echo trailers paused upload upload-over)
 if [ "$MODE" = check ]; then
   # onebyte-echo takes minutes to reach 8 MiB of one-byte chunks: full only.
-  ALL=(pipeline slowread slowloris headers-max headers-over onebyte paused upload upload-over)
+  ALL=(pipeline slowread slowloris headers-max headers-over onebyte trailers paused upload upload-over)
 fi
 SHAPES=("$@")
 [ ${#SHAPES[@]} -gt 0 ] || SHAPES=("${ALL[@]}")

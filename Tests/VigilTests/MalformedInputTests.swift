@@ -168,12 +168,14 @@ final class MalformedInputTests: XCTestCase {
 
     /// The common check for a valid chunked head followed by a broken body:
     /// the handler IS called, reads the body, the read throws (reason
-    /// `.badRequest`), the client receives a 400 with `Connection: close`
-    /// (the handler had not started a response), the server closes the
-    /// connection, and a good request on a new connection gets 200.
+    /// `.badRequest`), the client receives a 400 (or `status`) with
+    /// `Connection: close` (the handler had not started a response), the
+    /// server closes the connection, and a good request on a new connection
+    /// gets 200.
     func assertBadChunkedBody(
         _ name: String,
         _ body: [UInt8],
+        status: Int = 400,
         file: StaticString = #filePath, line: UInt = #line
     ) async throws {
         let calls = Recorder<String>()
@@ -219,12 +221,12 @@ final class MalformedInputTests: XCTestCase {
             XCTFail("\(name): the body read neither completed nor threw within 5 s", file: file, line: line)
         }
         if let r = ex.response {
-            XCTAssertEqual(r.status, 400, "\(name): expected 400, got \(ex)", file: file, line: line)
+            XCTAssertEqual(r.status, status, "\(name): expected \(status), got \(ex)", file: file, line: line)
             XCTAssertEqual(r.header("connection")?.lowercased(), "close",
                            "\(name): no `Connection: close`: \(ex)", file: file, line: line)
             XCTAssertEqual(ex.extra.count, 0, "\(name): bytes after the 400: \(ex)", file: file, line: line)
         } else {
-            XCTFail("\(name): expected a 400 (the handler had not started a response), got \(ex)",
+            XCTFail("\(name): expected a \(status) (the handler had not started a response), got \(ex)",
                     file: file, line: line)
         }
         XCTAssertTrue(ex.closed, "\(name): connection not closed by the server: \(ex)", file: file, line: line)
@@ -383,6 +385,19 @@ final class MalformedInputTests: XCTestCase {
         let many = String(repeating: ";a=b", count: 400)   // 1600 bytes in small pieces
         try await assertBadChunkedBody("400 small chunk extensions",
                                        Self.bytes("5\(many)\r\nhello\r\n0\r\n\r\n"))
+    }
+
+    /// A trailer section is held to the head's limits (maxHeaders lines,
+    /// maxHeaderBytes of names and values): 431, the body read throws
+    /// `.badRequest`. Before, trailers were dropped uncounted and the body
+    /// read completed, however long the section.
+    func testTrailerSectionOverTheHeadLimits() async throws {
+        let lines = String(repeating: "a: b\r\n", count: 101)
+        try await assertBadChunkedBody("101 trailer lines",
+                                       Self.bytes("1\r\nx\r\n0\r\n\(lines)\r\n"), status: 431)
+        let value = String(repeating: "v", count: 16 * 1024)
+        try await assertBadChunkedBody("a 16 KiB trailer value",
+                                       Self.bytes("1\r\nx\r\n0\r\nX-Pad: \(value)\r\n\r\n"), status: 431)
     }
 
     // MARK: - Versions and foreign protocols
