@@ -621,19 +621,39 @@ bad:
  * as the next request: request smuggling - and obs-fold, empty names and
  * control bytes in trailer fields. The bytes llhttp consumes in the body
  * phase outside the body spans it reports are exactly these lines; they get
- * the head's byte classes here, the state carried across reads. */
-static bool check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
+ * the head's byte classes here, the state carried across reads.
+ *
+ * They are also counted: no more than max_header_bytes of them in a row
+ * without a body byte (frame_run; the caller resets it at a body span).
+ * That bounds a trailer section on the wire - names, values, the OWS
+ * llhttp skips without reporting it, line ends - and any other run of
+ * framing llhttp would read on without end (leading zeros of a chunk
+ * size). Each chunk's own framing is a size line (its extensions held to
+ * max_chunk_ext_bytes) and a CRLF, far below it.
+ *
+ * Counted here, byte by byte in stream order with the other checks, and
+ * not in llhttp's span callbacks: a span is reported at its end or at the
+ * end of a read, and not at all when llhttp refuses a byte inside it, so a
+ * count there would give 431 or 400 depending on how the bytes were split.
+ * Returns FRAME_OK, FRAME_BAD (400) or FRAME_LONG (431), for the first
+ * byte at fault. */
+enum { FRAME_OK = 0, FRAME_BAD = -1, FRAME_LONG = -2 };
+
+static int check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
   const unsigned char *s = (const unsigned char *)data;
   int last = c->frame_last;
   bool line_start = c->frame_line_start;
+  size_t max = c->loop->server->config.max_header_bytes;
+  size_t room = max == 0 ? SIZE_MAX : max > c->frame_run ? max - c->frame_run : 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char ch = s[i];
     int cls = head_class[ch];
+    if (i == room) return FRAME_LONG;
     if (cls == HC_LF) {
-      if (last != '\r') return false;
+      if (last != '\r') return FRAME_BAD;
       line_start = true;
     } else if (last == '\r' || cls == HC_BAD || (line_start && cls == HC_LEAD)) {
-      return false; /* bare CR, control byte, obs-fold, empty name */
+      return FRAME_BAD; /* bare CR, control byte, obs-fold, empty name */
     } else if (cls != HC_CR) {
       line_start = false;
     }
@@ -641,7 +661,8 @@ static bool check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
   }
   c->frame_last = (uint8_t)last;
   c->frame_line_start = line_start;
-  return true;
+  c->frame_run += len;
+  return FRAME_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -855,18 +876,28 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
       c->ext_at = NULL;
       c->frame_last = '\n';
       c->frame_line_start = true;
-      c->trailer_bytes = 0;
+      c->frame_run = 0;
       c->trailer_lines = 0;
     }
   } else {
     /* At most one body span per call (on_body pauses); the rest is
-     * framing. */
-    const char *bend = c->body_len ? c->body_at + c->body_len : data;
-    bool ok = c->body_len ? check_frame_bytes(c, data, (size_t)(c->body_at - data)) &&
-                                check_frame_bytes(c, bend, (size_t)(data + off - bend))
-                          : check_frame_bytes(c, data, off);
-    if (!ok) {
-      /* Nothing parsed in this call may be acted on. */
+     * framing. A body byte ends a run of framing. */
+    int fr;
+    if (c->body_len) {
+      fr = check_frame_bytes(c, data, (size_t)(c->body_at - data));
+      const char *bend = c->body_at + c->body_len;
+      c->frame_run = 0;
+      if (fr == FRAME_OK) fr = check_frame_bytes(c, bend, (size_t)(data + off - bend));
+    } else {
+      fr = check_frame_bytes(c, data, off);
+    }
+    if (fr != FRAME_OK) {
+      /* Nothing parsed in this call may be acted on. The byte checks ran
+       * over every byte llhttp consumed, which ends where a callback
+       * stopped it (a trailer line over max_headers: 431), so what they
+       * found lies before that and replaces it, however the bytes were
+       * split. */
+      c->head_error = fr == FRAME_LONG ? 431 : 0;
       c->body_at = NULL;
       c->body_len = 0;
       c->msg_complete = false;

@@ -72,21 +72,12 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 
 /* Trailers of a chunked body (RFC 9112 7.1.2): the head went to the
  * handler already and is immutable now (other threads read it), so they
- * are dropped - but counted. A trailer section is bounded as a head is
- * (max_header_bytes of names and values, max_headers lines; 431): it is
- * not body, so max_body_bytes does not hold it, and trailer bytes are not
- * body progress, so without this a client could stream one without end
- * until body_timeout_ms, the handler waiting on the body's end. */
-static int trailer_bytes(vigil_conn_t *c, size_t len) {
-  size_t max = c->loop->server->config.max_header_bytes;
-  c->trailer_bytes += len;
-  if (max && c->trailer_bytes > max) {
-    c->head_error = 431;
-    return HPE_USER;
-  }
-  return 0;
-}
-
+ * are dropped - but bounded as a head is: their lines here (max_headers,
+ * counted at each line's colon), their bytes on the wire by the framing
+ * check (checks.c, max_header_bytes). A trailer section is not body, so
+ * max_body_bytes does not hold it, and its bytes are not body progress:
+ * unbounded, a client could stream one until body_timeout_ms, the handler
+ * waiting on the body's end. */
 static int trailer_line(vigil_conn_t *c) {
   unsigned max = c->loop->server->config.max_headers;
   if (max && ++c->trailer_lines > max) {
@@ -99,7 +90,7 @@ static int trailer_line(vigil_conn_t *c) {
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
-  if (r == NULL) return trailer_bytes(c, len);
+  if (r == NULL) return 0; /* a trailer: dropped (trailer_line) */
   if (c->in_header_value != HS_FIELD) {
     unsigned max = c->loop->server->config.max_headers;
     if (max && r->nheaders >= max) {
@@ -132,7 +123,7 @@ static int on_header_field_complete(llhttp_t *p) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
-  if (r == NULL) return trailer_bytes(c, len);
+  if (r == NULL) return 0; /* a trailer: dropped (trailer_line) */
   if (c->in_header_value != HS_VALUE || r->nheaders == 0) {
     if (c->head_error == 0) c->head_error = 400;
     return HPE_USER;

@@ -457,10 +457,7 @@ struct vigil_conn_s {
   bool rl_bad;               /* checks.c: the request line was refused */
   bool msg_begun;            /* checks.c: a message began in this parse call */
   size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
-  /* parse.c: the trailer section's field name and value bytes, and its
-   * field lines, held to max_header_bytes and max_headers. */
-  size_t trailer_bytes;
-  unsigned trailer_lines;
+  unsigned trailer_lines;     /* parse.c: trailer field lines (max_headers) */
   /* parse.c, chunked framing: the parser as it was paused at head complete
    * (restored after each extension list the core checked itself), the
    * extension scanner's state (0: llhttp parses), and the framing byte
@@ -471,6 +468,7 @@ struct vigil_conn_s {
   uint8_t ext_state;
   uint8_t frame_last;        /* previous framing byte */
   bool frame_line_start;
+  size_t frame_run;          /* checks.c: framing bytes since the last body byte */
   int in_header_value;       /* parse.c: which header part is being assembled */
   bool head_ready;           /* parse.c: a head is complete, to dispatch */
   bool msg_complete;         /* parse.c: the message ended */

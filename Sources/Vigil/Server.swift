@@ -104,8 +104,8 @@ public final class Server: Sendable {
         /// the connection; past it the connection closes.
         public var drainLimit: Int
         /// Largest request head, request line included (431 past it); a
-        /// chunked body's trailer section is held to it too (its field names
-        /// and values).
+        /// chunked body's trailer section is held to it too (its bytes on
+        /// the wire).
         public var maxHeaderBytes: Int
         /// How long in-flight requests may run on after shutdown begins,
         /// before they are cancelled with `.serverShutdown`.

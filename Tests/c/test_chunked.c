@@ -472,13 +472,14 @@ static void t_extension_limit(void) {
   }
 }
 
-/* A trailer section is held to the head's limits: its field names and
- * values to max_header_bytes (16 KiB), its lines to max_headers (100). At
- * each limit the request is served and the next one pipelined behind it
- * too; one byte or one line over gets 431 + close, the handler cancelled
- * (bad request), nothing behind it served. Whole and split. Fails before
- * the fix: trailers were dropped uncounted, the POST was answered 200 and
- * /smuggled served, however long the trailer section. */
+/* A trailer section is held to the head's limits: its bytes on the wire
+ * to max_header_bytes (16 KiB, counted from the last chunk's data: its
+ * CRLF, the "0" line, the fields, the final CRLF), its lines to
+ * max_headers (100). At each limit the request is served and the next one
+ * pipelined behind it too; one byte or one line over gets 431 + close, the
+ * handler cancelled (bad request), nothing behind it served. Whole and
+ * split. Fails before the fix: trailers were dropped uncounted, the POST
+ * was answered 200 and /smuggled served, however long the section. */
 static void t_trailer_limits(void) {
   static char raw[24 * 1024];
   for (int shape = 0; shape < 2; shape++) {
@@ -486,13 +487,16 @@ static void t_trailer_limits(void) {
       int n = snprintf(raw, sizeof raw, "%s1\r\nA\r\n0\r\n", CHUNKED_HEAD("/sink"));
       size_t tstart = (size_t)n;
       if (shape == 0) {
-        /* 16 lines of a 5-byte name and a 1019-byte value: 16384 bytes */
-        for (int i = 0; i < 16; i++) {
+        /* "\r\n0\r\n" + fields + "\r\n" = 16384 bytes: fields of 16377,
+         * in lines "X-Pad: <v>\r\n" of at most 1024 */
+        int rem = 16377 + over;
+        while (rem > 0) {
+          int line = rem > 1024 + 9 ? 1024 : rem;
           n += snprintf(raw + n, sizeof raw - (size_t)n, "X-Pad: ");
-          int vl = 1019 + (over && i == 15);
-          memset(raw + n, 'v', (size_t)vl);
-          n += vl;
+          memset(raw + n, 'v', (size_t)(line - 9));
+          n += line - 9;
           n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\n");
+          rem -= line;
         }
       } else {
         for (int i = 0; i < 100 + over; i++)
@@ -533,6 +537,63 @@ static void t_trailer_limits(void) {
                   "then a close, no /smuggled");
         if (!ok) note_outcome("drained", &o);
       }
+    }
+  }
+}
+
+/* The same answer however the bytes are split, when a trailer limit meets
+ * another error (found by review; each fails before the fix one way):
+ *   - an empty name (400) before the line over max_headers (431): 400;
+ *   - a name longer than max_header_bytes ending in a byte llhttp refuses:
+ *     431 (the limit comes first in the stream), also when llhttp stops
+ *     at the refused byte in the same read and reports no span;
+ *   - OWS after a colon without end (llhttp skips it without a span): 431.
+ * Each whole, then cut at several points. */
+static void t_trailer_limit_order(void) {
+  static char raw[40 * 1024];
+  static const struct {
+    const char *name;
+    int status;
+  } shapes[] = {
+      {"empty name, then 100 lines", 400},
+      {"17000-byte name, then CR", 431},
+      {"20000 bytes of OWS after a colon", 431},
+  };
+  for (int k = 0; k < 3; k++) {
+    int n = snprintf(raw, sizeof raw, "%s1\r\nA\r\n0\r\n", CHUNKED_HEAD("/sink"));
+    size_t tstart = (size_t)n;
+    if (k == 0) {
+      n += snprintf(raw + n, sizeof raw - (size_t)n, ":x\r\n");
+      for (int i = 0; i < 100; i++) n += snprintf(raw + n, sizeof raw - (size_t)n, "a:b\r\n");
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\n");
+    } else if (k == 1) {
+      memset(raw + n, 'X', 17000);
+      n += 17000;
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\n\r\n");
+    } else {
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "X:");
+      memset(raw + n, ' ', 20000);
+      n += 20000;
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "v\r\n\r\n");
+    }
+    n += snprintf(raw + n, sizeof raw - (size_t)n, "%s", SMUGGLED);
+    size_t span = (size_t)n - strlen(SMUGGLED) - tstart;
+    size_t cuts[3] = {tstart + 3, tstart + span / 2, tstart + span - 3};
+    for (int v = 0; v < 4; v++) {
+      outcome_t o;
+      size_t *cp = v == 0 ? NULL : v == 3 ? cuts : &cuts[v - 1];
+      int nc = v == 0 ? 0 : v == 3 ? 3 : 1;
+      REQUIRE(exchange(raw, (size_t)n, cp, nc, 1, &o) == 0, "connect");
+      static const char *const first[] = {"/sink", NULL};
+      int ok = o.nresp == 1 && o.status[0] == shapes[k].status && o.close_hdr[0] && o.closed &&
+               targets_are(&o, first) &&
+               atomic_load(&logs[o.first_log].done_reason) == VIGIL_REASON_BAD_REQUEST;
+      char how[128];
+      snprintf(how, sizeof how, "%s, %s", shapes[k].name,
+               v == 0 ? "one write" : v == 3 ? "cut at three points" : "cut at one point");
+      CHECK(ok, "trailers (%s): expected one %d + close, handler cancelled, no /smuggled", how,
+            shapes[k].status);
+      if (!ok) note_outcome(how, &o);
     }
   }
 }
@@ -752,6 +813,7 @@ int main(void) {
   RUN(t_bad_extensions, "extensions: malformed -> 400 + close");
   RUN(t_extension_limit, "extensions: max_chunk_ext_bytes counts all pairs across reads");
   RUN(t_trailer_limits, "trailers: max_header_bytes and max_headers hold the trailer section (431)");
+  RUN(t_trailer_limit_order, "trailers: a limit and another error give one answer however split");
   RUN(t_extensions_pipelined, "extensions: several pairs on every size line, a request pipelined behind");
   for (lead_i = 0; lead_i < (int)(sizeof leads / sizeof leads[0]); lead_i++) {
     snprintf(names[ni], sizeof names[0], "empty lines: %s, whole or split", leads[lead_i].name);
