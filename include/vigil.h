@@ -238,8 +238,9 @@ typedef struct vigil_config_s {
   size_t drain_limit;
   /* Header block bytes (request line included) before 431 (16 KiB). A
    * chunked body's trailer section is held to it too (its bytes on the wire,
-   * as is any run of chunk framing without a body byte), and its lines to
-   * max_headers: past either, 431 + close. */
+   * as is any run of chunk framing without a body byte; never below
+   * max_chunk_ext_bytes + 256), and its lines to max_headers: past either,
+   * 431 + close. */
   size_t max_header_bytes;
   /* Bytes of a chunk-size line's extensions (everything from the first ';'
    * to the CRLF) before 400 (1 KiB). */

@@ -629,7 +629,9 @@ bad:
  * llhttp skips without reporting it, line ends - and any other run of
  * framing llhttp would read on without end (leading zeros of a chunk
  * size). Each chunk's own framing is a size line (its extensions held to
- * max_chunk_ext_bytes) and a CRLF, far below it.
+ * max_chunk_ext_bytes) and a CRLF: the run's limit is never below
+ * max_chunk_ext_bytes + 256, so extensions the extension limit lets
+ * through are not refused by this one when max_header_bytes is small.
  *
  * Counted here, byte by byte in stream order with the other checks, and
  * not in llhttp's span callbacks: a span is reported at its end or at the
@@ -643,8 +645,10 @@ static int check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
   const unsigned char *s = (const unsigned char *)data;
   int last = c->frame_last;
   bool line_start = c->frame_line_start;
-  size_t max = c->loop->server->config.max_header_bytes;
-  size_t room = max == 0 ? SIZE_MAX : max > c->frame_run ? max - c->frame_run : 0;
+  const vigil_config_t *cfg = &c->loop->server->config;
+  size_t max = cfg->max_header_bytes;
+  if (max < cfg->max_chunk_ext_bytes + 256) max = cfg->max_chunk_ext_bytes + 256;
+  size_t room = max > c->frame_run ? max - c->frame_run : 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char ch = s[i];
     int cls = head_class[ch];

@@ -388,7 +388,7 @@ final class MalformedInputTests: XCTestCase {
     }
 
     /// A trailer section is held to the head's limits (maxHeaders lines,
-    /// maxHeaderBytes of names and values): 431, the body read throws
+    /// maxHeaderBytes of bytes on the wire): 431, the body read throws
     /// `.badRequest`. Before, trailers were dropped uncounted and the body
     /// read completed, however long the section.
     func testTrailerSectionOverTheHeadLimits() async throws {

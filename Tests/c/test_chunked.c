@@ -777,6 +777,50 @@ static void t_span_limit_before_error(void) {
   }
 }
 
+/* A server with the smallest max_header_bytes (256) still takes a chunk
+ * whose extensions are within max_chunk_ext_bytes (1 KiB): the framing
+ * run's limit is never below that limit + 256 (found by review: 431). And
+ * a run over that (leading zeros of a chunk size) gets 431. */
+static void t_small_head_limit_extensions(void) {
+  vigil_config_t cfg;
+  vigil_config_init(&cfg);
+  cfg.on_request = on_request;
+  cfg.on_body = on_body;
+  cfg.on_request_done = on_done;
+  cfg.max_header_bytes = 256;
+  vigil_server_t *small;
+  int small_port = tc_server_start(&small, &cfg);
+  REQUIRE(small_port > 0, "server start");
+  int saved = port;
+  port = small_port;
+  static char raw[4096];
+  for (int k = 0; k < 2; k++) {
+    int n = snprintf(raw, sizeof raw, "%s", CHUNKED_HEAD("/sink"));
+    if (k == 0) {
+      /* ";a=" and 1020 bytes of value: 1024 extension bytes */
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "5;a=");
+      memset(raw + n, 'b', 1020);
+      n += 1020;
+    } else {
+      /* 1400 leading zeros: a run over 1024 + 256 */
+      memset(raw + n, '0', 1400);
+      n += 1400;
+      n += snprintf(raw + n, sizeof raw - (size_t)n, "5");
+    }
+    n += snprintf(raw + n, sizeof raw - (size_t)n, "\r\nhello\r\n0\r\n\r\n");
+    outcome_t o;
+    REQUIRE(exchange(raw, (size_t)n, NULL, 0, 1, &o) == 0, "connect");
+    int ok = k == 0 ? (o.nresp == 1 && o.status[0] == 200 && strcmp(o.body[0], "5:hello") == 0 &&
+                       !o.closed)
+                    : (o.nresp == 1 && o.status[0] == 431 && o.closed);
+    CHECK(ok, "%s: expected %s", k ? "1400 leading zeros" : "1 KiB of extensions",
+          k ? "431 + close" : "200 '5:hello', connection kept");
+    if (!ok) note_outcome(k ? "zeros" : "extensions", &o);
+  }
+  port = saved;
+  vigil_server_free(small);
+}
+
 static void t_stats(void) {
   CHECK(tc_stats_settled(server, 3000), "stats did not settle");
 }
@@ -814,6 +858,7 @@ int main(void) {
   RUN(t_extension_limit, "extensions: max_chunk_ext_bytes counts all pairs across reads");
   RUN(t_trailer_limits, "trailers: max_header_bytes and max_headers hold the trailer section (431)");
   RUN(t_trailer_limit_order, "trailers: a limit and another error give one answer however split");
+  RUN(t_small_head_limit_extensions, "framing runs: max_header_bytes 256 takes 1 KiB of extensions");
   RUN(t_extensions_pipelined, "extensions: several pairs on every size line, a request pipelined behind");
   for (lead_i = 0; lead_i < (int)(sizeof leads / sizeof leads[0]); lead_i++) {
     snprintf(names[ni], sizeof names[0], "empty lines: %s, whole or split", leads[lead_i].name);
