@@ -28,7 +28,7 @@
  *   trailers     POST /echo, chunked, one byte of body and the last chunk,
  *                then trailer lines without end, as fast as possible: not
  *                body, so the body limit does not end it; ends by the
- *                trailer limits (100 lines, 431)
+ *                trailer limit (16 KiB on the wire, 431)
  *   paused       GET /wait with a Content-Length body larger than the read
  *                buffer limit (64 KiB): every connection paused by
  *                backpressure; the server's CPU while nothing happens, then
@@ -981,7 +981,7 @@ static int shape_onebyte(int conns, int mode) {
   r.end_ok = cnt == opened && opened > 0;
   snprintf(r.ended, sizeof r.ended, "%d/%d closed by server, last @%.2fs (%s; %s)", cnt,
            opened, last, st,
-           trailers ? "trailer limit, 100 lines"
+           trailers ? "trailer limit, 16 KiB"
            : echo   ? "max body 8 MiB"
                     : "unread body, drain limit 256 KiB");
   hc_close_all(cs, conns);

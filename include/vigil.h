@@ -237,10 +237,9 @@ typedef struct vigil_config_s {
    * included. */
   size_t drain_limit;
   /* Header block bytes (request line included) before 431 (16 KiB). A
-   * chunked body's trailer section is held to it too (its bytes on the wire,
-   * as is any run of chunk framing without a body byte; never below
-   * max_chunk_ext_bytes + 256), and its lines to max_headers: past either,
-   * 431 + close. */
+   * chunked body's trailer section is held to it too, on the wire, as is
+   * any run of chunk framing without a body byte (never below
+   * max_chunk_ext_bytes + 256): past it, 431 + close. */
   size_t max_header_bytes;
   /* Bytes of a chunk-size line's extensions (everything from the first ';'
    * to the CRLF) before 400 (1 KiB). */
@@ -254,7 +253,7 @@ typedef struct vigil_config_s {
   vigil_conn_state_cb on_conn_state; /* optional */
 
   /* Limits. 0 turns one off. */
-  unsigned max_headers;          /* header (and trailer) lines before 431 (100) */
+  unsigned max_headers;          /* header lines before 431 (100) */
   size_t max_target_bytes;       /* request-target bytes before 414 (8 KiB) */
   /* Request body bytes (8 MiB), the default of each request's body limit
    * (vigil_request_set_body_limit), checked when the body is read, not

@@ -628,7 +628,11 @@ bad:
  * That bounds a trailer section on the wire - names, values, the OWS
  * llhttp skips without reporting it, line ends - and any other run of
  * framing llhttp would read on without end (leading zeros of a chunk
- * size). Each chunk's own framing is a size line (its extensions held to
+ * size). A trailer section is not body, so max_body_bytes does not hold
+ * it, and its bytes are not body progress: unbounded, a client could
+ * stream one until body_timeout_ms, the handler waiting on the body's end.
+ * Its lines are not limited on their own (max_headers): trailers are
+ * dropped, a line costs nothing a byte does not. Each chunk's own framing is a size line (its extensions held to
  * max_chunk_ext_bytes) and a CRLF: the run's limit is never below
  * max_chunk_ext_bytes + 256, so extensions the extension limit lets
  * through are not refused by this one when max_header_bytes is small.
@@ -649,10 +653,10 @@ static int check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
   size_t max = cfg->max_header_bytes;
   if (max < cfg->max_chunk_ext_bytes + 256) max = cfg->max_chunk_ext_bytes + 256;
   size_t room = max > c->frame_run ? max - c->frame_run : 0;
-  for (size_t i = 0; i < len; i++) {
+  size_t n = len < room ? len : room; /* a bad byte before the limit wins */
+  for (size_t i = 0; i < n; i++) {
     unsigned char ch = s[i];
     int cls = head_class[ch];
-    if (i == room) return FRAME_LONG;
     if (cls == HC_LF) {
       if (last != '\r') return FRAME_BAD;
       line_start = true;
@@ -663,6 +667,7 @@ static int check_frame_bytes(vigil_conn_t *c, const char *data, size_t len) {
     }
     last = ch;
   }
+  if (n < len) return FRAME_LONG;
   c->frame_last = (uint8_t)last;
   c->frame_line_start = line_start;
   c->frame_run += len;
@@ -881,7 +886,6 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
       c->frame_last = '\n';
       c->frame_line_start = true;
       c->frame_run = 0;
-      c->trailer_lines = 0;
     }
   } else {
     /* At most one body span per call (on_body pauses); the rest is
@@ -896,12 +900,9 @@ size_t vigil__parse(vigil_conn_t *c, const char *data, size_t len,
       fr = check_frame_bytes(c, data, off);
     }
     if (fr != FRAME_OK) {
-      /* Nothing parsed in this call may be acted on. The byte checks ran
-       * over every byte llhttp consumed, which ends where a callback
-       * stopped it (a trailer line over max_headers: 431), so what they
-       * found lies before that and replaces it, however the bytes were
-       * split. */
-      c->head_error = fr == FRAME_LONG ? 431 : 0;
+      /* Nothing parsed in this call may be acted on. No callback sets
+       * head_error in the body phase: the answer is this check's. */
+      if (fr == FRAME_LONG) c->head_error = 431;
       c->body_at = NULL;
       c->body_len = 0;
       c->msg_complete = false;

@@ -1103,8 +1103,8 @@ static bool step_body(vigil_conn_t *c) {
     return body_continue(c, err);
   }
   /* A malformed body (bad chunk size, missing CRLF, oversized chunk
-   * extension; 431: a trailer section over the head's limits): the
-   * connection cannot be trusted any more. */
+   * extension; 431: a trailer section, or any run of framing, over
+   * max_header_bytes): the connection cannot be trusted any more. */
   if (c->req && c->req->resp_state == RESP_NONE && c->phase == PHASE_BODY) {
     vigil__conn_error_response(c, vigil__parse_error_status(c), c->req->is_head);
     vigil__conn_flush(c);

@@ -70,27 +70,13 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
-/* Trailers of a chunked body (RFC 9112 7.1.2): the head went to the
- * handler already and is immutable now (other threads read it), so they
- * are dropped - but bounded as a head is: their lines here (max_headers,
- * counted at each line's colon), their bytes on the wire by the framing
- * check (checks.c, max_header_bytes). A trailer section is not body, so
- * max_body_bytes does not hold it, and its bytes are not body progress:
- * unbounded, a client could stream one until body_timeout_ms, the handler
- * waiting on the body's end. */
-static int trailer_line(vigil_conn_t *c) {
-  unsigned max = c->loop->server->config.max_headers;
-  if (max && ++c->trailer_lines > max) {
-    c->head_error = 431;
-    return HPE_USER;
-  }
-  return 0;
-}
-
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
-  if (r == NULL) return 0; /* a trailer: dropped (trailer_line) */
+  /* Trailers of a chunked body: the head went to the handler already and
+   * is immutable now (other threads read it). They are dropped, and their
+   * bytes bounded by the framing check (checks.c check_frame_bytes). */
+  if (r == NULL) return 0;
   if (c->in_header_value != HS_FIELD) {
     unsigned max = c->loop->server->config.max_headers;
     if (max && r->nheaders >= max) {
@@ -109,7 +95,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_field_complete(llhttp_t *p) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
-  if (r == NULL) return trailer_line(c);
+  if (r == NULL) return 0; /* a trailer: dropped */
   if (c->in_header_value != HS_FIELD) {
     /* An empty header name (": x"): llhttp 8.1 lets it through. */
     if (c->head_error == 0) c->head_error = 400;
@@ -123,7 +109,7 @@ static int on_header_field_complete(llhttp_t *p) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   vigil_conn_t *c = conn_of(p);
   vigil_request_t *r = c->parsing;
-  if (r == NULL) return 0; /* a trailer: dropped (trailer_line) */
+  if (r == NULL) return 0; /* a trailer: dropped */
   if (c->in_header_value != HS_VALUE || r->nheaders == 0) {
     if (c->head_error == 0) c->head_error = 400;
     return HPE_USER;

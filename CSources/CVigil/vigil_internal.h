@@ -457,7 +457,6 @@ struct vigil_conn_s {
   bool rl_bad;               /* checks.c: the request line was refused */
   bool msg_begun;            /* checks.c: a message began in this parse call */
   size_t chunk_ext_bytes;     /* parse.c: this size line's extension bytes */
-  unsigned trailer_lines;     /* parse.c: trailer field lines (max_headers) */
   /* parse.c, chunked framing: the parser as it was paused at head complete
    * (restored after each extension list the core checked itself), the
    * extension scanner's state (0: llhttp parses), and the framing byte

@@ -115,7 +115,7 @@ public final class Server: Sendable {
         public var onConnectionState: (@Sendable (UInt64, ConnectionState) -> Void)?
         /// Where handlers run.
         public var handlers: HandlerPlacement
-        /// Header lines before 431; also the lines of a trailer section.
+        /// Header lines before 431.
         public var maxHeaders: Int = 100
         /// Request-target bytes before 414.
         public var maxTargetBytes: Int = 8 * 1024
